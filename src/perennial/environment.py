@@ -1,0 +1,46 @@
+"""Process environment: offline, quiet, and every library's state inside the workspace.
+
+Called once by entry points (CLI, flows, tests) before Prefect, MLflow or transformers are imported,
+never at import time. Values the user already exported win, so a user with internet can opt back in.
+"""
+
+from __future__ import annotations
+
+import os
+
+from perennial.config import Settings
+
+OFFLINE_AND_QUIET = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "TOKENIZERS_PARALLELISM": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def configure(settings: Settings) -> None:
+    """Set environment defaults for this process and create the workspace folders."""
+    for key, value in OFFLINE_AND_QUIET.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
+    os.environ.setdefault("HF_HOME", str(settings.hf_home))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    for folder in (
+        settings.inbox,
+        settings.raw_dir,
+        settings.batches_dir,
+        settings.validation_dir,
+        settings.models_dir,
+        settings.reports_dir,
+        settings.mlflow_artifacts_dir,
+        settings.prefect_home,
+        settings.hf_home,
+    ):
+        folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,286 @@
+"""Scoring a classifier: batched prediction, per-slice metrics, and the accuracy matrix report.
+
+Metrics come from `evaluate` modules shipped inside the package (``perennial/metrics/*``) because the
+Hub copies cannot be fetched offline. Heavy libraries are imported inside functions so that importing
+this module (e.g. from the CLI) stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    import evaluate
+    from perennial.config import Settings
+
+METRICS_DIR = Path(__file__).parent / "metrics"
+METRIC_COLUMNS = ["accuracy", "macro_f1"]
+_MISSING = "—"
+
+# Metric objects are cached per process and keep state between add_batch() and compute(),
+# so concurrent callers (threaded Prefect tasks) must take turns.
+_SCORE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def load_metrics() -> dict[str, evaluate.EvaluationModule]:
+    """The shipped accuracy and F1 metrics, loaded once per process."""
+    import evaluate
+
+    metrics = {}
+    for name in ("accuracy", "f1"):
+        path = METRICS_DIR / name
+        if not (path / f"{name}.py").is_file():
+            raise FileNotFoundError(f"metric script missing from the package: {path / f'{name}.py'}")
+        # keep_in_memory: no Arrow cache files or file locks on disk for a few thousand integers.
+        metrics[name] = evaluate.load(str(path), keep_in_memory=True)
+    return metrics
+
+
+def score(predictions: Sequence[int], references: Sequence[int]) -> dict[str, float]:
+    """Accuracy and macro-averaged F1 of predicted against reference class ids."""
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"predictions and references differ in length: {len(predictions)} != {len(references)}"
+        )
+    if len(predictions) == 0:
+        raise ValueError("cannot score an empty set of predictions: accuracy and F1 are undefined")
+    preds = [int(p) for p in predictions]
+    refs = [int(r) for r in references]
+    metrics = load_metrics()
+    with _SCORE_LOCK:
+        accuracy = metrics["accuracy"].compute(predictions=preds, references=refs)["accuracy"]
+        # average passed to F1 alone: evaluate.combine would forward it to accuracy as well.
+        f1 = metrics["f1"].compute(predictions=preds, references=refs, average="macro")["f1"]
+    return {"accuracy": float(accuracy), "macro_f1": float(f1)}
+
+
+def resolve_device(setting: str) -> torch.device:
+    """Turn the ``device`` setting into a torch device; "auto" picks CUDA when there is one."""
+    import torch
+
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(setting)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {setting!r} requested but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def _model_device(model: Any) -> torch.device:
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def predict(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    device: torch.device | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class ids ``[n]`` and class probabilities ``[n, k]``, in the order of ``texts``."""
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    texts = list(texts)
+    n = len(texts)
+    num_labels = int(model.config.num_labels)
+    if n == 0:
+        return np.empty(0, dtype=np.int64), np.empty((0, num_labels), dtype=np.float32)
+
+    if device is None:
+        device = _model_device(model)
+    elif _model_device(model) != device:
+        model.to(device)
+    model.eval()
+
+    # Similar lengths share a batch, so per-batch padding stays short. Longest first: a batch that
+    # does not fit in memory fails at once rather than at the end. Characters are a cheap proxy for tokens.
+    order = sorted(range(n), key=lambda i: len(texts[i]), reverse=True)
+    probs = np.empty((n, num_labels), dtype=np.float32)
+
+    # A bar only helps for runs long enough to watch, and only on a terminal (not in logs).
+    show_bar = n >= 2 * batch_size and sys.stderr.isatty()
+    starts = range(0, n, batch_size)
+    if show_bar:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+
+    with torch.inference_mode():
+        for start in starts:
+            idx = order[start : start + batch_size]
+            encoded = tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(device)
+            logits = model(**encoded).logits
+            # Softmax in float32 so half-precision models still give probabilities that sum to 1.
+            probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    return probs.argmax(axis=1).astype(np.int64), probs
+
+
+def evaluate_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    slices: Mapping[str, pd.DataFrame],
+    label2id: Mapping[str, int],
+    settings: Settings,
+) -> dict[str, dict[str, float]]:
+    """Accuracy, macro F1 and row count on each named slice (frames with ``text`` and ``label``)."""
+    device = resolve_device(settings.device)
+    results: dict[str, dict[str, float]] = {}
+    for name, frame in slices.items():
+        missing = {"text", "label"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"slice {name!r} lacks column(s) {sorted(missing)}")
+        if frame.empty:
+            raise ValueError(f"slice {name!r} is empty; there is nothing to evaluate")
+        unknown = sorted(set(frame["label"]) - set(label2id))
+        if unknown:
+            raise ValueError(f"slice {name!r} has labels the model does not know: {unknown}")
+        references = [label2id[label] for label in frame["label"]]
+        predictions, _ = predict(
+            model,
+            tokenizer,
+            frame["text"].tolist(),
+            batch_size=settings.eval_batch_size,
+            max_length=settings.max_length,
+            device=device,
+        )
+        results[name] = {**score(predictions, references), "n": len(frame)}
+    return results
+
+
+def load_model_dir(
+    path: str | Path, device: torch.device | str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A saved classifier and its tokenizer, in eval mode on ``device``."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder not found: {path}")
+    # Model folders come from our own training runs; never execute code shipped alongside them.
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def metrics_table(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> pd.DataFrame:
+    """Long table, one row per (model, slice), with columns model, slice, accuracy, macro_f1, n."""
+    rows = [
+        {
+            "model": model_name,
+            "slice": slice_name,
+            "accuracy": metrics.get("accuracy", math.nan),
+            "macro_f1": metrics.get("macro_f1", math.nan),
+            "n": metrics.get("n"),
+        }
+        for model_name, per_slice in results.items()
+        for slice_name, metrics in per_slice.items()
+    ]
+    table = pd.DataFrame(rows, columns=["model", "slice", *METRIC_COLUMNS, "n"])
+    table[METRIC_COLUMNS] = table[METRIC_COLUMNS].astype(float)
+    table["n"] = table["n"].astype("Int64")  # nullable: a result may lack a row count
+    return table
+
+
+def accuracy_matrix(rows: Sequence[tuple[str, Mapping[str, float]]], columns: Sequence[str]) -> pd.DataFrame:
+    """Models (rows) by test slices (columns) of accuracy; NaN where a model was not scored on a slice."""
+    columns = list(columns)
+    data = [[float(values.get(column, math.nan)) for column in columns] for _, values in rows]
+    matrix = pd.DataFrame(
+        data,
+        index=pd.Index([label for label, _ in rows], name="model"),
+        columns=pd.Index(columns, name="test slice"),
+        dtype=float,
+    )
+    return matrix
+
+
+def plot_accuracy_matrix(matrix: pd.DataFrame, path: Path, title: str) -> Path:
+    """Save the matrix as an annotated heatmap PNG (readable in grayscale) and return its path."""
+    # The object-oriented Figure API renders with Agg without touching pyplot's global backend or
+    # figure registry, so this is safe headless, in threads, and in a process that has a GUI.
+    from matplotlib.figure import Figure
+
+    if matrix.empty:
+        raise ValueError("cannot plot an empty accuracy matrix")
+    values = matrix.to_numpy(dtype=float)
+    n_rows, n_cols = values.shape
+
+    width = min(4.0 + 1.1 * n_cols, 24.0)
+    height = min(2.0 + 0.55 * n_rows, 20.0)
+    fig = Figure(figsize=(width, height), dpi=120)
+    ax = fig.add_subplot()
+
+    # viridis gets lighter monotonically, so the order of values survives grayscale printing.
+    masked = np.ma.masked_invalid(values)
+    cmap = _colormap("viridis", bad="#dddddd")
+    image = ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+
+    for r in range(n_rows):
+        for c in range(n_cols):
+            value = values[r, c]
+            if math.isnan(value):
+                text, colour = _MISSING, "black"
+            else:
+                # Text colour from the cell's luminance, so every label keeps its contrast.
+                red, green, blue, _ = cmap(value)
+                light = 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.45
+                text, colour = f"{value:.2f}", "black" if light else "white"
+            ax.text(c, r, text, ha="center", va="center", color=colour, fontsize=9)
+
+    ax.set_xticks(range(n_cols), labels=[str(c) for c in matrix.columns], rotation=30, ha="right")
+    ax.set_yticks(range(n_rows), labels=[str(i) for i in matrix.index])
+    ax.set_xlabel("test slice")
+    ax.set_ylabel("model")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    fig.tight_layout()
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _colormap(name: str, bad: str) -> Any:
+    import matplotlib
+
+    # with_extremes returns a copy, so the registered colormap stays untouched for everyone else.
+    return matplotlib.colormaps[name].with_extremes(bad=bad)
+
+
+def format_matrix(matrix: pd.DataFrame) -> str:
+    """The matrix as a plain-text table: three decimals, '—' where a value is missing."""
+    if matrix.empty:
+        return "(no results)"
+    return matrix.to_string(float_format=lambda v: f"{v:.3f}", na_rep=_MISSING)

@@ -1,0 +1,72 @@
+"""What `perennial status` shows: the champion, its metrics, every batch and every decision."""
+
+from __future__ import annotations
+
+from perennial.config import Settings
+
+
+def gather_status(settings: Settings) -> dict:
+    from dataclasses import asdict
+
+    from perennial import registry
+    from perennial.cycle import ledger_for, slice_names
+
+    ledger = ledger_for(settings)
+    names = slice_names(settings)
+    champ = registry.champion(settings)
+    cycles = ledger.cycles()
+    champion_metrics = {}
+    if champ is not None:
+        for c in reversed(cycles):
+            if c.challenger_version == champ.version:
+                champion_metrics = {names.get(k, k): v for k, v in c.metrics["challenger"].items()}
+                break
+    return {
+        "workspace": str(settings.root),
+        "registered_model": settings.registered_model_name,
+        "champion": {"version": champ.version, "run_id": champ.run_id} if champ else None,
+        "champion_metrics": champion_metrics,
+        "label_set": settings.labels or ledger.label_set(),
+        "batches": [asdict(b) for b in ledger.batches()],
+        "cycles": [
+            {
+                "batch": names.get(c.batch_id, c.batch_id),
+                "version": c.challenger_version,
+                "compared_with": c.champion_version,
+                "decision": c.decision,
+                "reasons": c.reasons,
+                "finished_at": c.finished_at,
+            }
+            for c in cycles
+        ],
+    }
+
+
+def format_status(status: dict) -> str:
+    lines = [f"workspace: {status['workspace']}", f"model:     {status['registered_model']}"]
+    champ = status["champion"]
+    lines.append(
+        f"champion:  v{champ['version']} (run {champ['run_id']})" if champ else "champion:  none yet"
+    )
+    if status["label_set"]:
+        lines.append(f"labels:    {', '.join(status['label_set'])}")
+    if status["champion_metrics"]:
+        lines.append("\nchampion metrics per test slice:")
+        for name, m in status["champion_metrics"].items():
+            lines.append(
+                f"  {name:<24} accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  n={m['n']}"
+            )
+    lines.append(f"\nbatches ({len(status['batches'])}):")
+    for b in status["batches"]:
+        version = f"v{b['model_version']}" if b["model_version"] else "-"
+        lines.append(
+            f"  {b['batch_id']}  {b['source']:<24} {b['rows'] or 0:>6} rows  {b['status']:<14} {version:<5}"
+        )
+        if b["reason"]:
+            lines.append(f"      {b['reason']}")
+    if status["cycles"]:
+        lines.append("\ndecisions:")
+        for c in status["cycles"]:
+            against = f"v{c['compared_with']}" if c["compared_with"] else "no champion"
+            lines.append(f"  v{c['version']} on {c['batch']} vs {against}: {c['decision']}")
+    return "\n".join(lines)

@@ -1,0 +1,308 @@
+"""Data-quality gate for incoming batches, as a Great Expectations (1.x) suite built in code.
+
+``validate`` runs the suite on a pandas frame in a throwaway in-memory GX context and turns the
+result into a ``ValidationReport`` whose ``reason`` says in plain words what was wrong, how many
+rows, and a few examples. Great Expectations is imported lazily: it takes seconds to import and
+most users of this module (the CLI, the API) only need it when a batch actually arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perennial.config import Settings
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    import pandas as pd
+
+REQUIRED_COLUMNS = ("text", "label")
+
+SUITE_NAME = "perennial-batch"
+_EXAMPLES = 3  # examples quoted per failure
+_EXAMPLE_CHARS = 40  # long texts are cut to this many characters in messages
+
+# Keys stored in each expectation's ``meta["check"]``: they survive into the validation result,
+# which is how a result is mapped back to its plain-words message (GX reorders the results, and
+# two checks can share one expectation type, e.g. the two length bounds).
+_NULL_TEXT = "null_text"
+_BLANK_TEXT = "blank_text"
+_SHORT_TEXT = "short_text"
+_LONG_TEXT = "long_text"
+_DUPLICATES = "duplicate_text"
+_NULL_LABEL = "null_label"
+_LABEL_SET = "label_set"
+_ROW_COUNT = "row_count"
+_ORDER = (_ROW_COUNT, _NULL_TEXT, _BLANK_TEXT, _SHORT_TEXT, _LONG_TEXT, _DUPLICATES, _NULL_LABEL, _LABEL_SET)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Outcome of validating one batch."""
+
+    success: bool
+    reason: str  # "" on success, else one line naming every failed check
+    failures: list[str] = field(default_factory=list)  # one line per failed check
+    result: dict = field(default_factory=dict)  # GX validation result, JSON-serialisable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "reason": self.reason,
+            "failures": list(self.failures),
+            "result": self.result,
+        }
+
+    def save(self, path: Path) -> Path:
+        """Write the report as JSON, atomically so a reader never sees half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                # default=str: a stray non-JSON value must not lose the whole report
+                json.dump(self.to_dict(), fh, indent=2, ensure_ascii=False, default=str)
+                fh.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def _import_gx() -> Any:
+    """Import GX quietly, once. Kept out of module scope because the import costs seconds."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline machine: never phone home
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:  # respect a level the application chose itself
+        gx_logger.setLevel(logging.ERROR)
+    import great_expectations as gx
+
+    return gx
+
+
+def _expectations(settings: Settings, label_set: list[str] | None, *, columns: bool = True) -> list[Any]:
+    """The suite's expectations, table-level first; ``columns=False`` leaves out column checks."""
+    gx = _import_gx()
+    E = gx.expectations
+    out: list[Any] = [
+        E.ExpectTableRowCountToBeBetween(min_value=settings.min_rows, meta={"check": _ROW_COUNT})
+    ]
+    if not columns:
+        return out
+    out += [
+        E.ExpectColumnValuesToNotBeNull(column="text", meta={"check": _NULL_TEXT}),
+        E.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$", meta={"check": _BLANK_TEXT}),
+        E.ExpectColumnValueLengthsToBeBetween(
+            column="text", min_value=settings.min_text_chars, meta={"check": _SHORT_TEXT}
+        ),
+        E.ExpectColumnValueLengthsToBeBetween(
+            column="text", max_value=settings.max_text_chars, meta={"check": _LONG_TEXT}
+        ),
+        E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column="text",
+            # rounded so e.g. 1 - 0.15 does not land a hair above 17/20 and fail a batch on the edge
+            min_value=round(1.0 - settings.max_duplicate_fraction, 9),
+            meta={"check": _DUPLICATES},
+        ),
+        E.ExpectColumnValuesToNotBeNull(column="label", meta={"check": _NULL_LABEL}),
+    ]
+    if label_set is not None:
+        out.append(
+            E.ExpectColumnValuesToBeInSet(
+                column="label", value_set=[str(v) for v in label_set], meta={"check": _LABEL_SET}
+            )
+        )
+    return out
+
+
+def _make_suite(expectations: Iterable[Any]) -> gx.ExpectationSuite:
+    gx = _import_gx()
+    expectations = list(expectations)
+    # Passed to the constructor, not add_expectation(): in GX 1.x add_expectation() looks up the
+    # "current" data context and raises DataContextRequiredError when none has been created yet.
+    suite = gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)
+    if len(suite.expectations) != len(expectations):  # the constructor logs and drops bad ones
+        raise ValueError("invalid expectation in the perennial batch suite")
+    return suite
+
+
+def build_suite(settings: Settings, label_set: list[str] | None) -> gx.ExpectationSuite:
+    """The full expectation suite for a batch with ``text`` and ``label`` columns."""
+    return _make_suite(_expectations(settings, label_set))
+
+
+def _run_suite(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> Any:
+    """Validate ``frame`` in a fresh in-memory context (~0.05 s), so no state leaks between calls."""
+    gx = _import_gx()
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        # no temp data-docs site: nothing is written to disk
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    asset = context.data_sources.add_pandas("perennial").add_dataframe_asset("batch")
+    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
+        batch_parameters={"dataframe": frame}
+    )
+    # SUMMARY: counts plus up to 20 example values, enough for messages and small to store
+    return batch.validate(suite, result_format="SUMMARY")
+
+
+def _as_str(series: pd.Series) -> pd.Series:
+    """Non-null values as ``str`` (object dtype), nulls left null: GX's string checks need strings."""
+    out = series.astype(object)
+    mask = out.notna()
+    out[mask] = out[mask].map(str)
+    return out
+
+
+def _prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    data = frame.copy()
+    # A default index keeps GX's row bookkeeping simple whatever the caller's index was.
+    data = data.reset_index(drop=True)
+    for column in REQUIRED_COLUMNS:
+        data[column] = _as_str(data[column])
+    return data
+
+
+def _quote(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "null"
+    text = str(value)
+    if len(text) > _EXAMPLE_CHARS:
+        text = text[:_EXAMPLE_CHARS] + "..."
+    return repr(text)  # repr keeps the message on one line (escapes newlines) and shows blanks
+
+
+def _examples(values: Iterable[Any], describe: Callable[[Any], str] = _quote) -> str:
+    seen: list[Any] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+        if len(seen) == _EXAMPLES:
+            break
+    return ", e.g. " + ", ".join(describe(v) for v in seen) if seen else ""
+
+
+def _with_length(value: Any) -> str:
+    return f"{_quote(value)} ({len(str(value))} chars)"
+
+
+def _rows(res: dict, total: int) -> str:
+    count = res.get("unexpected_count")
+    return f"{count} of {total} rows" if count is not None else "some rows"
+
+
+def _duplicates_line(data: pd.DataFrame, observed: Any, settings: Settings) -> str | None:
+    texts = data["text"].dropna()
+    if texts.empty:
+        return None  # no texts at all: the row-count / null-text checks already say so
+    counts = texts.value_counts()
+    repeated = counts[counts > 1]
+    extra = int((repeated - 1).sum())  # rows that repeat an earlier row
+    shown = ", ".join(f"{_quote(t)} x{n}" for t, n in repeated.head(_EXAMPLES).items())
+    unique = f"{observed:.0%}" if isinstance(observed, int | float) else "unknown"
+    return (
+        f"too many duplicate texts: {extra} of {len(texts)} texts repeat an earlier one "
+        f"(unique share {unique}, need at least {1 - settings.max_duplicate_fraction:.0%})"
+        + (f", e.g. {shown}" if shown else "")
+    )
+
+
+def _failure_line(
+    check: str, res: dict, data: pd.DataFrame, settings: Settings, label_set: list[str] | None
+) -> str | None:
+    """One plain-words line for a failed check, or None when another check already covers it."""
+    total = len(data)
+    examples = res.get("partial_unexpected_list") or []
+    if check == _ROW_COUNT:
+        return f"too few rows: {res.get('observed_value', total)} (need at least {settings.min_rows})"
+    if check == _NULL_TEXT:
+        return f"text is null: {_rows(res, total)}"
+    if check == _BLANK_TEXT:
+        return f"text is blank or whitespace only: {_rows(res, total)}{_examples(examples)}"
+    if check == _SHORT_TEXT:
+        return (
+            f"text shorter than {settings.min_text_chars} characters: {_rows(res, total)}"
+            f"{_examples(examples, _with_length)}"
+        )
+    if check == _LONG_TEXT:
+        return (
+            f"text longer than {settings.max_text_chars} characters: {_rows(res, total)}"
+            f"{_examples(examples, _with_length)}"
+        )
+    if check == _DUPLICATES:
+        return _duplicates_line(data, res.get("observed_value"), settings)
+    if check == _NULL_LABEL:
+        return f"label is null: {_rows(res, total)}"
+    if check == _LABEL_SET:
+        allowed = [str(v) for v in label_set or []]
+        return f"label outside the label set {allowed}: {_rows(res, total)}{_examples(examples)}"
+    return f"{check} failed: {_rows(res, total)}{_examples(examples)}"
+
+
+def _failures(
+    result_dict: dict, data: pd.DataFrame, settings: Settings, label_set: list[str] | None
+) -> list[str]:
+    lines: list[tuple[int, str]] = []
+    for item in result_dict.get("results", []):
+        if item.get("success"):
+            continue
+        config = item.get("expectation_config") or {}
+        check = (config.get("meta") or {}).get("check") or config.get("type", "expectation")
+        exception = item.get("exception_info") or {}
+        if exception.get("raised_exception"):
+            # GX reports errors inside an expectation as a failed result rather than raising
+            message = str(exception.get("exception_message") or "error").splitlines()[0]
+            line = f"check {check} could not run: {message}"
+        else:
+            line = _failure_line(check, item.get("result") or {}, data, settings, label_set)
+        if line is None:
+            continue
+        lines.append((_ORDER.index(check) if check in _ORDER else len(_ORDER), line))
+    return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
+
+
+def _report(failures: list[str], result: dict) -> ValidationReport:
+    return ValidationReport(
+        success=not failures,
+        reason="; ".join(failures),
+        failures=failures,
+        result=result,
+    )
+
+
+def validate(frame: pd.DataFrame, settings: Settings, label_set: list[str] | None) -> ValidationReport:
+    """Run the batch suite on ``frame`` and explain any failure in one line."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        # Column expectations on absent columns only produce GX errors; check the table alone.
+        found = ", ".join(str(c) for c in frame.columns) or "no columns"
+        first = f"missing required column(s): {', '.join(missing)} (found: {found})"
+        data = frame.reset_index(drop=True)
+        result = _run_suite(data, _make_suite(_expectations(settings, label_set, columns=False)))
+        result_dict = result.to_json_dict()
+        return _report([first, *_failures(result_dict, data, settings, label_set)], result_dict)
+
+    data = _prepare(frame)
+    result = _run_suite(data, build_suite(settings, label_set))
+    result_dict = result.to_json_dict()
+    failures = _failures(result_dict, data, settings, label_set)
+    if not failures and not result.success:  # should not happen, but never pass a failed run
+        failures = ["validation failed for an unknown reason"]
+    return _report(failures, result_dict)

@@ -1,0 +1,11 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import cycle
+from perennial.config import Settings
+
+
+@task(name="evaluate", cache_policy=NONE)
+def evaluate(settings: Settings, batch_id: str, challenger: dict) -> dict:
+    """Challenger and champion on the new test slice and every earlier one."""
+    return cycle.evaluate_challenger(settings, batch_id, challenger)

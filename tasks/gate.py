@@ -1,0 +1,11 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import cycle
+from perennial.config import Settings
+
+
+@task(name="gate", cache_policy=NONE)
+def gate(settings: Settings, scores: dict) -> dict:
+    """Promote or reject, with reasons."""
+    return cycle.gate(settings, scores)

@@ -1,0 +1,16 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import cycle
+from perennial.config import Settings
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=2, cache_policy=NONE)
+def ingest_inbox(settings: Settings) -> list[dict]:
+    """Hash, record and store every inbox file (file I/O, so it retries)."""
+    return cycle.ingest_inbox(settings)
+
+
+@task(name="pending-batches", cache_policy=NONE)
+def pending_batches(settings: Settings) -> list[str]:
+    return cycle.pending_batches(settings)

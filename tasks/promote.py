@@ -1,0 +1,11 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import cycle
+from perennial.config import Settings
+
+
+@task(name="promote", cache_policy=NONE)
+def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, decision: dict) -> dict:
+    """Register the challenger; move the champion alias only on a promote decision."""
+    return cycle.promote(settings, batch_id, challenger, scores, decision)

@@ -1,0 +1,11 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import cycle
+from perennial.config import Settings
+
+
+@task(name="split", retries=1, cache_policy=NONE)
+def split(settings: Settings, batch_id: str) -> dict[str, int]:
+    """Stratified, seeded train/val/test Parquet for the batch."""
+    return cycle.split(settings, batch_id)

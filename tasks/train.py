@@ -1,0 +1,11 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import cycle
+from perennial.config import Settings
+
+
+@task(name="train", cache_policy=NONE)
+def train(settings: Settings, batch_id: str) -> dict:
+    """Fine-tune a challenger warm-started from the champion, with replay."""
+    return cycle.train_challenger(settings, batch_id)

@@ -1,0 +1,11 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import cycle
+from perennial.config import Settings
+
+
+@task(name="validate", cache_policy=NONE)
+def validate(settings: Settings, batch_id: str) -> dict:
+    """Great Expectations suite; a failing batch is quarantined and this task fails with the reason."""
+    return cycle.validate_batch(settings, batch_id)

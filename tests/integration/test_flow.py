@@ -1,0 +1,109 @@
+"""The continual-training flow end to end: real Prefect, MLflow (sqlite), Great Expectations and
+evaluate, with a tiny randomly-initialised BERT."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from perennial import registry
+from perennial.config import Settings
+from perennial.cycle import ledger_for
+from perennial.flows.continual_training import continual_training
+from perennial.ledger import PROMOTED, QUARANTINED, REJECTED_MODEL
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+
+
+def _batch(settings: Settings, source: str):
+    return next(b for b in ledger_for(settings).batches() if b.source == source)
+
+
+def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: Settings, drop) -> None:
+    drop(settings, "reviews.csv")
+    state = continual_training(settings, return_state=True)
+    assert state.is_completed(), state.message
+    first = _batch(settings, "reviews.csv")
+    assert first.status == PROMOTED and first.model_version == "1"
+    champ = registry.champion(settings)
+    assert champ is not None and champ.version == "1"
+    assert not list(settings.inbox.iterdir())  # the inbox is emptied, the raw file kept
+    assert (settings.raw_dir / f"{first.batch_id}.csv").is_file()
+
+    drop(settings, "films.jsonl")
+    state = continual_training(settings, return_state=True)
+    assert state.is_completed(), state.message
+    second = _batch(settings, "films.jsonl")
+    assert second.status in (PROMOTED, REJECTED_MODEL)
+
+    cycles = ledger_for(settings).cycles()
+    assert [c.batch_id for c in cycles] == [first.batch_id, second.batch_id]
+    latest = cycles[-1]
+    assert latest.champion_version == "1"  # compared against the champion it started from
+    # Both models were evaluated on the new slice and the earlier one.
+    assert set(latest.metrics["challenger"]) == {first.batch_id, second.batch_id}
+    assert set(latest.metrics["champion"]) == {first.batch_id, second.batch_id}
+
+    run = MlflowClient(settings.mlflow_tracking_uri).get_run(latest.run_id)
+    assert run.data.params["init_from"] == "champion v1"  # warm start
+    assert int(run.data.params["replay_train_rows"]) > 0  # replay from the first batch
+    assert run.data.params["replay_batches"] == first.batch_id
+    assert f"champion.{first.batch_id}.accuracy" in run.data.metrics
+    assert f"challenger.{second.batch_id}.macro_f1" in run.data.metrics
+    tags = registry.version_tags(settings, latest.challenger_version)
+    assert tags["decision"] == latest.decision
+    assert json.loads(tags["lineage"])[-1] == second.batch_id
+    expected_champion = "2" if latest.decision == "promote" else "1"
+    assert registry.champion(settings).version == expected_champion
+
+
+def test_rejected_challenger_keeps_challenger_alias_and_champion_stays(settings: Settings, drop) -> None:
+    drop(settings, "reviews.csv")
+    assert continual_training(settings, return_state=True).is_completed()
+    strict = settings.model_copy(update={"min_delta": 1.0})  # no challenger can gain a full point
+    drop(strict, "films.jsonl")
+    assert continual_training(strict, return_state=True).is_completed()
+
+    second = _batch(settings, "films.jsonl")
+    assert second.status == REJECTED_MODEL
+    assert "min_delta" in second.reason
+    versions = {v["version"]: v for v in registry.list_versions(settings)}
+    assert versions["1"]["aliases"] == ["champion"]
+    assert versions["2"]["aliases"] == ["challenger"]
+    assert versions["2"]["tags"]["decision"] == "reject"
+
+
+def test_bad_batch_is_quarantined_and_good_batch_still_runs(settings: Settings, drop) -> None:
+    drop(settings, "reviews.csv")
+    assert continual_training(settings, return_state=True).is_completed()
+    drop(settings, "bad_labels.csv")
+    drop(settings, "films.jsonl")
+    state = continual_training(settings, return_state=True)
+
+    assert state.is_failed()
+    assert "quarantined" in state.message and "label outside the label set" in state.message
+    bad = _batch(settings, "bad_labels.csv")
+    assert bad.status == QUARANTINED
+    assert "neutral" in bad.reason and "\n" not in bad.reason
+    assert (settings.raw_dir / f"{bad.batch_id}.csv").is_file()  # the raw file is kept
+    assert (settings.validation_dir / f"{bad.batch_id}.json").is_file()
+    # Nothing was registered for the bad batch; the good one went through.
+    assert all(v["tags"].get("batch_id") != bad.batch_id for v in registry.list_versions(settings))
+    assert _batch(settings, "films.jsonl").status in (PROMOTED, REJECTED_MODEL)
+    assert len(registry.list_versions(settings)) == 2
+
+
+def test_same_file_twice_runs_one_cycle(settings: Settings, drop) -> None:
+    drop(settings, "reviews.csv")
+    assert continual_training(settings, return_state=True).is_completed()
+    drop(settings, "reviews.csv", name="reviews-again.csv")
+    state = continual_training(settings, return_state=True)
+
+    assert state.is_completed()
+    assert state.result() == []  # nothing new to train on
+    assert len(ledger_for(settings).batches()) == 1
+    assert len(ledger_for(settings).cycles()) == 1
+    assert len(registry.list_versions(settings)) == 1
+    assert not (settings.inbox / "reviews-again.csv").exists()
