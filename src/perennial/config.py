@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     torch_threads: int | None = None
 
     # Experience replay: how many earlier training rows to mix in, per new training row.
-    replay_ratio: float = Field(default=0.5, ge=0)
+    replay_ratio: float = Field(default=1.0, ge=0)
     replay_max_rows: int = Field(default=2000, ge=0)
 
     # Promotion gate
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     min_accuracy: float = Field(default=0.6, ge=0, le=1, description="Floor for the first champion.")
 
     # Demo: rows sampled from each VADER domain (4 domains, one cycle each)
-    demo_rows_per_domain: int = Field(default=1000, ge=50)
+    demo_rows_per_domain: int = Field(default=1500, ge=50)
 
     @model_validator(mode="after")
     def _check_fractions(self) -> Settings:

@@ -27,41 +27,47 @@ class Decision:
         return f"{self.label}: " + "; ".join(self.reasons)
 
 
-def decide(challenger: Scores, champion: Scores | None, new_slice: str, settings: Settings) -> Decision:
+def decide(
+    challenger: Scores,
+    champion: Scores | None,
+    new_slice: str,
+    settings: Settings,
+    names: Mapping[str, str] | None = None,
+) -> Decision:
     """Promote only if the challenger is good enough on the new slice and forgets nothing
-    beyond `max_forgetting` on any earlier slice. With no champion, an absolute floor applies."""
+    beyond `max_forgetting` on any earlier slice. With no champion, an absolute floor applies.
+    `names` gives slices readable names in the reasons (default: their keys)."""
+
+    def named(key: str) -> str:
+        return (names or {}).get(key, key)
+
     new = challenger[new_slice][METRIC]
     if champion is None:
         ok = new >= settings.min_accuracy
         sign = ">=" if ok else "<"
+        floor = settings.min_accuracy
         return Decision(
-            ok,
-            [f"no champion yet: {METRIC} {new:.3f} on {names.get(new_slice, new_slice)} {sign} floor {settings.min_accuracy:.3f}"],
+            ok, [f"no champion yet: {METRIC} {new:.3f} on {named(new_slice)} {sign} floor {floor:.3f}"]
         )
 
     reasons: list[str] = []
-    ok = True
-    delta = new - champion[new_slice][METRIC]
-    if delta >= settings.min_delta:
-        reasons.append(
-            f"new slice {names.get(new_slice, new_slice)}: {new:.3f} vs champion {champion[new_slice][METRIC]:.3f} "
-            f"({delta:+.3f} >= min_delta {settings.min_delta:+.3f})"
-        )
-    else:
-        ok = False
-        reasons.append(
-            f"new slice {names.get(new_slice, new_slice)}: {new:.3f} vs champion {champion[new_slice][METRIC]:.3f} "
-            f"({delta:+.3f} < min_delta {settings.min_delta:+.3f})"
-        )
-    for name in sorted(set(challenger) & set(champion) - {new_slice}):
+    old = champion[new_slice][METRIC]
+    delta = new - old
+    ok = delta >= settings.min_delta
+    sign = ">=" if ok else "<"
+    reasons.append(
+        f"new slice {named(new_slice)}: {new:.3f} vs champion {old:.3f} "
+        f"({delta:+.3f} {sign} min_delta {settings.min_delta:+.3f})"
+    )
+    earlier = sorted(set(challenger) & set(champion) - {new_slice})
+    for name in earlier:
         drop = champion[name][METRIC] - challenger[name][METRIC]
         if drop > settings.max_forgetting:
             ok = False
             reasons.append(
-                f"forgets slice {names.get(name, name)}: {challenger[name][METRIC]:.3f} vs champion "
+                f"forgets slice {named(name)}: {challenger[name][METRIC]:.3f} vs champion "
                 f"{champion[name][METRIC]:.3f} (-{drop:.3f} > max_forgetting {settings.max_forgetting:.3f})"
             )
-    earlier = len(set(challenger) & set(champion) - {new_slice})
     if ok and earlier:
-        reasons.append(f"no earlier slice ({earlier}) lost more than {settings.max_forgetting:.3f}")
+        reasons.append(f"no earlier slice ({len(earlier)}) lost more than {settings.max_forgetting:.3f}")
     return Decision(ok, reasons)

@@ -226,3 +226,13 @@ def test_decision_label_and_summary() -> None:
     assert Decision(False, ["bad", "worse"]).label == "reject"
     assert Decision(False, ["bad", "worse"]).summary() == "reject: bad; worse"
     assert Decision(True, ["fine"]).summary() == "promote: fine"
+
+
+def test_reasons_use_readable_slice_names(tmp_path) -> None:
+    settings = Settings(workspace=tmp_path, max_forgetting=0.125)
+    challenger = {"new": {"accuracy": 0.75}, "old": {"accuracy": 0.25}}
+    champion = {"new": {"accuracy": 0.5}, "old": {"accuracy": 0.5}}
+    decision = decide(challenger, champion, "new", settings, names={"new": "02-movies", "old": "01-tweets"})
+    assert not decision.promote
+    assert "new slice 02-movies" in decision.reasons[0]
+    assert any("forgets slice 01-tweets" in r for r in decision.reasons)
