@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Promotion gate
     min_delta: float = Field(default=0.0, description="Required gain over the champion on the new slice.")
     max_forgetting: float = Field(
-        default=0.02, ge=0, description="Allowed accuracy loss on any earlier slice."
+        default=0.03, ge=0, description="Allowed accuracy loss on any earlier slice."
     )
     min_accuracy: float = Field(default=0.6, ge=0, le=1, description="Floor for the first champion.")
 
