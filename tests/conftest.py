@@ -48,8 +48,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings for a fresh workspace in a temp folder, training the tiny model quickly."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    """Settings for a fresh workspace in a temp folder, training the tiny model quickly.
+    Isolated from the caller: no MLflow URI, PERENNIAL_* variable or settings file leaks in."""
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("PERENNIAL_") or key == "MLFLOW_TRACKING_URI":
+            monkeypatch.delenv(key)
     s = Settings(
         workspace=tmp_path / "ws",
         base_model=str(tiny_model_dir),
@@ -61,7 +65,6 @@ def settings(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPat
         min_accuracy=0.0,
     )
     configure(s)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", s.mlflow_tracking_uri)
     return s
 
 

@@ -41,9 +41,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    settings = _ready(_settings(args))  # before Prefect is imported: it reads PREFECT_HOME at import
     from perennial.flows.continual_training import continual_training
 
-    settings = _ready(_settings(args))
     state = continual_training(settings, return_state=True)
     if state.is_completed():
         outcomes = state.result()

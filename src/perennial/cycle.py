@@ -76,8 +76,8 @@ def validate_batch(settings: Settings, batch_id: str) -> dict:
     if reason:
         ledger.transition(batch_id, QUARANTINED, reason)
         return {"batch_id": batch_id, "success": False, "reason": reason}
-    if label_set is None:
-        ledger.fix_label_set(labels)
+    # Record the label set (configured, or fixed by this first batch) so a later change is visible.
+    ledger.fix_label_set(label_set or labels)
     return {"batch_id": batch_id, "success": True, "reason": ""}
 
 
@@ -224,19 +224,24 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
     models = {"challenger": Path(challenger["model_dir"])}
     if challenger["champion_version"]:
         models["champion"] = champion_model_dir(settings, challenger["champion_version"])
-    scores: dict[str, dict] = {}
-    for role, folder in models.items():
-        model, tokenizer = load_model_dir(folder, device)
-        scores[role] = evaluate_model(model, tokenizer, slices, label2id, settings)
-        del model
     run_id = challenger["run_id"]
-    for role, per_slice in scores.items():
-        for name, metrics in per_slice.items():
-            registry.log_metrics(run_id, {f"{role}.{name}.{k}": v for k, v in metrics.items() if k != "n"})
-    table = metrics_table(scores)
-    names = slice_names(settings)
-    table.insert(2, "source", table["slice"].map(names))
-    registry.log_dict_artifact(run_id, {"rows": table.to_dict(orient="records")}, "evaluation.json")
+    try:
+        scores: dict[str, dict] = {}
+        for role, folder in models.items():
+            model, tokenizer = load_model_dir(folder, device)
+            scores[role] = evaluate_model(model, tokenizer, slices, label2id, settings)
+            del model
+        for role, per_slice in scores.items():
+            for name, metrics in per_slice.items():
+                registry.log_metrics(
+                    run_id, {f"{role}.{name}.{k}": v for k, v in metrics.items() if k != "n"}
+                )
+        table = metrics_table(scores)
+        table.insert(2, "source", table["slice"].map(slice_names(settings)))
+        registry.log_dict_artifact(run_id, {"rows": table.to_dict(orient="records")}, "evaluation.json")
+    except BaseException:
+        registry.end_run(run_id, "FAILED")
+        raise
     return {
         "batch_id": batch_id,
         "new_slice": batch_id,
@@ -271,7 +276,14 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         version = registry.register_model(settings, run_id, Path(challenger["model_dir"]), tags)
         registry.set_alias(settings, "challenger", version)
         if verdict.promote:
-            registry.verify_loadable(settings, version)  # never point champion at a broken model
+            try:
+                registry.verify_loadable(settings, version)  # never point champion at a broken model
+            except registry.RegistryError as error:
+                verdict = Decision(False, [*verdict.reasons, f"failed the load check: {error}"])
+                registry.set_version_tags(
+                    settings, version, {"decision": verdict.label, "reasons": str(error)[:4900]}
+                )
+        if verdict.promote:
             registry.set_alias(settings, "champion", version)
             registry.delete_alias(settings, "challenger")
         registry.set_run_tags(run_id, {"decision": verdict.label, "model_version": version})

@@ -21,17 +21,22 @@ OFFLINE_AND_QUIET = {
     "TOKENIZERS_PARALLELISM": "false",
     "GX_ANALYTICS_ENABLED": "false",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    # The temporary Prefect server can take longer than Prefect's 20 s to start on a busy 2-core machine.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 
 def configure(settings: Settings) -> None:
-    """Set environment defaults for this process and create the workspace folders."""
+    """Set environment defaults for this process and create the workspace folders.
+
+    Call it before importing Prefect: Prefect reads PREFECT_HOME once, at import."""
     for key, value in OFFLINE_AND_QUIET.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     os.environ.setdefault("HF_HOME", str(settings.hf_home))
-    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_tracking_uri)
+    # The MLflow tracking URI is not exported: perennial passes settings.mlflow_tracking_uri to MLflow
+    # explicitly, so two workspaces in one process never share a registry.
     for folder in (
         settings.inbox,
         settings.raw_dir,

@@ -155,12 +155,15 @@ def ingest_file(path: Path, settings: Settings, ledger: Ledger) -> IngestResult:
     _remove_from_inbox(path, settings)
     try:
         frame = read_batch(raw, display_name=path.name)
-    except UnreadableBatch as error:
-        ledger.transition(batch_id, QUARANTINED, str(error))
-        return IngestResult(path.name, batch_id, False, QUARANTINED, str(error))
-    frame = frame.copy()
-    frame.insert(0, "batch_id", batch_id)
-    write_parquet(frame, rows_path(settings, batch_id))
+        # Our own column wins: a user's `batch_id` column (e.g. a re-exported split) is replaced.
+        frame = frame.drop(columns=["batch_id"], errors="ignore")
+        frame.insert(0, "batch_id", batch_id)
+        write_parquet(frame, rows_path(settings, batch_id))
+    except Exception as error:  # anything unreadable is quarantined; the raw copy stays
+        reason = str(error) if isinstance(error, UnreadableBatch) else f"cannot store {path.name}: {error}"
+        reason = " ".join(reason.split())  # one line
+        ledger.transition(batch_id, QUARANTINED, reason)
+        return IngestResult(path.name, batch_id, False, QUARANTINED, reason)
     ledger.set_rows(batch_id, len(frame))
     return IngestResult(
         path.name, batch_id, False, "pending", f"{path.name}: batch {batch_id}, {len(frame)} rows"
@@ -199,6 +202,8 @@ def stratified_split(
 def split_batch(settings: Settings, batch_id: str) -> dict[str, int]:
     """Write train/val/test Parquet for a validated batch; returns the row count of each split."""
     frame = pd.read_parquet(rows_path(settings, batch_id))
+    # One copy of each text, so no text sits in both train and test (validation allows a few repeats).
+    frame = frame.drop_duplicates(subset="text").reset_index(drop=True)
     keep = ["batch_id", "text", "label", *[c for c in OPTIONAL_COLUMNS if c in frame.columns]]
     splits = stratified_split(
         frame[keep], seed_from_batch(batch_id), settings.val_fraction, settings.test_fraction

@@ -28,8 +28,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     REJECTED_MODEL: frozenset(),
     PROMOTED: frozenset(),
 }
-# Batches whose data the models have learnt from or been evaluated on.
-ACCEPTED = (TRAINED, REJECTED_MODEL, PROMOTED)
+# Batches that completed a cycle: their splits feed replay and the evaluation suite. A TRAINED batch
+# (interrupted before a decision) is left out, so a batch that keeps failing cannot break later ones.
+ACCEPTED = (REJECTED_MODEL, PROMOTED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (

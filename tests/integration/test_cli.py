@@ -59,7 +59,8 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert by_source["reviews.csv"]["status"] == "promoted"
     assert by_source["bad_labels.csv"]["status"] == "quarantined"
     assert (tmp_path / "ws" / "mlflow.db").is_file()  # everything stayed in the workspace
-    assert (tmp_path / "ws" / "prefect").is_dir()
+    # Prefect's temporary server kept its database in the workspace, not in ~/.prefect.
+    assert (tmp_path / "ws" / "prefect" / "prefect.db").is_file()
 
     predict = perennial(
         "predict", "--json", "the battery was great", "the plot was awful", env=cli_env, cwd=tmp_path

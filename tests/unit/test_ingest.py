@@ -376,3 +376,24 @@ def test_split_batch_is_reproducible(settings: Settings, ledger: Ledger) -> None
     first = load_split(settings, result.batch_id, "test")
     split_batch(settings, result.batch_id)
     pd.testing.assert_frame_equal(first, load_split(settings, result.batch_id, "test"))
+
+
+def test_users_batch_id_column_is_replaced_not_a_crash(settings: Settings, ledger: Ledger) -> None:
+    rows = ["batch_id,text,label"] + [f"theirs,text {i},{'a' if i % 2 else 'b'}" for i in range(30)]
+    result = ingest_file(drop(settings, "reexport.csv", "\n".join(rows) + "\n"), settings, ledger)
+
+    assert result.status == "pending"
+    stored = pd.read_parquet(settings.batches_dir / result.batch_id / "rows.parquet")
+    assert set(stored["batch_id"]) == {result.batch_id}
+    assert list(stored.columns).count("batch_id") == 1
+
+
+def test_split_batch_keeps_one_copy_of_each_text(settings: Settings, ledger: Ledger) -> None:
+    rows = ["text,label"] + [f"text {i % 40},{'a' if (i % 40) % 2 else 'b'}" for i in range(44)]
+    result = ingest_file(drop(settings, "dups.csv", "\n".join(rows) + "\n"), settings, ledger)
+
+    counts = split_batch(settings, result.batch_id)
+
+    assert sum(counts.values()) == 40
+    texts = [t for name in counts for t in load_split(settings, result.batch_id, name)["text"]]
+    assert len(texts) == len(set(texts)) == 40
