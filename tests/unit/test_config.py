@@ -1,0 +1,57 @@
+"""Settings: defaults, environment variables and settings files, in that order of precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from perennial.config import Settings
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key in ("PERENNIAL_CONFIG", "PERENNIAL_EPOCHS", "PERENNIAL_LABELS", "PERENNIAL_WORKSPACE"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_toml_file_in_current_folder_is_read(tmp_path: Path) -> None:
+    (tmp_path / "perennial.toml").write_text('epochs = 7\nlabels = ["a", "b"]\nworkspace = "ws"\n')
+    settings = Settings()
+    assert settings.epochs == 7
+    assert settings.labels == ["a", "b"]
+    assert settings.inbox == (tmp_path / "ws" / "inbox").resolve()
+
+
+def test_environment_overrides_file_and_arguments_override_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "elsewhere.yaml"
+    config.write_text("epochs: 7\nbatch_size: 8\n")
+    monkeypatch.setenv("PERENNIAL_CONFIG", str(config))
+    monkeypatch.setenv("PERENNIAL_EPOCHS", "5")
+    assert (Settings().epochs, Settings().batch_size) == (5, 8)
+    assert Settings(epochs=2).epochs == 2
+
+
+def test_missing_settings_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERENNIAL_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(FileNotFoundError, match="nope.toml"):
+        Settings()
+
+
+def test_unknown_and_invalid_settings_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        Settings(epochs=0)
+    with pytest.raises(ValidationError):
+        Settings(not_a_setting=1)
+    with pytest.raises(ValidationError, match="at least 20%"):
+        Settings(val_fraction=0.45, test_fraction=0.45)
+
+
+def test_default_base_model_is_the_shipped_minilm() -> None:
+    path = Path(Settings().base_model_path())
+    assert (path / "config.json").is_file()
+    assert (path / "model.safetensors").is_file()
