@@ -102,12 +102,8 @@ def champion_model_dir(settings: Settings, version: str) -> Path:
     """A local copy of a registered version, downloaded once and reused."""
     local = settings.models_dir / f"v{version}"
     if not (local / "config.json").is_file():
-        tmp = settings.models_dir / f".download-v{version}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        loaded = registry.download_model(settings, version, tmp)
-        shutil.rmtree(local, ignore_errors=True)
-        Path(loaded).rename(local) if Path(loaded) == tmp else shutil.copytree(loaded, local)
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)  # a leftover partial copy
+        registry.download_model(settings, version, local)  # builds beside `local`, then renames
     return local
 
 
