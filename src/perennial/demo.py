@@ -54,8 +54,9 @@ def run_demo(
 ) -> pd.DataFrame:
     """Drop one domain at a time into the inbox and run a cycle for each; return the accuracy matrix."""
     from perennial.cycle import ledger_for
-    from perennial.evaluation import format_matrix, plot_accuracy_matrix
+    from perennial.evaluation import format_matrix
     from perennial.flows.continual_training import continual_training
+    from perennial.plots import plot_accuracy_matrix
     from perennial.registry import champion
 
     started = time.perf_counter()

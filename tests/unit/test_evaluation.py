@@ -18,11 +18,11 @@ from perennial.evaluation import (
     load_metrics,
     load_model_dir,
     metrics_table,
-    plot_accuracy_matrix,
     predict,
     resolve_device,
     score,
 )
+from perennial.plots import plot_accuracy_matrix
 
 TEXTS = [
     "a",
