@@ -106,6 +106,42 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stream(args: argparse.Namespace) -> int:
+    from perennial.stream import default_format, split_file, write_stream
+
+    try:
+        fmt = args.format or default_format(args.file)
+        parts = split_file(args.file, by=args.by, by_time=args.by_time, every=args.every)
+        out = args.out or _ready(_settings(args)).inbox
+        paths = write_stream(parts, out, fmt)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    for path, (_, part) in zip(paths, parts, strict=True):
+        print(f"{path}: {len(part)} rows")
+    print(f"wrote {len(paths)} files, {sum(len(part) for _, part in parts)} rows, to {out}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from perennial.benchmark import QUICK_ROWS_PER_DOMAIN, STRATEGIES, format_report, run_benchmark
+
+    settings = _ready(_settings(args))
+    strategies = args.strategies.split(",") if args.strategies else list(STRATEGIES)
+    seeds = range(args.seeds if args.seeds else (1 if args.quick else 3))
+    rows = args.rows or (QUICK_ROWS_PER_DOMAIN if args.quick else settings.demo_rows_per_domain)
+    try:
+        report = run_benchmark(settings, args.out, strategies=strategies, seeds=seeds, rows_per_domain=rows)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print()
+    print(format_report(report))
+    print(f"\nresults: {args.out / 'forgetting.json'}\nplot:    {args.out / 'forgetting.png'}")
+    print(f"benchmark finished in {report['wall_seconds']:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perennial", description="Keep a text classifier current as labelled batches arrive."
@@ -138,6 +174,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", type=Path, help="one text per line")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("stream", help="split a labelled file into ordered batch files (default: the inbox)")
+    p.add_argument("file", type=Path, help="CSV, JSONL or Parquet with text and label columns")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--by", metavar="COLUMN", help="one batch per value, in order of first appearance")
+    how.add_argument("--by-time", metavar="COLUMN", help="one batch per period of this date column")
+    p.add_argument("--every", choices=["week", "month", "quarter", "year"], default="month")
+    p.add_argument("--out", type=Path, help="output folder (default: the workspace inbox)")
+    p.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: the input's format")
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("bench", help="benchmarks that measure and report (see bench/)")
+    p.add_argument("name", choices=["forgetting"], help="forgetting: strategies against the joint bound")
+    p.add_argument("--quick", action="store_true", help="subsampled, one seed: minutes, not hours")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: 3, or 1 with --quick)")
+    p.add_argument(
+        "--rows", type=int, help="rows per domain (default: demo_rows_per_domain, 300 with --quick)"
+    )
+    p.add_argument("--strategies", help="comma-separated specs, e.g. naive,replay+lwf,joint")
+    p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results/)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

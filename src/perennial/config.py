@@ -67,9 +67,32 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = None
 
-    # Experience replay: how many earlier training rows to mix in, per new training row.
+    # Continual-learning strategy: which rows train, what anchors the old knowledge, which weights move.
+    strategy: Literal["naive", "replay", "joint"] = Field(
+        default="replay",
+        description="naive: new batch only; replay: plus a balanced memory of earlier rows; "
+        "joint: retrain from the base model on every accepted batch.",
+    )
+    regularizer: Literal["none", "lwf", "ewc"] = Field(
+        default="none", description="lwf: distil the champion's outputs; ewc: Fisher-weighted anchor."
+    )
+    tuning: Literal["full", "lora", "head"] = Field(
+        default="full",
+        description="full: every weight; lora: low-rank adapters, merged on save; head: the encoder frozen.",
+    )
+    # Experience replay: a capped, class- and batch-balanced memory; `replay_ratio` memory rows are
+    # mixed in per new training row.
+    replay_memory_size: int = Field(default=2000, ge=0)
     replay_ratio: float = Field(default=1.0, ge=0)
-    replay_max_rows: int = Field(default=2000, ge=0)
+    # Regularisers (applied only when warm-starting from a champion)
+    lwf_weight: float = Field(default=1.0, ge=0, description="Weight of the distillation loss.")
+    lwf_temperature: float = Field(default=2.0, gt=0)
+    ewc_weight: float = Field(default=1000.0, ge=0, description="Strength of the Fisher-weighted anchor.")
+    ewc_fisher_rows: int = Field(default=256, ge=1, description="Rows used to estimate the Fisher.")
+    # LoRA
+    lora_rank: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.1, ge=0, lt=1)
 
     # Promotion gate
     min_delta: float = Field(default=0.0, description="Required gain over the champion on the new slice.")
@@ -77,6 +100,11 @@ class Settings(BaseSettings):
         default=0.03, ge=0, description="Allowed accuracy loss on any earlier slice."
     )
     min_accuracy: float = Field(default=0.6, ge=0, le=1, description="Floor for the first champion.")
+    require_significant_gain: bool = Field(
+        default=True, description="Promote only if the gain on the new slice passes the paired test."
+    )
+    significance_level: float = Field(default=0.05, gt=0, lt=1, description="Alpha of the paired test.")
+    bootstrap_resamples: int = Field(default=2000, ge=100)
 
     # Demo: rows sampled from each VADER domain (4 domains, one cycle each)
     demo_rows_per_domain: int = Field(default=1500, ge=50)
@@ -129,6 +157,10 @@ class Settings(BaseSettings):
     @property
     def validation_dir(self) -> Path:
         return self.root / "store" / "validation"
+
+    @property
+    def memory_dir(self) -> Path:
+        return self.root / "store" / "memory"
 
     @property
     def models_dir(self) -> Path:

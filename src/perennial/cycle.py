@@ -28,7 +28,8 @@ from perennial.ingest import (
     split_batch,
 )
 from perennial.ledger import ACCEPTED, PROMOTED, QUARANTINED, REJECTED_MODEL, TRAINED, Ledger
-from perennial.replay import replay_size, sample_replay
+from perennial.replay import ReplayMemory
+from perennial.strategy import Strategy, assemble_training_data
 
 log = logging.getLogger(__name__)
 
@@ -111,28 +112,50 @@ def earlier_batches(settings: Settings, batch_id: str) -> list[str]:
     return [b.batch_id for b in ledger_for(settings).batches(ACCEPTED) if b.batch_id != batch_id]
 
 
-def replay_rows(settings: Settings, batch_id: str, split_name: str, new_rows: int) -> pd.DataFrame:
-    earlier = earlier_batches(settings, batch_id)
-    if not earlier:
-        return pd.DataFrame(columns=["batch_id", "text", "label"])
-    pool = pd.concat([load_split(settings, b, split_name) for b in earlier], ignore_index=True)
-    n = replay_size(new_rows, settings.replay_ratio, settings.replay_max_rows)
-    return sample_replay(pool, n, settings.seed + seed_from_batch(batch_id))
+def memory_path(settings: Settings, batch_id: str) -> Path:
+    """The replay memory as it stood once `batch_id` was added."""
+    return settings.memory_dir / f"{batch_id}.parquet"
+
+
+def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
+    """The memory after the last earlier accepted batch. Rebuilt from the stored splits when its file
+    is missing or its capacity setting changed: the memory is a function of the rows and the seed."""
+    path = memory_path(settings, earlier[-1]) if earlier else None
+    if path is not None and path.is_file():
+        memory = ReplayMemory.load(path)
+        if memory.capacity == settings.replay_memory_size:
+            return memory
+    memory = ReplayMemory.empty(settings.replay_memory_size)
+    for batch in earlier:
+        memory = memory.add(load_split(settings, batch, "train"), settings.seed)
+    return memory
 
 
 def train_challenger(settings: Settings, batch_id: str) -> dict:
-    """Warm-start from the champion (or the base model), mix in replay, fine-tune, log to MLflow."""
+    """Fine-tune a challenger with the configured strategy (warm-started from the champion unless
+    the strategy is joint), log everything needed to re-run it to MLflow."""
+    from perennial.regularizers import build_regularizer
     from perennial.training import fine_tune
 
     ledger = ledger_for(settings)
     labels = labels_for(settings)
+    strategy = Strategy.from_settings(settings)
     champ = registry.champion(settings)
-    init_from = str(champion_model_dir(settings, champ.version)) if champ else settings.base_model_path()
-    new_train, new_val = load_split(settings, batch_id, "train"), load_split(settings, batch_id, "val")
-    replay_train = replay_rows(settings, batch_id, "train", len(new_train))
-    replay_val = replay_rows(settings, batch_id, "val", len(new_val))
-    train = pd.concat([new_train, replay_train], ignore_index=True)
-    val = pd.concat([new_val, replay_val], ignore_index=True)
+    warm = champ is not None and not strategy.starts_from_base
+    init_from = str(champion_model_dir(settings, champ.version)) if warm else settings.base_model_path()
+    earlier = earlier_batches(settings, batch_id)
+    data = assemble_training_data(
+        strategy,
+        load_split(settings, batch_id, "train"),
+        load_split(settings, batch_id, "val"),
+        memory=replay_memory(settings, earlier),
+        earlier_train=[load_split(settings, b, "train") for b in earlier] if strategy.data == "joint" else [],
+        earlier_val=[load_split(settings, b, "val") for b in earlier] if strategy.data != "naive" else [],
+        replay_ratio=settings.replay_ratio,
+        memory_seed=settings.seed,
+        cycle_seed=settings.seed + seed_from_batch(batch_id),
+    )
+    data.memory_after.save(memory_path(settings, batch_id))
     lineage = (json.loads(champ.tags.get("lineage", "[]")) if champ else []) + [batch_id]
 
     run_id = registry.start_cycle_run(
@@ -140,41 +163,68 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
         batch_id,
         {
             "batch_id": batch_id,
-            "init_from": f"champion v{champ.version}" if champ else settings.base_model,
+            "init_from": f"champion v{champ.version}" if warm else settings.base_model,
             "labels": ",".join(labels),
-            "new_train_rows": len(new_train),
-            "replay_train_rows": len(replay_train),
-            "replay_batches": ",".join(sorted(set(replay_train["batch_id"]))) or "-",
-            "epochs": settings.epochs,
-            "batch_size": settings.batch_size,
-            "learning_rate": settings.learning_rate,
-            "weight_decay": settings.weight_decay,
-            "warmup_ratio": settings.warmup_ratio,
-            "max_length": settings.max_length,
-            "patience": settings.patience,
-            "replay_ratio": settings.replay_ratio,
-            "seed": settings.seed,
+            "strategy": strategy.name,
+            "train_rows": len(data.train),
+            "replay_train_rows": len(data.replayed),
+            "replay_batches": ",".join(sorted(set(data.replayed["batch_id"]))) or "-",
+            "val_rows": len(data.val),
+            **{
+                key: getattr(settings, key)
+                for key in (
+                    "epochs",
+                    "batch_size",
+                    "learning_rate",
+                    "weight_decay",
+                    "warmup_ratio",
+                    "max_length",
+                    "patience",
+                    "seed",
+                    "replay_memory_size",
+                    "replay_ratio",
+                    *_STRATEGY_PARAMS.get(settings.regularizer, ()),
+                    *_STRATEGY_PARAMS.get(settings.tuning, ()),
+                )
+            },
         },
     )
     try:
         report = validation_path(settings, batch_id)
         if report.is_file():
             registry.log_file_artifact(run_id, report, "validation")
+        # Exactly what this version saw: the replayed rows, and the memory it hands on.
+        registry.log_file_artifact(run_id, memory_path(settings, batch_id), "replay")
+        replayed = settings.memory_dir / f"{batch_id}.replayed.parquet"
+        data.replayed.to_parquet(replayed, index=False)
+        registry.log_file_artifact(run_id, replayed, "replay")
         registry.log_dict_artifact(
             run_id,
             {
                 "lineage": lineage,
-                "replay_counts": replay_train.groupby(["batch_id", "label"])
+                "strategy": strategy.name,
+                "replay_counts": data.replayed.groupby(["batch_id", "label"])
                 .size()
                 .rename("rows")
                 .reset_index()
                 .to_dict(orient="records"),
+                "memory_counts": data.memory_after.counts().to_dict(orient="records"),
             },
             "lineage.json",
         )
         out_dir = settings.models_dir / f"challenger-{batch_id}"
         shutil.rmtree(out_dir, ignore_errors=True)
-        result = fine_tune(init_from, labels, train, val, settings, out_dir)
+        result = fine_tune(
+            init_from,
+            labels,
+            data.train,
+            data.val,
+            settings,
+            out_dir,
+            tuning=strategy.tuning,
+            # A regulariser anchors to the champion; from the base model there is nothing to keep.
+            regularizer=build_regularizer(strategy.regularizer, settings) if warm else None,
+        )
         for entry in result.history:
             registry.log_metrics(
                 run_id,
@@ -182,7 +232,13 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
                 step=entry["epoch"],
             )
         registry.log_metrics(
-            run_id, {"train_seconds": result.seconds, "best_val_accuracy": result.best_val_accuracy}
+            run_id,
+            {
+                "train_seconds": result.seconds,
+                "best_val_accuracy": result.best_val_accuracy,
+                "train_samples": result.samples_processed,
+                "trainable_fraction": result.trainable_fraction,
+            },
         )
     except BaseException:
         registry.end_run(run_id, "FAILED")
@@ -194,12 +250,22 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
         "model_dir": result.model_dir,
         "champion_version": champ.version if champ else None,
         "lineage": lineage,
-        "train_rows": len(train),
-        "replay_rows": len(replay_train),
+        "strategy": strategy.name,
+        "train_rows": len(data.train),
+        "replay_rows": len(data.replayed),
+        "train_samples": result.samples_processed,
         "best_val_accuracy": result.best_val_accuracy,
         "epochs_run": result.epochs_run,
         "seconds": round(result.seconds, 2),
     }
+
+
+# Settings logged only when the strategy uses them.
+_STRATEGY_PARAMS = {
+    "lwf": ("lwf_weight", "lwf_temperature"),
+    "ewc": ("ewc_weight", "ewc_fisher_rows"),
+    "lora": ("lora_rank", "lora_alpha", "lora_dropout"),
+}
 
 
 # Evaluate
@@ -211,7 +277,14 @@ def evaluation_slices(settings: Settings, batch_id: str) -> dict[str, pd.DataFra
 
 def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> dict:
     """Score the challenger and the current champion on every slice; log the table to MLflow."""
-    from perennial.evaluation import evaluate_model, load_model_dir, metrics_table, resolve_device
+    from perennial.evaluation import (
+        load_model_dir,
+        metrics_table,
+        predict_slices,
+        resolve_device,
+        score_slices,
+    )
+    from perennial.significance import paired_test
 
     device = resolve_device(settings.device)
     slices = evaluation_slices(settings, batch_id)
@@ -223,10 +296,32 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
     run_id = challenger["run_id"]
     try:
         scores: dict[str, dict] = {}
+        correct_on_new: dict[str, object] = {}
         for role, folder in models.items():
             model, tokenizer = load_model_dir(folder, device)
-            scores[role] = evaluate_model(model, tokenizer, slices, label2id, settings)
+            predicted = predict_slices(model, tokenizer, slices, label2id, settings)
+            scores[role] = score_slices(predicted)
+            predictions, references = predicted[batch_id]
+            correct_on_new[role] = predictions == references
             del model
+        paired = None
+        if "champion" in correct_on_new:
+            # Same rows, both models: a paired test says whether the gain is more than noise.
+            paired = paired_test(
+                correct_on_new["champion"],
+                correct_on_new["challenger"],
+                resamples=settings.bootstrap_resamples,
+                confidence=1 - settings.significance_level,
+                seed=settings.seed,
+            )
+            registry.log_metrics(
+                run_id,
+                {
+                    "paired.p_value": paired.p_value,
+                    "paired.ci_low": paired.ci_low,
+                    "paired.ci_high": paired.ci_high,
+                },
+            )
         for role, per_slice in scores.items():
             for name, metrics in per_slice.items():
                 registry.log_metrics(
@@ -243,13 +338,23 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
         "new_slice": batch_id,
         "challenger": scores["challenger"],
         "champion": scores.get("champion"),
+        "paired": asdict(paired) if paired else None,
     }
 
 
 # Gate
 def gate(settings: Settings, scores: dict) -> dict:
+    from perennial.history import best_champion_accuracy
+    from perennial.significance import PairedTest
+
     decision = decide(
-        scores["challenger"], scores["champion"], scores["new_slice"], settings, names=slice_names(settings)
+        scores["challenger"],
+        scores["champion"],
+        scores["new_slice"],
+        settings,
+        names=slice_names(settings),
+        paired=PairedTest(**scores["paired"]) if scores.get("paired") else None,
+        best_before=best_champion_accuracy(ledger_for(settings).cycles()),
     )
     return {"promote": decision.promote, "reasons": decision.reasons}
 
@@ -296,8 +401,9 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         challenger["champion_version"],
         verdict.label,
         verdict.reasons,
-        {"challenger": scores["challenger"], "champion": scores["champion"]},
+        {"challenger": scores["challenger"], "champion": scores["champion"], "paired": scores.get("paired")},
     )
+    log_continual_metrics(settings, run_id)
     registry.end_run(run_id, "FINISHED")
     champ = registry.champion(settings)
     return {
@@ -314,3 +420,41 @@ def _keep_local_copy(settings: Settings, model_dir: Path, version: str) -> None:
     local = settings.models_dir / f"v{version}"
     shutil.rmtree(local, ignore_errors=True)
     model_dir.rename(local)
+
+
+def continual_metrics(settings: Settings) -> tuple[pd.DataFrame, dict | None]:
+    """The champion's accuracy matrix over the recorded cycles and its summary (average accuracy,
+    backward transfer, forgetting); the summary is None while it is undefined (no champion yet)."""
+    from perennial.continual_metrics import summarize
+    from perennial.history import champion_matrix
+
+    matrix = champion_matrix(ledger_for(settings).cycles(), slice_names(settings))
+    try:
+        return matrix, summarize(matrix).to_dict()
+    except ValueError:  # a cycle ended with no champion: its row has no scores
+        return matrix, None
+
+
+def log_continual_metrics(settings: Settings, run_id: str) -> None:
+    """Log the matrix (JSON and heatmap) and the continual-learning summary to the cycle's run."""
+    from perennial.plots import plot_accuracy_matrix
+
+    matrix, summary = continual_metrics(settings)
+    if matrix.empty:
+        return
+    registry.log_dict_artifact(
+        run_id,
+        {"index": list(matrix.index), "columns": list(matrix.columns), "values": matrix.values.tolist()},
+        "accuracy_matrix.json",
+    )
+    png = plot_accuracy_matrix(
+        matrix, settings.reports_dir / "accuracy_matrix.png", "Champion accuracy per slice"
+    )
+    registry.log_file_artifact(run_id, png)
+    if summary:
+        values = {
+            k: summary[k]
+            for k in ("avg_acc", "bwt", "avg_forgetting", "max_forgetting")
+            if summary[k] is not None
+        }
+        registry.log_metrics(run_id, {f"cl.{k}": v for k, v in values.items()})

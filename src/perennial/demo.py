@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from perennial.config import Settings
+from perennial.stream import split_by_column, write_stream
 from perennial.vader import CITATION, DOMAINS, sample_domain
 
 
@@ -62,11 +63,13 @@ def run_demo(
     started = time.perf_counter()
     print(f"perennial demo: {len(domains)} domains x {rows_per_domain} rows, workspace {settings.root}")
     print(f"data: {CITATION}")
-    for n, domain in enumerate(domains, start=1):
-        frame = sample_domain(domain, rows_per_domain, seed=settings.seed)
-        path = settings.inbox / f"{n:02d}-{domain}.csv"
-        frame.to_csv(path, index=False)
-        print(f"\n=== cycle {n}: {path.name} ({len(frame)} rows) ===", flush=True)
+    # The demo streams its data the way users stream theirs: one file, split by domain.
+    frame = pd.concat(
+        [sample_domain(domain, rows_per_domain, seed=settings.seed) for domain in domains], ignore_index=True
+    )
+    for n, (domain, part) in enumerate(split_by_column(frame, "domain"), start=1):
+        (path,) = write_stream([(domain, part)], settings.inbox, "csv", start=n)
+        print(f"\n=== cycle {n}: {path.name} ({len(part)} rows) ===", flush=True)
         state = continual_training(settings, return_state=True)
         if not state.is_completed():
             print(f"cycle failed: {state.message}")

@@ -24,6 +24,7 @@ OFFLINE_AND_QUIET = {
     # The temporary Prefect server can take longer than Prefect's 20 s to start on a busy 2-core machine.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "TRANSFORMERS_VERBOSITY": "error",  # no load report for every fresh classification head
 }
 
 

@@ -144,16 +144,16 @@ def predict(
     return probs.argmax(axis=1).astype(np.int64), probs
 
 
-def evaluate_model(
+def predict_slices(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     slices: Mapping[str, pd.DataFrame],
     label2id: Mapping[str, int],
     settings: Settings,
-) -> dict[str, dict[str, float]]:
-    """Accuracy, macro F1 and row count on each named slice (frames with ``text`` and ``label``)."""
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(predicted ids, reference ids) on each named slice (frames with ``text`` and ``label``)."""
     device = resolve_device(settings.device)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, frame in slices.items():
         missing = {"text", "label"} - set(frame.columns)
         if missing:
@@ -163,7 +163,7 @@ def evaluate_model(
         unknown = sorted(set(frame["label"]) - set(label2id))
         if unknown:
             raise ValueError(f"slice {name!r} has labels the model does not know: {unknown}")
-        references = [label2id[label] for label in frame["label"]]
+        references = np.array([label2id[label] for label in frame["label"]], dtype=np.int64)
         predictions, _ = predict(
             model,
             tokenizer,
@@ -172,8 +172,24 @@ def evaluate_model(
             max_length=settings.max_length,
             device=device,
         )
-        results[name] = {**score(predictions, references), "n": len(frame)}
+        results[name] = (predictions, references)
     return results
+
+
+def score_slices(predicted: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """Accuracy, macro F1 and row count per slice, from `predict_slices` output."""
+    return {name: {**score(p, r), "n": len(r)} for name, (p, r) in predicted.items()}
+
+
+def evaluate_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    slices: Mapping[str, pd.DataFrame],
+    label2id: Mapping[str, int],
+    settings: Settings,
+) -> dict[str, dict[str, float]]:
+    """Accuracy, macro F1 and row count on each named slice (frames with ``text`` and ``label``)."""
+    return score_slices(predict_slices(model, tokenizer, slices, label2id, settings))
 
 
 def load_model_dir(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from perennial.config import Settings
+from perennial.significance import PairedTest
 
 PROMOTE = "promote"
 REJECT = "reject"
@@ -33,9 +34,16 @@ def decide(
     new_slice: str,
     settings: Settings,
     names: Mapping[str, str] | None = None,
+    paired: PairedTest | None = None,
+    best_before: Mapping[str, float] | None = None,
 ) -> Decision:
-    """Promote only if the challenger is good enough on the new slice and forgets nothing
-    beyond `max_forgetting` on any earlier slice. With no champion, an absolute floor applies.
+    """Promote only if the challenger is good enough on the new slice and forgets nothing beyond
+    `max_forgetting` on any earlier slice. With no champion, an absolute floor applies.
+
+    `paired` is the paired test of challenger against champion on the new slice: with
+    `require_significant_gain`, a gain within noise is not enough. Forgetting on a slice is measured,
+    as in continual-learning papers, from the best accuracy any champion had on it (`best_before`,
+    from earlier cycles) or the current champion's, whichever is higher.
     `names` gives slices readable names in the reasons (default: their keys)."""
 
     def named(key: str) -> str:
@@ -59,14 +67,25 @@ def decide(
         f"new slice {named(new_slice)}: {new:.3f} vs champion {old:.3f} "
         f"({delta:+.3f} {sign} min_delta {settings.min_delta:+.3f})"
     )
+    if paired is not None:
+        alpha = settings.significance_level
+        significant = paired.significant(alpha)
+        verdict = f"p {'<' if significant else '>='} {alpha:g}"
+        if not significant and settings.require_significant_gain:
+            ok = False
+            reasons.append(f"gain within noise: {paired.describe()}, {verdict}")
+        else:
+            reasons.append(f"paired test: {paired.describe()}, {verdict}")
     earlier = sorted(set(challenger) & set(champion) - {new_slice})
     for name in earlier:
-        drop = champion[name][METRIC] - challenger[name][METRIC]
+        reference = max(champion[name][METRIC], (best_before or {}).get(name, -1.0))
+        which = "champion" if reference == champion[name][METRIC] else "best earlier champion"
+        drop = reference - challenger[name][METRIC]
         if drop > settings.max_forgetting:
             ok = False
             reasons.append(
-                f"forgets slice {named(name)}: {challenger[name][METRIC]:.3f} vs champion "
-                f"{champion[name][METRIC]:.3f} (-{drop:.3f} > max_forgetting {settings.max_forgetting:.3f})"
+                f"forgets slice {named(name)}: {challenger[name][METRIC]:.3f} vs {which} "
+                f"{reference:.3f} (-{drop:.3f} > max_forgetting {settings.max_forgetting:.3f})"
             )
     if ok and earlier:
         reasons.append(f"no earlier slice ({len(earlier)}) lost more than {settings.max_forgetting:.3f}")

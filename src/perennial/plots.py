@@ -1,8 +1,12 @@
-"""Pictures of results: accuracy-matrix heatmaps. Matplotlib's object API, so it runs headless."""
+"""Pictures of results: accuracy-matrix heatmaps and strategy comparisons.
+
+Matplotlib's object API, so it runs headless.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +24,74 @@ def plot_accuracy_matrix(matrix: pd.DataFrame, path: Path, title: str) -> Path:
 
     if matrix.empty:
         raise ValueError("cannot plot an empty accuracy matrix")
-    values = matrix.to_numpy(dtype=float)
-    n_rows, n_cols = values.shape
+    n_rows, n_cols = matrix.shape
 
     width = min(4.0 + 1.1 * n_cols, 24.0)
     height = min(2.0 + 0.55 * n_rows, 20.0)
     fig = Figure(figsize=(width, height), dpi=120)
     ax = fig.add_subplot()
+    image = _draw_heatmap(ax, matrix)
+    ax.set_xlabel("test slice")
+    ax.set_ylabel("model")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_strategy_comparison(matrices: Mapping[str, pd.DataFrame], path: Path, title: str) -> Path:
+    """Save one PNG comparing strategies: an accuracy-matrix heatmap per strategy on one colour scale,
+    plus average accuracy over cycles, one line per strategy; return its path."""
+    from matplotlib.figure import Figure
+
+    from perennial.continual_metrics import accuracy_over_cycles
+
+    if not matrices:
+        raise ValueError("no strategies to compare: the mapping of accuracy matrices is empty")
+    for name, matrix in matrices.items():
+        if matrix.empty:
+            raise ValueError(f"cannot plot an empty accuracy matrix for strategy {name!r}")
+    # Computed before drawing so that an invalid matrix fails fast with continual_metrics' message.
+    curves = {name: accuracy_over_cycles(matrix) for name, matrix in matrices.items()}
+
+    largest = max(max(matrix.shape) for matrix in matrices.values())
+    panel = min(2.0 + 0.6 * largest, 8.0)
+    fig = Figure(
+        figsize=(min(panel * (len(matrices) + 1) + 1.0, 40.0), panel + 1.2), dpi=120, layout="constrained"
+    )
+    axes = fig.subplots(1, len(matrices) + 1, squeeze=False)[0]
+    heatmaps, trend = axes[:-1], axes[-1]
+
+    fontsize = 9 if largest <= 6 else 7
+    first_rows = list(next(iter(matrices.values())).index)
+    for k, (ax, (name, matrix)) in enumerate(zip(heatmaps, matrices.items(), strict=True)):
+        image = _draw_heatmap(ax, matrix, fontsize=fontsize)
+        ax.set_title(name)
+        ax.set_xlabel("test slice")
+        if k == 0:
+            ax.set_ylabel("model")
+        elif list(matrix.index) == first_rows:
+            ax.tick_params(labelleft=False)  # same rows as the first panel: its labels serve the whole row
+    # Every heatmap uses vmin=0, vmax=1, so one colour bar is true for all of them.
+    fig.colorbar(image, ax=list(heatmaps), label="accuracy", shrink=0.8)
+
+    for name, curve in curves.items():
+        cycles = range(1, len(curve) + 1)
+        trend.plot(cycles, [100 * a for a in curve], marker="o", label=name)
+    trend.set_xticks(range(1, max(len(c) for c in curves.values()) + 1))
+    trend.set_xlabel("cycle")
+    trend.set_ylabel("average accuracy on slices seen (%)")
+    trend.set_title("average accuracy over cycles")
+    trend.grid(alpha=0.3)
+    trend.legend(fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _draw_heatmap(ax: Any, matrix: pd.DataFrame, fontsize: int = 9) -> Any:
+    """Annotated accuracy heatmap on `ax` (NaN cells grey with a dash); returns the image for a colour bar."""
+    values = matrix.to_numpy(dtype=float)
+    n_rows, n_cols = values.shape
 
     # viridis gets lighter monotonically, so the order of values survives grayscale printing.
     masked = np.ma.masked_invalid(values)
@@ -43,16 +108,14 @@ def plot_accuracy_matrix(matrix: pd.DataFrame, path: Path, title: str) -> Path:
                 red, green, blue, _ = cmap(value)
                 light = 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.45
                 text, colour = f"{value:.2f}", "black" if light else "white"
-            ax.text(c, r, text, ha="center", va="center", color=colour, fontsize=9)
+            ax.text(c, r, text, ha="center", va="center", color=colour, fontsize=fontsize)
 
     ax.set_xticks(range(n_cols), labels=[str(c) for c in matrix.columns], rotation=30, ha="right")
     ax.set_yticks(range(n_rows), labels=[str(i) for i in matrix.index])
-    ax.set_xlabel("test slice")
-    ax.set_ylabel("model")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="accuracy")
-    fig.tight_layout()
+    return image
 
+
+def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")

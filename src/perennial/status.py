@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from perennial.config import Settings
+from perennial.strategy import Strategy
 
 
 def gather_status(settings: Settings) -> dict:
     from dataclasses import asdict
 
     from perennial import registry
-    from perennial.cycle import ledger_for, slice_names
+    from perennial.cycle import continual_metrics, ledger_for, slice_names
 
     ledger = ledger_for(settings)
     names = slice_names(settings)
@@ -21,8 +24,10 @@ def gather_status(settings: Settings) -> dict:
             if c.challenger_version == champ.version:
                 champion_metrics = {names.get(k, k): v for k, v in c.metrics["challenger"].items()}
                 break
+    matrix, summary = continual_metrics(settings)
     return {
         "workspace": str(settings.root),
+        "strategy": Strategy.from_settings(settings).name,
         "registered_model": settings.registered_model_name,
         "champion": {"version": champ.version, "run_id": champ.run_id} if champ else None,
         "champion_metrics": champion_metrics,
@@ -39,11 +44,23 @@ def gather_status(settings: Settings) -> dict:
             }
             for c in cycles
         ],
+        "continual": {
+            "matrix": {
+                "index": list(matrix.index),
+                "columns": list(matrix.columns),
+                "values": [[None if math.isnan(v) else v for v in row] for row in matrix.values.tolist()],
+            },
+            "summary": summary,
+        },
     }
 
 
 def format_status(status: dict) -> str:
-    lines = [f"workspace: {status['workspace']}", f"model:     {status['registered_model']}"]
+    lines = [
+        f"workspace: {status['workspace']}",
+        f"model:     {status['registered_model']}",
+        f"strategy:  {status['strategy']}",
+    ]
     champ = status["champion"]
     lines.append(
         f"champion:  v{champ['version']} (run {champ['run_id']})" if champ else "champion:  none yet"
@@ -64,9 +81,29 @@ def format_status(status: dict) -> str:
         )
         if b["reason"]:
             lines.append(f"      {b['reason']}")
+    lines.extend(_format_continual(status["continual"]))
     if status["cycles"]:
         lines.append("\ndecisions:")
         for c in status["cycles"]:
             against = f"v{c['compared_with']}" if c["compared_with"] else "no champion"
             lines.append(f"  v{c['version']} on {c['batch']} vs {against}: {c['decision']}")
     return "\n".join(lines)
+
+
+def _format_continual(continual: dict) -> list[str]:
+    import pandas as pd
+
+    from perennial.continual_metrics import ContinualMetrics, format_summary
+    from perennial.evaluation import format_matrix
+
+    data = continual["matrix"]
+    if not data["values"]:
+        return []
+    matrix = pd.DataFrame(data["values"], index=data["index"], columns=data["columns"], dtype=float)
+    lines = [
+        "\naccuracy matrix (rows: champion after each cycle; columns: test slices):",
+        format_matrix(matrix),
+    ]
+    if continual["summary"]:
+        lines.append(format_summary(ContinualMetrics(**continual["summary"])))
+    return lines

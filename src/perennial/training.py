@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from perennial.config import Settings
+from perennial.regularizers import Regularizer
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +38,10 @@ class TrainResult:
     best_val_accuracy: float
     stopped_early: bool
     seconds: float
+    samples_processed: int = 0  # training rows seen, summed over the epochs run
+    tuning: str = "full"
+    regularizer: str = "none"
+    trainable_fraction: float = 1.0
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -94,7 +99,12 @@ def make_optimizer(model: torch.nn.Module, settings: Settings) -> torch.optim.Op
         {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": settings.weight_decay},
         {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=settings.learning_rate)
+    # The fused kernel is ~100x faster than the default per-tensor loop on CPU (measured: 2.2 s vs
+    # 0.013 s per MiniLM step): without it the optimizer step costs more than the forward pass.
+    try:
+        return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
+    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(groups, lr=settings.learning_rate, foreach=True)
 
 
 def fine_tune(
@@ -105,13 +115,21 @@ def fine_tune(
     settings: Settings,
     out_dir: Path,
     progress: bool = True,
+    *,
+    tuning: str = "full",
+    regularizer: Regularizer | None = None,
 ) -> TrainResult:
-    """Fine-tune from `init_from` on `train`, keep the epoch with the best val accuracy, save it."""
+    """Fine-tune from `init_from` on `train`, keep the epoch with the best val accuracy, save it.
+
+    `tuning` picks the weights that move (full, lora, head); `regularizer` adds a loss term that
+    holds the starting model's knowledge (prepared from `init_from` before the first update)."""
     import torch
+    import torch.nn.functional as F
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     from perennial.evaluation import predict, resolve_device
+    from perennial.tuning import merged_for_saving, prepare_for_tuning, trainable_fraction
 
     started = time.perf_counter()
     if settings.torch_threads:
@@ -119,6 +137,7 @@ def fine_tune(
     set_seed(settings.seed)
     device = resolve_device(settings.device)
     model, tokenizer = load_for_training(init_from, labels)
+    model = prepare_for_tuning(model, tuning, settings)
     model.to(device)
     label2id = {label: i for i, label in enumerate(labels)}
 
@@ -127,6 +146,13 @@ def fine_tune(
     targets = [label2id[label] for label in train["label"]]
     val_targets = np.array([label2id[label] for label in val["label"]])
     lengths = [len(ids) for ids in encoded]
+
+    def collate(rows: Sequence[int]) -> dict:
+        features = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
+        return {k: v.to(device) for k, v in features.items()}
+
+    if regularizer is not None:
+        regularizer.prepare(model, collate, len(encoded), settings.eval_batch_size)
 
     steps_per_epoch = -(-len(encoded) // settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
@@ -146,10 +172,11 @@ def fine_tune(
         bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", disable=not progress)
         running = 0.0
         for step, idx in enumerate(bar, start=1):
-            features = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt")
-            features = {k: v.to(device) for k, v in features.items()}
             labels_t = torch.tensor([targets[i] for i in idx], device=device)
-            loss = model(**features, labels=labels_t).loss
+            logits = model(**collate(idx)).logits
+            loss = F.cross_entropy(logits, labels_t)
+            if regularizer is not None:
+                loss = loss + regularizer.penalty(model, idx, logits)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -185,6 +212,8 @@ def fine_tune(
 
     if best_state is not None:
         model.load_state_dict(best_state)
+    fraction = trainable_fraction(model)
+    model = merged_for_saving(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -199,5 +228,9 @@ def fine_tune(
         best_val_accuracy=best_accuracy,
         stopped_early=stopped_early,
         seconds=time.perf_counter() - started,
+        samples_processed=len(encoded) * len(history),
+        tuning=tuning,
+        regularizer=regularizer.name if regularizer is not None else "none",
+        trainable_fraction=fraction,
         history=history,
     )

@@ -27,6 +27,27 @@ def batch(domain: str, rows: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def dated(rows: int, seed: int) -> pd.DataFrame:
+    """Reviews with a `created_at` over 14 months, April and August 2024 empty, in shuffled order,
+    dates in two styles; 2024-12-30 belongs to ISO week 2025-W01."""
+    rng = random.Random(seed)
+    months = [(2024, m) for m in range(1, 13) if m not in (4, 8)] + [(2025, 1), (2025, 2)]
+    records = []
+    for i in range(rows):
+        year, month = (2024, 12) if i == rows - 1 else months[i % len(months)]
+        day = 30 if i == rows - 1 else rng.randint(1, 28)
+        stamp = f"{year}-{month:02d}-{day:02d}"
+        if i % 2:
+            stamp += f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
+        label = "positive" if i % 2 == 0 else "negative"
+        word = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        records.append(
+            {"text": f"{rng.choice(TOPICS['reviews'])} was {word} #{i}", "label": label, "created_at": stamp}
+        )
+    rng.shuffle(records)
+    return pd.DataFrame(records)
+
+
 if __name__ == "__main__":
     batch("reviews", 80, 1).to_csv(HERE / "reviews.csv", index=False)
     films = batch("films", 80, 2)
@@ -35,3 +56,4 @@ if __name__ == "__main__":
     bad.loc[[3, 7, 11], "label"] = "neutral"
     bad.loc[5, "text"] = "   "
     bad.to_csv(HERE / "bad_labels.csv", index=False)
+    dated(40, 4).to_csv(HERE / "dated.csv", index=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,25 +18,6 @@ DATA = Path(__file__).parent.parent / "data"
 def perennial(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "perennial.cli", *args]
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERENNIAL_", "PREFECT_", "MLFLOW_"))}
-    env.pop("HF_HOME", None)
-    env.update(
-        {
-            "PERENNIAL_WORKSPACE": str(tmp_path / "ws"),
-            "PERENNIAL_BASE_MODEL": str(tiny_model_dir),
-            "PERENNIAL_MAX_LENGTH": "32",
-            "PERENNIAL_EPOCHS": "2",
-            "PERENNIAL_BATCH_SIZE": "16",
-            "PERENNIAL_LEARNING_RATE": "0.001",
-            "PERENNIAL_MIN_ROWS": "20",
-            "PERENNIAL_MIN_ACCURACY": "0",
-        }
-    )
-    return env
 
 
 def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -85,3 +65,55 @@ def test_help_and_predict_without_champion(cli_env: dict[str, str], tmp_path: Pa
     predict = perennial("predict", "hello", env=cli_env, cwd=tmp_path)
     assert predict.returncode != 0
     assert "no champion yet" in predict.stderr
+
+
+def test_stream_writes_ordered_batches_into_the_inbox(cli_env: dict[str, str], tmp_path: Path) -> None:
+    result = perennial(
+        "stream",
+        str(DATA / "dated.csv"),
+        "--by-time",
+        "created_at",
+        "--every",
+        "quarter",
+        env=cli_env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    inbox = (tmp_path / "ws" / "inbox").resolve()  # the default --out: the workspace inbox
+    names = ["001-2024-Q1.csv", "002-2024-Q2.csv", "003-2024-Q3.csv", "004-2024-Q4.csv", "005-2025-Q1.csv"]
+    assert sorted(p.name for p in inbox.iterdir()) == names
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(names) + 1
+    for name, line in zip(names, lines, strict=False):
+        rows = len((inbox / name).read_text(encoding="utf-8").splitlines()) - 1
+        assert line == f"{inbox / name}: {rows} rows"
+    assert lines[-1] == f"wrote 5 files, 40 rows, to {inbox}"
+
+    out = tmp_path / "by-label"
+    result = perennial(
+        "stream",
+        str(DATA / "reviews.csv"),
+        "--by",
+        "label",
+        "--out",
+        str(out),
+        "--format",
+        "parquet",
+        env=cli_env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["001-positive.parquet", "002-negative.parquet"]
+
+
+def test_stream_bad_column_is_a_one_line_error(cli_env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = perennial(
+        "stream", str(DATA / "reviews.csv"), "--by", "topic", "--out", str(out), env=cli_env, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: no column 'topic'; available columns: id, domain, text, label"
+    ]
+    assert result.stdout == ""
+    assert not out.exists()

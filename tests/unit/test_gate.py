@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from perennial.config import Settings
 from perennial.gate import PROMOTE, REJECT, Decision, Scores, decide
+from perennial.significance import PairedTest, paired_test
 
 NEW = "batch-new"
 
@@ -236,3 +238,60 @@ def test_reasons_use_readable_slice_names(tmp_path) -> None:
     assert not decision.promote
     assert "new slice 02-movies" in decision.reasons[0]
     assert any("forgets slice 01-tweets" in r for r in decision.reasons)
+
+
+# The paired test on the new slice, and forgetting measured from the best earlier champion.
+
+
+def paired(b: int, c: int, n: int = 40) -> PairedTest:
+    """A paired test where the champion alone is right on `b` rows and the challenger alone on `c`."""
+    champion = np.array([True] * b + [False] * c + [True] * (n - b - c))
+    challenger = np.array([False] * b + [True] * c + [True] * (n - b - c))
+    return paired_test(champion, challenger, resamples=500, confidence=0.95, seed=0)
+
+
+def test_gain_within_noise_is_rejected(tmp_path: Path) -> None:
+    # +2 rows of 40 (b=1, c=3): p = P(X >= 3 | n=4) = 5/16, far from significant.
+    decision = decide(
+        scores(new=0.75, old=0.5),
+        scores(new=0.70, old=0.5),
+        NEW,
+        gate_settings(tmp_path),
+        paired=paired(1, 3),
+    )
+    check_shape(decision)
+    assert decision.promote is False
+    assert any(r.startswith("gain within noise") and "p=0.3125" in r for r in decision.reasons)
+
+
+def test_significant_gain_promotes_and_reports_the_test(tmp_path: Path) -> None:
+    # b=0, c=10: p = 2**-10 < 0.05.
+    decision = decide(
+        scores(new=0.75, old=0.5),
+        scores(new=0.5, old=0.5),
+        NEW,
+        gate_settings(tmp_path),
+        paired=paired(0, 10),
+    )
+    assert decision.promote is True
+    assert any(r.startswith("paired test:") and "CI" in r for r in decision.reasons)
+
+
+def test_noise_can_be_allowed_by_setting(tmp_path: Path) -> None:
+    settings = gate_settings(tmp_path).model_copy(update={"require_significant_gain": False})
+    decision = decide(scores(new=0.75), scores(new=0.70), NEW, settings, paired=paired(1, 3))
+    assert decision.promote is True
+    assert any(r.startswith("paired test:") and ">= 0.05" in r for r in decision.reasons)
+
+
+def test_forgetting_is_measured_from_the_best_earlier_champion(tmp_path: Path) -> None:
+    # The champion of the day already lost 0.125 on `old`; a further 0.0625 stays under max_forgetting
+    # against it, but not against the best champion ever (0.875 -> 0.6875 is -0.1875).
+    challenger, champion = scores(new=0.75, old=0.6875), scores(new=0.5, old=0.75)
+    settings = gate_settings(tmp_path, max_forgetting=0.125)
+    assert decide(challenger, champion, NEW, settings).promote is True
+    decision = decide(challenger, champion, NEW, settings, best_before={"old": 0.875})
+    assert decision.promote is False
+    assert any("vs best earlier champion 0.875" in r for r in decision.reasons)
+    # A best_before below the champion's own score changes nothing.
+    assert decide(challenger, champion, NEW, settings, best_before={"old": 0.5}).promote is True

@@ -1,0 +1,59 @@
+"""The champion's accuracy history, rebuilt from the ledger's cycles without re-running any model.
+
+Each cycle scored the challenger and the champion of the day on every slice it knew, so the matrix
+R[i][j] (the champion after cycle i on slice j, for j <= i) is already recorded: the challenger's
+scores when it was promoted, the old champion's when it was not. R[i-1][i], the champion's score on
+a slice before training on it, comes from the same records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from perennial.ledger import Cycle
+
+METRIC = "accuracy"
+
+
+def champion_scores(cycle: Cycle) -> dict[str, dict] | None:
+    """The scores of the model that was champion once `cycle` finished (None before any)."""
+    if cycle.decision == "promote":
+        return cycle.metrics.get("challenger")
+    return cycle.metrics.get("champion")
+
+
+def champion_matrix(cycles: Sequence[Cycle], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """R[i][j]: accuracy of the champion after cycle i on cycle j's slice; rows and columns in cycle
+    order, named by slice. Entries above the diagonal are filled only at [i-1][i] (the champion of
+    the day on the next slice, before training on it); the rest are NaN."""
+    names = names or {}
+    columns = [names.get(c.batch_id, c.batch_id) for c in cycles]
+    data = [[math.nan] * len(cycles) for _ in cycles]
+    for i, cycle in enumerate(cycles):
+        after = champion_scores(cycle) or {}
+        for j, other in enumerate(cycles[: i + 1]):
+            if other.batch_id in after:
+                data[i][j] = float(after[other.batch_id][METRIC])
+        before = cycle.metrics.get("champion") or {}
+        if i > 0 and cycle.batch_id in before:
+            data[i - 1][i] = float(before[cycle.batch_id][METRIC])
+    labels = [f"after {n + 1}: {column}" for n, column in enumerate(columns)]
+    return pd.DataFrame(
+        data, index=pd.Index(labels, name="champion"), columns=pd.Index(columns, name="test slice")
+    )
+
+
+def best_champion_accuracy(cycles: Sequence[Cycle]) -> dict[str, float]:
+    """Per slice (batch id), the best accuracy any champion had on it in the recorded cycles:
+    the reference from which the gate measures forgetting."""
+    best: dict[str, float] = {}
+    for cycle in cycles:
+        for role in ("champion", "challenger"):
+            if role == "challenger" and cycle.decision != "promote":
+                continue  # a rejected challenger never served
+            for batch_id, metrics in (cycle.metrics.get(role) or {}).items():
+                best[batch_id] = max(best.get(batch_id, -1.0), float(metrics[METRIC]))
+    return best
