@@ -7,6 +7,7 @@ from it like from any other.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ def prepare_for_tuning(model: PreTrainedModel, tuning: str, settings: Settings) 
             lora_alpha=settings.lora_alpha,
             lora_dropout=settings.lora_dropout,
         )
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft calls a transformers API that warns of its own rename
+            warnings.simplefilter("ignore", FutureWarning)
+            return get_peft_model(model, config)
     if tuning == "head":
         encoder = getattr(model, model.base_model_prefix)
         for name, param in encoder.named_parameters():

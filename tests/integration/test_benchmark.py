@@ -33,7 +33,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tu
         out / "results",
         strategies=STRATEGIES,
         seeds=(0,),
-        rows_per_domain=60,
+        rows_per_domain=40,
         progress=lambda _: None,
     )
     return result, out / "results"
@@ -59,8 +59,8 @@ def test_sample_counts_follow_the_strategies(report: tuple[dict, Path]) -> None:
     naive = strategies["naive"]["train_samples_per_cycle"]
     replay = strategies["replay"]["train_samples_per_cycle"]
     joint = strategies["joint"]["train_samples_per_cycle"]
-    # Cycle 1 has nothing to replay; later cycles train on more than the new batch, joint on most.
-    assert replay[0] == naive[0] or replay[0] <= naive[0] * 2
+    # Cycle 1 has nothing to replay, so replay trains exactly like naive there.
+    assert replay[0] == naive[0]
     assert all(r > 0 for r in replay)
     assert sum(joint) > sum(naive)
     # Joint retrains on everything: its last cycle sees each row of the stream, per epoch.

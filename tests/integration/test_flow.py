@@ -4,6 +4,7 @@ evaluate, with a tiny randomly-initialised BERT."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -107,3 +108,70 @@ def test_same_file_twice_runs_one_cycle(settings: Settings, drop) -> None:
     assert len(ledger_for(settings).cycles()) == 1
     assert len(registry.list_versions(settings)) == 1
     assert not (settings.inbox / "reviews-again.csv").exists()
+
+
+def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(settings: Settings, drop) -> None:
+    from perennial.evaluation import load_model_dir
+    from perennial.replay import ReplayMemory
+    from perennial.status import format_status, gather_status
+
+    settings = settings.model_copy(
+        update={
+            "regularizer": "lwf",
+            "tuning": "lora",
+            "require_significant_gain": False,
+            "max_forgetting": 1.0,
+        }
+    )
+    for fixture in ("reviews.csv", "films.jsonl"):
+        drop(settings, fixture)
+        state = continual_training(settings, return_state=True)
+        assert state.is_completed(), state.message
+    second = _batch(settings, "films.jsonl")
+    assert second.status == PROMOTED, second.reason  # the gate was opened wide: any challenger passes
+
+    cycle = ledger_for(settings).cycles()[-1]
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    run = client.get_run(cycle.run_id)
+    assert run.data.params["strategy"] == "replay+lwf+lora"
+    assert run.data.params["lora_rank"] == str(settings.lora_rank)
+    assert 0 < run.data.metrics["trainable_fraction"] < 0.1  # adapters and head only
+    for key in ("cl.avg_acc", "cl.bwt", "cl.max_forgetting", "paired.p_value"):
+        assert key in run.data.metrics, key
+
+    # The memory this version hands on is logged and equals the stored copy, row for row.
+    logged = {a.path for a in client.list_artifacts(cycle.run_id, "replay")}
+    assert f"replay/{second.batch_id}.parquet" in logged
+    assert f"replay/{second.batch_id}.replayed.parquet" in logged
+    local = client.download_artifacts(cycle.run_id, f"replay/{second.batch_id}.parquet", str(settings.root))
+    memory = ReplayMemory.load(Path(local))
+    assert memory.capacity == settings.replay_memory_size
+    assert set(memory.rows["batch_id"]) == {_batch(settings, "reviews.csv").batch_id, second.batch_id}
+
+    # The registry serves a plain, merged classifier (no adapters left).
+    folder = settings.root / "check"
+    registry.download_model(settings, "2", folder)
+    model, _ = load_model_dir(folder, "cpu")
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+    text = format_status(gather_status(settings))
+    assert "strategy:  replay+lwf+lora" in text
+    assert "accuracy matrix" in text and "average accuracy" in text
+
+
+def test_joint_retrains_from_the_base_model_on_every_batch(settings: Settings, drop) -> None:
+    from perennial.ingest import load_split
+
+    settings = settings.model_copy(update={"strategy": "joint"})
+    for fixture in ("reviews.csv", "films.jsonl"):
+        drop(settings, fixture)
+        assert continual_training(settings, return_state=True).is_completed()
+    first, second = _batch(settings, "reviews.csv"), _batch(settings, "films.jsonl")
+    run = MlflowClient(settings.mlflow_tracking_uri).get_run(ledger_for(settings).cycles()[-1].run_id)
+    assert run.data.params["strategy"] == "joint"
+    assert run.data.params["init_from"] == settings.base_model  # not the champion
+    expected = len(load_split(settings, first.batch_id, "train")) + len(
+        load_split(settings, second.batch_id, "train")
+    )
+    assert int(run.data.params["train_rows"]) == expected
