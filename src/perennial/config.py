@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     lora_rank: int = Field(default=8, ge=1)
     lora_alpha: int = Field(default=16, ge=1)
     lora_dropout: float = Field(default=0.1, ge=0, lt=1)
+    adapter_learning_rate: float = Field(
+        default=5e-4, gt=0, description="Learning rate for lora and head tuning: few weights, larger steps."
+    )
 
     # Promotion gate
     min_delta: float = Field(default=0.0, description="Required gain over the champion on the new slice.")

@@ -264,7 +264,8 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
 _STRATEGY_PARAMS = {
     "lwf": ("lwf_weight", "lwf_temperature"),
     "ewc": ("ewc_weight", "ewc_fisher_rows"),
-    "lora": ("lora_rank", "lora_alpha", "lora_dropout"),
+    "lora": ("lora_rank", "lora_alpha", "lora_dropout", "adapter_learning_rate"),
+    "head": ("adapter_learning_rate",),
 }
 
 

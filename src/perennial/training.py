@@ -91,9 +91,10 @@ def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def make_optimizer(model: torch.nn.Module, settings: Settings) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, settings: Settings, tuning: str = "full") -> torch.optim.Optimizer:
     import torch
 
+    lr = settings.learning_rate if tuning == "full" else settings.adapter_learning_rate
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": settings.weight_decay},
@@ -102,9 +103,9 @@ def make_optimizer(model: torch.nn.Module, settings: Settings) -> torch.optim.Op
     # The fused kernel is ~100x faster than the default per-tensor loop on CPU (measured: 2.2 s vs
     # 0.013 s per MiniLM step): without it the optimizer step costs more than the forward pass.
     try:
-        return torch.optim.AdamW(groups, lr=settings.learning_rate, fused=True)
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(groups, lr=settings.learning_rate, foreach=True)
+        return torch.optim.AdamW(groups, lr=lr, foreach=True)
 
 
 def fine_tune(
@@ -156,7 +157,7 @@ def fine_tune(
 
     steps_per_epoch = -(-len(encoded) // settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
-    optimizer = make_optimizer(model, settings)
+    optimizer = make_optimizer(model, settings, tuning)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(settings.warmup_ratio * total_steps), total_steps
     )
