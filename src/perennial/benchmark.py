@@ -80,6 +80,7 @@ def run_strategy(
     settings: Settings,
     workdir: Path,
     progress: Callable[[str], None] = print,
+    baseline: list[float] | None = None,
 ) -> StrategyRun:
     """Train through the stream with one strategy; score each cycle's model on every slice."""
     from perennial.evaluation import evaluate_model, load_model_dir, resolve_device
@@ -91,7 +92,9 @@ def run_strategy(
     tests = {s.name: s.test for s in stream}
     device = resolve_device(settings.device)
     run = StrategyRun(strategy.name, settings.seed, pd.DataFrame())
-    run.baseline = _baseline_accuracy(settings, labels, tests)
+    # The untrained model depends only on the seed and the stream: callers with several strategies
+    # measure it once and pass it in.
+    run.baseline = baseline if baseline is not None else baseline_accuracy(settings, stream)
     memory = ReplayMemory.empty(settings.replay_memory_size)
     previous: Path | None = None
     rows = []
@@ -140,11 +143,13 @@ def run_strategy(
     return run
 
 
-def _baseline_accuracy(settings: Settings, labels: list[str], tests: dict[str, pd.DataFrame]) -> list[float]:
+def baseline_accuracy(settings: Settings, stream: Sequence[Slice]) -> list[float]:
     """The base model with a fresh (seeded) head on every slice: the reference for forward transfer."""
     from perennial.evaluation import evaluate_model, resolve_device
     from perennial.training import load_for_training, set_seed
 
+    labels = sorted({label for s in stream for label in s.train["label"]})
+    tests = {s.name: s.test for s in stream}
     set_seed(settings.seed)
     model, tokenizer = load_for_training(settings.base_model_path(), labels)
     model.to(resolve_device(settings.device))
@@ -227,8 +232,9 @@ def run_benchmark(
             seeded = settings.model_copy(update={"seed": seed})
             stream = vader_stream(rows, seed, seeded)
             progress(f"seed {seed}: {', '.join(f'{s.name} {len(s.train)} train rows' for s in stream)}")
+            baseline = baseline_accuracy(seeded, stream)
             for strategy in parsed:
-                runs.append(run_strategy(strategy, stream, seeded, Path(tmp), progress))
+                runs.append(run_strategy(strategy, stream, seeded, Path(tmp), progress, baseline))
             seed_seconds.append(time.perf_counter() - seed_started)
     results = aggregate(runs)
     default = Strategy.from_settings(settings).name

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,8 @@ from perennial.regularizers import (
 )
 from perennial.training import load_for_training
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_outside_settings")
+
 LABELS = ["negative", "positive"]
 TEXTS = [
     "a wonderful film, I loved it",
@@ -30,23 +31,6 @@ TEXTS = [
     "absolutely fantastic performance by the whole cast",
     "broken on arrival, refund please",
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # The model is tiny: a second thread only adds synchronisation, which is slow on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _no_outside_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("PERENNIAL_"):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -15,15 +14,9 @@ from perennial.replay import COLUMNS, ReplayMemory, replay_size
 from perennial.strategy import DATA, REGULARIZERS, Strategy, TrainingData, assemble_training_data
 from perennial.tuning import TUNINGS
 
+pytestmark = pytest.mark.usefixtures("no_outside_settings")
+
 ALL_STRATEGIES = [Strategy(*parts) for parts in itertools.product(DATA, REGULARIZERS, TUNINGS)]
-
-
-@pytest.fixture(autouse=True)
-def _no_outside_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("PERENNIAL_"):
-            monkeypatch.delenv(key)
 
 
 # Parsing and naming

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,25 +11,10 @@ from perennial.config import Settings
 from perennial.training import load_for_training
 from perennial.tuning import TUNINGS, merged_for_saving, prepare_for_tuning, trainable_fraction
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_outside_settings")
+
 LABELS = ["negative", "positive"]
 TEXTS = ["a wonderful film, I loved it", "terrible service and cold food", "meh", "not bad at all"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # The model is tiny: a second thread only adds synchronisation, which is slow on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _no_outside_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    for key in list(os.environ):
-        if key.startswith("PERENNIAL_"):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture
