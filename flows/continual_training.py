@@ -29,14 +29,16 @@ def cycle(settings: Settings, batch_id: str) -> dict | State:
 
 
 @flow(name="continual-training")
-def continual_training(settings: Settings | None = None) -> State:
+def continual_training(settings: Settings | None = None, reason: str = "manual run") -> State:
     """Ingest the inbox, then run one cycle per pending batch, oldest first.
 
     A batch that fails (quarantined, or a crash) does not stop the others; the flow run ends
-    Failed afterwards, naming each failed batch and why.
+    Failed afterwards, naming each failed batch and why. `reason` says what started the run
+    (schedule, a batch arriving, drift) and is logged.
     """
     settings = settings or Settings()
     logger = get_run_logger()
+    logger.info("training run started: %s", reason)
     outcomes: list[dict] = []
     failures: list[str] = []
     for item in ingest_inbox(settings):

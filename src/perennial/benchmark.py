@@ -220,14 +220,19 @@ def run_benchmark(
     rows_per_domain: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict:
-    """Run every strategy over every seed; write forgetting.json and forgetting.png to `out_dir`."""
+    """Run every strategy over every seed; write forgetting.json and forgetting.png to `out_dir`.
+
+    The files are rewritten after each seed (marked `"complete": false` until the last one), so a
+    long run that is stopped part-way still leaves the seeds it finished.
+    """
     rows = rows_per_domain or settings.demo_rows_per_domain
     parsed = [Strategy.parse(s) for s in strategies]
     started = time.perf_counter()
     runs: list[StrategyRun] = []
     seed_seconds: list[float] = []
+    report: dict = {}
     with tempfile.TemporaryDirectory(prefix="perennial-bench-") as tmp:
-        for seed in seeds:
+        for n, seed in enumerate(seeds):
             seed_started = time.perf_counter()
             seeded = settings.model_copy(update={"seed": seed})
             stream = vader_stream(rows, seed, seeded)
@@ -236,36 +241,53 @@ def run_benchmark(
             for strategy in parsed:
                 runs.append(run_strategy(strategy, stream, seeded, Path(tmp), progress, baseline))
             seed_seconds.append(time.perf_counter() - seed_started)
+            report = _report(settings, runs, rows, list(seeds[: n + 1]), started, seed_seconds)
+            report["complete"] = n + 1 == len(seeds)
+            write_report(report, out_dir)
+    return report
+
+
+def _report(
+    settings: Settings,
+    runs: Sequence[StrategyRun],
+    rows: int,
+    seeds: list[int],
+    started: float,
+    seed_seconds: list[float],
+) -> dict:
     results = aggregate(runs)
     default = Strategy.from_settings(settings).name
-    report = {
+    return {
         "benchmark": "forgetting",
         "stream": "VADER 4 domains (tweets, movies, amazon, nyt), Hutto & Gilbert 2014",
         "rows_per_domain": rows,
-        "seeds": list(seeds),
+        "seeds": seeds,
         "base_model": settings.base_model,
         "epochs": settings.epochs,
         "replay_memory_size": settings.replay_memory_size,
         "replay_ratio": settings.replay_ratio,
         "wall_seconds": time.perf_counter() - started,
-        "wall_seconds_per_seed": seed_seconds,
+        "wall_seconds_per_seed": list(seed_seconds),
         "strategies": results,
         "goal": goal_check(results, default if default in results else "replay"),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "forgetting.json").write_text(json.dumps(report, indent=2))
+
+
+def write_report(report: dict, out_dir: Path) -> None:
+    """forgetting.json and the side-by-side heatmaps in forgetting.png."""
     from perennial.plots import plot_strategy_comparison
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "forgetting.json").write_text(json.dumps(report, indent=2))
     matrices = {
         name: pd.DataFrame(r["matrix"]["values"], index=r["matrix"]["index"], columns=r["matrix"]["columns"])
-        for name, r in results.items()
+        for name, r in report["strategies"].items()
     }
     plot_strategy_comparison(
         matrices,
         out_dir / "forgetting.png",
-        f"Forgetting benchmark: {rows} rows/domain, {len(seeds)} seed(s)",
+        f"Forgetting benchmark: {report['rows_per_domain']} rows/domain, {len(report['seeds'])} seed(s)",
     )
-    return report
 
 
 def format_report(report: dict) -> str:

@@ -31,13 +31,34 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = _ready(_settings(args))
     ledger = ledger_for(settings)
+    arrived = []
     for path in args.files:
         if not Path(path).is_file():
             print(f"{path}: no such file", file=sys.stderr)
             return 2
         result = ingest_file(Path(path), settings, ledger)
         print(result.message)
+        if result.status == "pending" and not result.duplicate:
+            arrived.append(Path(path))
+    if arrived and not args.no_event:
+        _announce(settings, arrived)
     return 0
+
+
+def _announce(settings: Settings, paths: list[Path]) -> None:
+    """Tell a running Prefect server (`perennial serve`) that batches arrived, so a run starts."""
+    from perennial.deployments.events import BATCH_ARRIVED, NoServer, emit_batch_arrived, server_is_up
+
+    if not server_is_up(settings):
+        print(f"no Prefect server at {settings.prefect_api_url}: run `perennial run` to train now")
+        return
+    try:
+        for path in paths:
+            emit_batch_arrived(settings, path)
+    except NoServer as error:
+        print(f"warning: {error}; run `perennial run` to train now", file=sys.stderr)
+        return
+    print(f"sent {BATCH_ARRIVED} for {len(paths)} file(s) to {settings.prefect_api_url}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -98,6 +119,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except NoChampion as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if args.log:
+        from perennial.monitoring import log_predictions
+
+        path = log_predictions(settings, rows, version)
+        print(f"logged {len(rows)} prediction(s) to {path} for the drift monitor", file=sys.stderr)
     for row in rows:
         if args.json:
             print(json.dumps({**row, "model_version": version}))
@@ -142,6 +168,63 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    settings = _ready(_settings(args))
+    from perennial.flows.drift_monitor import drift_monitor
+
+    state = drift_monitor(settings, return_state=True)
+    if not state.is_completed():
+        print(f"drift check failed: {state.message}", file=sys.stderr)
+        return 1
+    summary = state.result()
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    print(f"{summary['action']}: {summary['message']}")
+    for test in (summary.get("report") or {}).get("tests", []):
+        print(f"  {test['name']:<16} statistic {test['statistic']:.4g}  p={test['p_value']:.3g}")
+    if summary["report_path"]:
+        print(f"report: {summary['report_path']}\nplot:   {summary['plot_path']}")
+    return 0
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """A local Prefect server (API and UI) with its database in the workspace, in the foreground."""
+    import subprocess
+
+    settings = _ready(_settings(args))
+    url = f"http://{settings.server_host}:{settings.server_port}"
+    print(f"Prefect server for {settings.root}: UI {url}, API {url}/api (Ctrl-C stops it)", flush=True)
+    command = [sys.executable, "-m", "prefect", "server", "start"]
+    command += ["--host", settings.server_host, "--port", str(settings.server_port)]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    settings = _ready(_settings(args))
+    os.environ["PREFECT_API_URL"] = settings.prefect_api_url  # before Prefect is imported
+    from perennial.deployments.events import server_is_up
+
+    if not server_is_up(settings, timeout=5):
+        print(
+            f"error: no Prefect server at {settings.prefect_api_url}: start one with `perennial server` "
+            "in another terminal, or set PREFECT_API_URL",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
+    from perennial.deployments.serve import serve_forever
+
+    serve_forever(settings, watch=not args.no_watch)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perennial", description="Keep a text classifier current as labelled batches arrive."
@@ -157,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="record batch files in the ledger and data store (no training)")
     p.add_argument("files", nargs="+", type=Path)
+    p.add_argument(
+        "--no-event", action="store_true", help="do not notify a running server (`perennial serve`)"
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("demo", help="stream four VADER sentiment domains through the pipeline")
@@ -173,7 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*")
     p.add_argument("--file", type=Path, help="one text per line")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--log", action="store_true", help="also log the texts to monitor/ for the drift monitor")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("drift", help="check recent inputs in monitor/ against the champion's data, once")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("server", help="start a local Prefect server (API and UI) on server_host:server_port")
+    p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser(
+        "serve", help="serve the training and drift deployments (schedules, triggers) and watch the inbox"
+    )
+    p.add_argument("--no-watch", action="store_true", help="do not watch the inbox for new files")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("stream", help="split a labelled file into ordered batch files (default: the inbox)")
     p.add_argument("file", type=Path, help="CSV, JSONL or Parquet with text and label columns")

@@ -7,6 +7,7 @@ the current folder), then the defaults below.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal
@@ -109,6 +110,36 @@ class Settings(BaseSettings):
     significance_level: float = Field(default=0.05, gt=0, lt=1, description="Alpha of the paired test.")
     bootstrap_resamples: int = Field(default=2000, ge=100)
 
+    # Running unattended: Prefect server, deployments, schedules and the new-data trigger
+    server_host: str = Field(default="127.0.0.1", description="Where `perennial server` listens.")
+    server_port: int = Field(default=4200, ge=1, le=65535)
+    deployment_name: str = Field(default="perennial", min_length=1)
+    training_schedule: str = Field(
+        default="0 2 * * *", description="Cron for the training deployment (nightly); empty: no schedule."
+    )
+    drift_schedule: str = Field(
+        default="0 * * * *", description="Cron for the drift monitor (hourly); empty: no schedule."
+    )
+    schedule_timezone: str = "UTC"
+    burst_window_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="Files arriving within this window of the first one are trained in one run.",
+    )
+    watch_interval_seconds: float = Field(default=2.0, gt=0, description="How often the inbox is polled.")
+
+    # Drift monitor: recent production inputs against the champion's reference data
+    drift_alpha: float = Field(
+        default=0.01, gt=0, lt=1, description="Family-wise false-alarm rate of the drift tests."
+    )
+    drift_reference_rows: int = Field(default=1000, ge=10)
+    drift_window_rows: int = Field(default=1000, ge=10, description="Most recent monitored texts compared.")
+    drift_min_rows: int = Field(default=50, ge=2, description="Fewer monitored texts: no test is run.")
+    drift_permutations: int = Field(default=1000, ge=50, description="At least 5/drift_alpha.")
+    drift_cooldown_hours: float = Field(
+        default=24.0, ge=0, description="At most one drift-triggered retrain per cooldown."
+    )
+
     # Demo: rows sampled from each VADER domain (4 domains, one cycle each)
     demo_rows_per_domain: int = Field(default=1500, ge=50)
 
@@ -118,6 +149,10 @@ class Settings(BaseSettings):
             raise ValueError("val_fraction + test_fraction must leave at least 20% for training")
         if self.labels is not None and len(set(self.labels)) < 2:
             raise ValueError("labels must name at least two distinct classes")
+        # Below this, the MMD p-value (at least 1/(1+permutations)) could never pass the threshold.
+        least = math.floor(5 / self.drift_alpha)
+        if self.drift_permutations < least:
+            raise ValueError(f"drift_permutations must be at least 5/drift_alpha = {least}")
         return self
 
     @classmethod
@@ -166,6 +201,15 @@ class Settings(BaseSettings):
         return self.root / "store" / "memory"
 
     @property
+    def monitor_dir(self) -> Path:
+        """Unlabelled production inputs for the drift monitor (files, or `perennial predict --log`)."""
+        return self.root / "monitor"
+
+    @property
+    def drift_dir(self) -> Path:
+        return self.reports_dir / "drift"
+
+    @property
     def models_dir(self) -> Path:
         return self.root / "models"
 
@@ -188,6 +232,11 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.root / "prefect"
+
+    @property
+    def prefect_api_url(self) -> str:
+        """The Prefect server that `perennial serve` and event emitters talk to."""
+        return os.environ.get("PREFECT_API_URL") or f"http://{self.server_host}:{self.server_port}/api"
 
     @property
     def hf_home(self) -> Path:

@@ -45,6 +45,7 @@ def configure(settings: Settings) -> None:
         settings.validation_dir,
         settings.models_dir,
         settings.reports_dir,
+        settings.monitor_dir,
         settings.mlflow_artifacts_dir,
         settings.prefect_home,
         settings.hf_home,

@@ -57,6 +57,16 @@ CREATE TABLE IF NOT EXISTS cycles (
     finished_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS drift_checks (
+    check_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    checked_at TEXT NOT NULL,
+    champion_version TEXT,
+    drifted INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    message TEXT NOT NULL,
+    score REAL,
+    report_path TEXT
+);
 """
 
 
@@ -89,6 +99,18 @@ class Cycle:
     reasons: list[str]
     metrics: dict
     finished_at: str
+
+
+@dataclass(frozen=True)
+class DriftCheck:
+    check_id: int
+    checked_at: str
+    champion_version: str | None
+    drifted: bool
+    action: str  # none | retrain | cooldown | labels-needed | skipped
+    message: str
+    score: float | None
+    report_path: str | None
 
 
 def now() -> str:
@@ -220,3 +242,27 @@ class Ledger:
                 (json.dumps(sorted(labels)),),
             )
         return self.label_set() or sorted(labels)
+
+    # Drift checks: what the monitor saw and did, for `perennial status` and the retrain cooldown.
+    def record_drift_check(
+        self,
+        champion_version: str | None,
+        drifted: bool,
+        action: str,
+        message: str,
+        score: float | None,
+        report_path: str | None,
+    ) -> DriftCheck:
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO drift_checks (checked_at, champion_version, drifted, action, message, score,"
+                " report_path) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (now(), champion_version, int(drifted), action, message, score, report_path),
+            )
+            check_id = cursor.lastrowid
+        return next(c for c in self.drift_checks() if c.check_id == check_id)
+
+    def drift_checks(self) -> list[DriftCheck]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM drift_checks ORDER BY check_id").fetchall()
+        return [DriftCheck(**{**dict(row), "drifted": bool(row["drifted"])}) for row in rows]

@@ -119,6 +119,29 @@ def start_cycle_run(settings: Settings, batch_id: str, params: dict[str, Any]) -
     return run.info.run_id
 
 
+def log_drift_check(
+    settings: Settings, version: str, metrics: dict[str, float], files: list[Path], tags: dict[str, str]
+) -> str:
+    """One finished run `drift-<version>` holding a drift check's metrics and files (report, plot),
+    tagged with the champion version it checked; the version gets `drift.*` tags pointing back."""
+    client = connect(settings)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    run = client.create_run(
+        experiment.experiment_id,
+        run_name=f"drift-v{version}",
+        tags={"perennial.kind": "drift", "model_version": str(version), **tags},
+    )
+    run_id = run.info.run_id
+    log_metrics(run_id, metrics)
+    for path in files:
+        log_file_artifact(run_id, path, "drift")
+    end_run(run_id)
+    set_version_tags(
+        settings, version, {**{f"drift.{k}": v for k, v in tags.items()}, "drift.run_id": run_id}
+    )
+    return run_id
+
+
 def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
     from mlflow.entities import Metric
 

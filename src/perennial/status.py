@@ -25,6 +25,7 @@ def gather_status(settings: Settings) -> dict:
                 champion_metrics = {names.get(k, k): v for k, v in c.metrics["challenger"].items()}
                 break
     matrix, summary = continual_metrics(settings)
+    checks = ledger.drift_checks()
     return {
         "workspace": str(settings.root),
         "strategy": Strategy.from_settings(settings).name,
@@ -52,6 +53,7 @@ def gather_status(settings: Settings) -> dict:
             },
             "summary": summary,
         },
+        "drift": asdict(checks[-1]) if checks else None,
     }
 
 
@@ -82,6 +84,7 @@ def format_status(status: dict) -> str:
         if b["reason"]:
             lines.append(f"      {b['reason']}")
     lines.extend(_format_continual(status["continual"]))
+    lines.extend(_format_drift(status.get("drift")))
     if status["cycles"]:
         lines.append("\ndecisions:")
         for c in status["cycles"]:
@@ -106,4 +109,17 @@ def _format_continual(continual: dict) -> list[str]:
     ]
     if continual["summary"]:
         lines.append(format_summary(ContinualMetrics(**continual["summary"])))
+    return lines
+
+
+def _format_drift(check: dict | None) -> list[str]:
+    if check is None:
+        return ["\ndrift:     never checked (`perennial drift`, or the drift-monitor deployment)"]
+    line = f"\ndrift:     {check['message']} (checked {check['checked_at']}"
+    line += f" against v{check['champion_version']})" if check["champion_version"] else ")"
+    lines = [line]
+    if check["action"] == "labels-needed":
+        lines.append("           LABELS NEEDED: label recent inputs and drop them in the inbox to retrain")
+    if check["report_path"]:
+        lines.append(f"           report: {check['report_path']}")
     return lines

@@ -51,6 +51,7 @@ def test_every_strategy_reports_every_metric(report: tuple[dict, Path]) -> None:
         assert len(matrix) == 4 and all(len(row) == 4 for row in matrix)  # every model on every slice
     on_disk = json.loads((folder / "forgetting.json").read_text())
     assert on_disk["strategies"].keys() == result["strategies"].keys()
+    assert on_disk["complete"] is True and on_disk["seeds"] == [0]
     assert (folder / "forgetting.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -55,6 +55,16 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing to do" in again.stdout
 
+    # Scored texts logged for the drift monitor; two are too few to test, and it says so.
+    logged = perennial("predict", "--log", "first input", "second input", env=cli_env, cwd=tmp_path)
+    assert logged.returncode == 0, logged.stderr[-3000:]
+    assert "logged 2 prediction(s)" in logged.stderr
+    drift = perennial("drift", env=cli_env, cwd=tmp_path)
+    assert drift.returncode == 0, drift.stderr[-3000:]
+    assert "skipped: only 2 monitored text(s)" in drift.stdout
+    status = perennial("status", env=cli_env, cwd=tmp_path)
+    assert "drift:     only 2 monitored text(s)" in status.stdout
+
 
 def test_help_and_predict_without_champion(cli_env: dict[str, str], tmp_path: Path) -> None:
     help_text = perennial("--help", env=cli_env, cwd=tmp_path)

@@ -55,3 +55,9 @@ def test_default_base_model_is_the_shipped_minilm() -> None:
     path = Path(Settings().base_model_path())
     assert (path / "config.json").is_file()
     assert (path / "model.safetensors").is_file()
+
+
+def test_too_few_drift_permutations_for_the_level_are_refused(no_outside_settings: None) -> None:
+    with pytest.raises(ValueError, match="drift_permutations must be at least 5/drift_alpha = 500"):
+        Settings(drift_alpha=0.01, drift_permutations=499)
+    assert Settings(drift_alpha=0.05, drift_permutations=100).drift_permutations == 100

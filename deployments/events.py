@@ -1,0 +1,63 @@
+"""perennial's Prefect events: what they are called, which workspace they concern, how they are sent."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from perennial.config import Settings
+
+BATCH_ARRIVED = "perennial.batch.arrived"
+DRIFT_DETECTED = "perennial.drift.detected"
+# Resource label on drift events: "yes" when labelled batches are waiting (a retrain can help),
+# "no" when labels are needed first. The training trigger matches only "yes".
+RETRAIN_LABEL = "perennial.retrain"
+
+
+class NoServer(RuntimeError):
+    """The Prefect server did not answer."""
+
+
+def workspace_resource(settings: Settings) -> dict[str, str]:
+    """The event resource naming this workspace, so one server can host several workspaces."""
+    digest = hashlib.sha256(str(settings.root).encode()).hexdigest()[:12]
+    return {
+        "prefect.resource.id": f"perennial.workspace.{digest}",
+        "prefect.resource.name": str(settings.root),
+    }
+
+
+def emit(
+    settings: Settings, event: str, payload: dict[str, Any], labels: dict[str, str] | None = None
+) -> str:
+    """Send one event to the Prefect server now (synchronously, so a CLI can exit right after).
+
+    Returns the event's id; raises NoServer with the URL it tried when the server does not answer.
+    """
+    import httpx
+    from prefect.events import Event
+
+    message = Event(event=event, resource={**workspace_resource(settings), **(labels or {})}, payload=payload)
+    url = f"{settings.prefect_api_url.rstrip('/')}/events"
+    try:
+        response = httpx.post(url, json=[message.model_dump(mode="json")], timeout=10)
+    except httpx.HTTPError as error:
+        raise NoServer(f"no Prefect server at {settings.prefect_api_url} ({error})") from error
+    if response.status_code >= 400:
+        raise NoServer(f"Prefect server at {url} refused the event: HTTP {response.status_code}")
+    return str(message.id)
+
+
+def emit_batch_arrived(settings: Settings, path: Path) -> str:
+    size = path.stat().st_size if path.exists() else None
+    return emit(settings, BATCH_ARRIVED, {"file": str(path), "name": path.name, "bytes": size})
+
+
+def server_is_up(settings: Settings, timeout: float = 1.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{settings.prefect_api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,54 @@
+"""Notice batch files landing in the inbox, each once, and only when they have stopped growing.
+
+Polling, not inotify: it works the same on every file system (network mounts and Docker volumes
+included), and a poll every few seconds costs nothing next to a training run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perennial.ingest import SUFFIXES
+
+
+@dataclass
+class InboxWatcher:
+    """Each `poll()` returns the files that arrived since the last one and are complete.
+
+    A file is complete when its size and modification time did not change between two polls, so a
+    copy still in progress is reported on a later poll, not half-written. Hidden files and other
+    suffixes (temporary names like `.batch.csv.part`) are never reported.
+    """
+
+    inbox: Path
+    _seen: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (size, mtime_ns)
+    _reported: set[str] = field(default_factory=set)
+
+    def poll(self) -> list[Path]:
+        current = self._candidates()
+        arrived = [
+            self.inbox / name
+            for name, signature in sorted(current.items())
+            if name not in self._reported and self._seen.get(name) == signature
+        ]
+        self._reported.update(p.name for p in arrived)
+        # A name that left the inbox (ingested, moved away) may come back as a new file.
+        self._reported &= set(current)
+        self._seen = current
+        return arrived
+
+    def _candidates(self) -> dict[str, tuple[int, int]]:
+        if not self.inbox.is_dir():
+            return {}
+        found: dict[str, tuple[int, int]] = {}
+        for path in self.inbox.iterdir():
+            if path.name.startswith(".") or path.suffix.lower() not in SUFFIXES:
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed between listing and stat
+                continue
+            if path.is_file():
+                found[path.name] = (stat.st_size, stat.st_mtime_ns)
+        return found

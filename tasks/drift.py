@@ -1,0 +1,11 @@
+from prefect import task
+from prefect.cache_policies import NONE
+
+from perennial import monitoring
+from perennial.config import Settings
+
+
+@task(name="check-drift", cache_policy=NONE)
+def check_drift(settings: Settings) -> dict:
+    """Recent monitored inputs against the champion's reference: tests, report, decision."""
+    return monitoring.check_drift(settings)

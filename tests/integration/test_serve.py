@@ -1,0 +1,242 @@
+"""Leaving perennial running: a real Prefect server on 127.0.0.1, `perennial serve`, and events.
+
+One server and one serving process for the module, as a user runs them (`perennial server`,
+`perennial serve`), each in its own process. The tests then drop files, emit events and create runs,
+and read the outcome from the server's REST API and the workspace's ledger.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from perennial.config import Settings
+from perennial.deployments.events import DRIFT_DETECTED, RETRAIN_LABEL, emit
+from perennial.ledger import Ledger
+
+pytestmark = pytest.mark.integration
+
+BURST_WINDOW = 4  # seconds
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@dataclass
+class Served:
+    api: str
+    env: dict[str, str]
+    workspace: Path
+    cwd: Path
+    deployment_id: str
+
+    def settings(self) -> Settings:
+        return Settings(workspace=self.workspace, server_port=int(self.api.split(":")[-1].split("/")[0]))
+
+    def runs(self) -> list[dict]:
+        """Flow runs of the training deployment, oldest first."""
+        body = {
+            "flow_runs": {"deployment_id": {"any_": [self.deployment_id]}},
+            "sort": "EXPECTED_START_TIME_ASC",
+        }
+        response = httpx.post(f"{self.api}/flow_runs/filter", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def triggered_runs(self) -> list[dict]:
+        """Runs started by an event or a request, not the nightly schedule's future runs."""
+        return [r for r in self.runs() if not r["auto_scheduled"]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 1.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+
+
+def _stop(process: subprocess.Popen, log: Path) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _batch(domain: str, seed: int, path: Path, rows: int = 60) -> Path:
+    from perennial.vader import sample_domain
+
+    sample_domain(domain, rows, seed)[["text", "label"]].to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("served")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERENNIAL_", "PREFECT_", "MLFLOW_"))}
+    env.pop("HF_HOME", None)
+    env.update(
+        {
+            "PERENNIAL_WORKSPACE": str(root / "ws"),
+            "PERENNIAL_BASE_MODEL": str(tiny_model_dir),
+            "PERENNIAL_MAX_LENGTH": "32",
+            "PERENNIAL_EPOCHS": "1",
+            "PERENNIAL_BATCH_SIZE": "16",
+            "PERENNIAL_LEARNING_RATE": "0.001",
+            "PERENNIAL_MIN_ROWS": "20",
+            "PERENNIAL_MIN_ACCURACY": "0",
+            "PERENNIAL_REQUIRE_SIGNIFICANT_GAIN": "false",
+            "PERENNIAL_SERVER_PORT": str(port),
+            "PERENNIAL_BURST_WINDOW_SECONDS": str(BURST_WINDOW),
+            "PERENNIAL_WATCH_INTERVAL_SECONDS": "0.5",
+            "PERENNIAL_TORCH_THREADS": "1",
+        }
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    command = [sys.executable, "-m", "perennial.cli"]
+    server_log, serve_log = root / "server.log", root / "serve.log"
+    server = subprocess.Popen(
+        [*command, "server"], env=env, cwd=root, stdout=server_log.open("w"), stderr=subprocess.STDOUT
+    )
+    serve = None
+    try:
+        _wait_for(
+            lambda: (r := _get(f"{api}/health")) is not None and r.status_code == 200, 180, "the server"
+        )
+        serve = subprocess.Popen(
+            [*command, "serve"], env=env, cwd=root, stdout=serve_log.open("w"), stderr=subprocess.STDOUT
+        )
+
+        def deployment() -> str | None:
+            assert serve.poll() is None, serve_log.read_text()[-3000:]
+            r = _get(f"{api}/deployments/name/continual-training/perennial")
+            return r.json()["id"] if r is not None and r.status_code == 200 else None
+
+        deployment_id = _wait_for(deployment, 180, "the training deployment")
+        # The watcher starts with the deployments; give it one poll before dropping files.
+        _wait_for(lambda: "watching" in serve_log.read_text(), 60, "the inbox watcher")
+        yield Served(api, env, root / "ws", root, str(deployment_id))
+    finally:
+        # The serving process first: it pauses its deployments through the server on the way out.
+        if serve is not None:
+            _stop(serve, serve_log)
+        _stop(server, server_log)
+
+
+def _finished(served: Served, count: int, timeout: float = 240) -> list[dict]:
+    def done() -> list[dict] | None:
+        runs = served.triggered_runs()
+        if len(runs) >= count and all(r["state_type"] in TERMINAL for r in runs[:count]):
+            return runs
+        return None
+
+    return _wait_for(done, timeout, f"{count} finished training run(s)", every=2)  # type: ignore[return-value]
+
+
+def test_a_burst_of_files_starts_one_run_that_trains_them_all(served: Served) -> None:
+    inbox = served.workspace / "inbox"
+    _batch("amazon", 1, inbox / "first.csv")
+    time.sleep(1)
+    _batch("movies", 2, inbox / "second.csv")  # within the burst window of the first
+    runs = _finished(served, 1)
+    time.sleep(BURST_WINDOW + 3)  # long enough for a second run to appear, if the window failed
+    runs = served.triggered_runs()
+    assert len(runs) == 1, [(r["name"], r["parameters"].get("reason")) for r in runs]
+    run = runs[0]
+    assert run["state_type"] == "COMPLETED", run["state"]
+    assert run["parameters"]["reason"] == "batch arrived: first.csv"
+    assert run["parameters"]["settings"]["workspace"] == str(served.workspace)
+    ledger = Ledger(served.workspace / "ledger.sqlite")
+    batches = {b.source: b.status for b in ledger.batches()}
+    assert set(batches) == {"first.csv", "second.csv"}
+    assert all(status in {"promoted", "rejected-model"} for status in batches.values()), batches
+    assert not any(inbox.iterdir())
+
+
+def test_ingest_from_another_system_triggers_a_run(served: Served, tmp_path: Path) -> None:
+    before = len(served.triggered_runs())
+    source = _batch("tweets", 3, tmp_path / "exported.csv")
+    result = subprocess.run(
+        [sys.executable, "-m", "perennial.cli", "ingest", str(source)],
+        env=served.env, cwd=served.cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sent perennial.batch.arrived for 1 file(s)" in result.stdout
+    runs = _finished(served, before + 1)
+    assert runs[before]["parameters"]["reason"] == "batch arrived: exported.csv"
+    assert runs[before]["state_type"] == "COMPLETED"
+    statuses = {b.source: b.status for b in Ledger(served.workspace / "ledger.sqlite").batches()}
+    assert statuses["exported.csv"] in {"promoted", "rejected-model"}
+
+
+def test_concurrent_runs_are_serialised(served: Served, tmp_path: Path) -> None:
+    before = len(served.triggered_runs())
+    # A pending batch, so the first run trains for a while.
+    source = _batch("nyt", 4, tmp_path / "quiet.csv", rows=120)
+    ingest = subprocess.run(
+        [sys.executable, "-m", "perennial.cli", "ingest", "--no-event", str(source)],
+        env=served.env, cwd=served.cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ingest.returncode == 0, ingest.stderr[-3000:]
+    url = f"{served.api}/deployments/{served.deployment_id}/create_flow_run"
+    for reason in ("first", "second"):
+        response = httpx.post(url, json={"parameters": {"reason": reason}}, timeout=30)
+        response.raise_for_status()
+    runs = _finished(served, before + 2)[before : before + 2]
+    assert [r["parameters"]["reason"] for r in runs] == ["first", "second"]
+    assert all(r["state_type"] == "COMPLETED" for r in runs), [r["state"] for r in runs]
+    first, second = sorted(runs, key=lambda r: r["start_time"])
+    assert second["start_time"] >= first["end_time"], "two training runs overlapped"
+    status = Ledger(served.workspace / "ledger.sqlite").batches()
+    assert [b.status for b in status if b.source == "quiet.csv"] in (["promoted"], ["rejected-model"])
+
+
+def test_drift_with_pending_batches_triggers_training(served: Served, tmp_path: Path) -> None:
+    before = len(served.triggered_runs())
+    emit(served.settings(), DRIFT_DETECTED, {"message": "test alarm"}, {RETRAIN_LABEL: "yes"})
+    runs = _finished(served, before + 1)
+    assert runs[before]["parameters"]["reason"] == "drift detected"
+    assert runs[before]["state_type"] == "COMPLETED"
+
+
+def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path, served: Served) -> None:
+    env = {
+        **served.env,
+        "PERENNIAL_SERVER_PORT": str(_free_port()),
+        "PERENNIAL_WORKSPACE": str(tmp_path / "w"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "perennial.cli", "serve"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "no Prefect server at http://127.0.0.1:" in result.stderr and "perennial server" in result.stderr
+    shutil.rmtree(tmp_path / "w", ignore_errors=True)

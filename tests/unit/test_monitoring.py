@@ -1,0 +1,135 @@
+"""The drift monitor's inputs and decisions, without a model."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from perennial.config import Settings
+from perennial.ledger import Ledger
+from perennial.monitoring import (
+    COOLDOWN,
+    LABELS_NEEDED,
+    NONE,
+    RETRAIN,
+    decide_action,
+    drift_markdown,
+    last_retrain,
+    log_predictions,
+    read_monitor_file,
+    recent_texts,
+)
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+DAY = timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("drifted", "pending", "last", "action"),
+    [
+        (False, 3, None, NONE),
+        (True, 0, None, LABELS_NEEDED),
+        (True, 2, None, RETRAIN),
+        (True, 2, NOW - timedelta(hours=23), COOLDOWN),
+        (True, 2, NOW - timedelta(hours=25), RETRAIN),
+        (True, 0, NOW - timedelta(hours=1), LABELS_NEEDED),
+    ],
+)
+def test_decide_action(drifted: bool, pending: int, last: datetime | None, action: str) -> None:
+    got, message = decide_action(drifted, pending, last, NOW, DAY)
+    assert got == action
+    assert "\n" not in message and message
+
+
+def test_cooldown_counts_from_the_last_retrain_only(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    assert last_retrain(ledger.drift_checks()) is None
+    ledger.record_drift_check("1", True, RETRAIN, "drift, retrain", 0.2, "r1.json")
+    first = last_retrain(ledger.drift_checks())
+    ledger.record_drift_check("1", True, LABELS_NEEDED, "drift, labels needed", 0.3, "r2.json")
+    ledger.record_drift_check("1", False, NONE, "no drift", 0.01, "r3.json")
+    checks = ledger.drift_checks()
+    assert [c.action for c in checks] == [RETRAIN, LABELS_NEEDED, NONE]
+    assert checks[0].drifted is True and checks[2].drifted is False
+    assert last_retrain(checks) == first
+
+
+def _settings(tmp_path: Path, **overrides) -> Settings:
+    return Settings(workspace=tmp_path / "ws", **overrides)
+
+
+def _write(path: Path, content: str, mtime: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content, encoding="utf-8")
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_recent_texts_takes_the_newest_files_and_their_last_lines(
+    tmp_path: Path, no_outside_settings: None
+) -> None:
+    settings = _settings(tmp_path, drift_window_rows=10)
+    monitor = settings.monitor_dir
+    _write(monitor / "old.txt", "".join(f"old {i}\n" for i in range(20)), 1_000)
+    pd.DataFrame({"text": [f"mid {i}" for i in range(6)], "other": 1}).to_csv(
+        monitor / "mid.csv", index=False
+    )
+    os.utime(monitor / "mid.csv", (2_000, 2_000))
+    _write(monitor / "new.jsonl", "".join(json.dumps({"text": f"new {i}"}) + "\n" for i in range(3)), 3_000)
+    _write(monitor / "ignored.md", "not a monitored file", 4_000)
+    recent = recent_texts(settings)
+    assert recent.texts == ["old 19"] + [f"mid {i}" for i in range(6)] + [f"new {i}" for i in range(3)]
+    assert recent.files == ["new.jsonl", "mid.csv", "old.txt"]
+    assert recent.unreadable == []
+
+
+def test_an_unreadable_monitor_file_is_reported_and_skipped(
+    tmp_path: Path, no_outside_settings: None
+) -> None:
+    settings = _settings(tmp_path)
+    _write(settings.monitor_dir / "good.txt", "fine text\n\n  \nanother\n", 1_000)
+    _write(settings.monitor_dir / "bad.csv", "id,body\n1,hello\n", 2_000)
+    recent = recent_texts(settings)
+    assert recent.texts == ["fine text", "another"]
+    assert len(recent.unreadable) == 1 and recent.unreadable[0].startswith("bad.csv: no `text` column")
+
+
+def test_predictions_are_appended_to_todays_log(tmp_path: Path, no_outside_settings: None) -> None:
+    settings = _settings(tmp_path)
+    first = log_predictions(settings, [{"text": "a", "label": "positive", "score": 0.9}], "3")
+    second = log_predictions(settings, [{"text": "b", "label": "negative", "score": 0.6}], "4")
+    assert first == second and first.parent == settings.monitor_dir
+    rows = [json.loads(line) for line in first.read_text().splitlines()]
+    assert [(r["text"], r["model_version"]) for r in rows] == [("a", "3"), ("b", "4")]
+    assert read_monitor_file(first) == ["a", "b"]  # the monitor reads its own log
+
+
+def test_drift_markdown_names_every_test_and_the_alarm() -> None:
+    summary = {
+        "action": LABELS_NEEDED,
+        "message": "drift detected, no labelled batch is waiting: labels are needed to retrain",
+        "champion_version": "2",
+        "current_rows": 300,
+        "reference_rows": 400,
+        "report_path": "/ws/reports/drift/d.json",
+        "plot_path": "/ws/reports/drift/d.png",
+        "report": {
+            "alpha": 0.01,
+            "threshold": 0.002,
+            "tests": [
+                {"name": "embedding_mmd", "statistic": 0.31, "p_value": 0.001},
+                {"name": "text_length", "statistic": 0.08, "p_value": 0.4},
+            ],
+        },
+        "unreadable_files": ["bad.csv: no `text` column"],
+    }
+    text = drift_markdown(summary)
+    assert "labels are needed" in text and "v2" in text
+    assert "| embedding_mmd | 0.31 | 0.001 | yes |" in text
+    assert "| text_length | 0.08 | 0.4 |  |" in text
+    assert "bad.csv" in text
