@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def emit(
     message = Event(event=event, resource={**workspace_resource(settings), **(labels or {})}, payload=payload)
     url = f"{settings.prefect_api_url.rstrip('/')}/events"
     try:
-        response = httpx.post(url, json=[message.model_dump(mode="json")], timeout=10)
+        response = httpx.post(url, json=[message.model_dump(mode="json")], headers=auth_headers(), timeout=10)
     except httpx.HTTPError as error:
         raise NoServer(f"no Prefect server at {settings.prefect_api_url} ({error})") from error
     if response.status_code >= 400:
@@ -49,8 +50,23 @@ def emit(
     return str(message.id)
 
 
+def auth_headers() -> dict[str, str]:
+    """The credentials Prefect's own client would send: an API key, or a self-hosted auth string."""
+    import base64
+
+    key, basic = os.environ.get("PREFECT_API_KEY"), os.environ.get("PREFECT_API_AUTH_STRING")
+    if key:
+        return {"Authorization": f"Bearer {key}"}
+    if basic:
+        return {"Authorization": f"Basic {base64.b64encode(basic.encode()).decode()}"}
+    return {}
+
+
 def emit_batch_arrived(settings: Settings, path: Path) -> str:
-    size = path.stat().st_size if path.exists() else None
+    try:
+        size: int | None = path.stat().st_size
+    except OSError:  # already ingested and removed by a run: the event still names it
+        size = None
     return emit(settings, BATCH_ARRIVED, {"file": str(path), "name": path.name, "bytes": size})
 
 
@@ -58,6 +74,7 @@ def server_is_up(settings: Settings, timeout: float = 1.0) -> bool:
     import httpx
 
     try:
-        return httpx.get(f"{settings.prefect_api_url.rstrip('/')}/health", timeout=timeout).status_code == 200
+        url = f"{settings.prefect_api_url.rstrip('/')}/health"
+        return httpx.get(url, headers=auth_headers(), timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False

@@ -6,22 +6,51 @@ import logging
 import threading
 
 from perennial.config import Settings
-from perennial.deployments.events import NoServer, emit_batch_arrived
+from perennial.deployments.events import NoServer, auth_headers, emit_batch_arrived
 from perennial.inbox_watch import InboxWatcher
 
 log = logging.getLogger("perennial.serve")
 
 
 def watch_inbox(settings: Settings, stop: threading.Event) -> None:
-    """Emit `perennial.batch.arrived` for each complete file that lands in the inbox, until `stop`."""
+    """Emit `perennial.batch.arrived` for each complete file that lands in the inbox, until `stop`.
+
+    Starts once the training deployment exists (its trigger is registered with it), so files already
+    waiting at start-up are not announced to nobody. Never dies: a failed poll or event is logged and
+    the next poll goes on (the file stays in the inbox for the next run either way).
+    """
+    while not stop.is_set() and not deployment_exists(settings):
+        stop.wait(1.0)
+    log.info("watching %s every %.1f s", settings.inbox, settings.watch_interval_seconds)
     watcher = InboxWatcher(settings.inbox)
     while not stop.wait(settings.watch_interval_seconds):
-        for path in watcher.poll():
+        try:
+            arrived = watcher.poll()
+        except Exception:
+            log.exception("cannot read the inbox %s; trying again", settings.inbox)
+            continue
+        for path in arrived:
             try:
                 event_id = emit_batch_arrived(settings, path)
                 log.info("%s arrived: event %s", path.name, event_id)
             except NoServer as error:  # the server may be restarting; the next run still ingests it
                 log.warning("%s arrived but the event was not sent: %s", path.name, error)
+            except Exception:
+                log.exception("%s arrived but the event was not sent", path.name)
+
+
+def deployment_exists(settings: Settings) -> bool:
+    import httpx
+
+    from perennial.deployments.definitions import TRAINING_FLOW
+
+    url = (
+        f"{settings.prefect_api_url.rstrip('/')}/deployments/name/{TRAINING_FLOW}/{settings.deployment_name}"
+    )
+    try:
+        return httpx.get(url, headers=auth_headers(), timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def serve_forever(settings: Settings, *, watch: bool = True) -> None:
@@ -33,7 +62,6 @@ def serve_forever(settings: Settings, *, watch: bool = True) -> None:
     stop = threading.Event()
     if watch:
         threading.Thread(target=watch_inbox, args=(settings, stop), name="inbox-watch", daemon=True).start()
-        log.info("watching %s every %.0f s", settings.inbox, settings.watch_interval_seconds)
     try:
         serve(*build_deployments(settings), print_starting_message=True)
     finally:

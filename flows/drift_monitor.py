@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from perennial.config import Settings
+from perennial.deployments.definitions import training_deployment_registered
 from perennial.deployments.events import DRIFT_DETECTED, RETRAIN_LABEL, workspace_resource
 from perennial.monitoring import RETRAIN, drift_markdown
 from perennial.tasks.drift import check_drift
@@ -23,7 +24,7 @@ def drift_monitor(settings: Settings | None = None) -> dict:
     (the training deployment's trigger) when batches are waiting and the cooldown allows it."""
     settings = settings or Settings()
     logger = get_run_logger()
-    summary = check_drift(settings)
+    summary = check_drift(settings, can_trigger=training_deployment_registered(settings))
     logger.info("drift check: %s", summary["message"])
     create_markdown_artifact(
         key="drift-report", markdown=drift_markdown(summary), description=summary["message"]

@@ -6,6 +6,6 @@ from perennial.config import Settings
 
 
 @task(name="check-drift", cache_policy=NONE)
-def check_drift(settings: Settings) -> dict:
+def check_drift(settings: Settings, can_trigger: bool) -> dict:
     """Recent monitored inputs against the champion's reference: tests, report, decision."""
-    return monitoring.check_drift(settings)
+    return monitoring.check_drift(settings, can_trigger=can_trigger)

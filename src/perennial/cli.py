@@ -61,8 +61,20 @@ def _announce(settings: Settings, paths: list[Path]) -> None:
     print(f"sent {BATCH_ARRIVED} for {len(paths)} file(s) to {settings.prefect_api_url}")
 
 
+def _use_running_server(settings: Settings) -> Settings:
+    """Run flows on the workspace's Prefect server when one answers (its UI shows them, its triggers
+    hear their events) rather than on a temporary one sharing its database. Before Prefect's import."""
+    if not os.environ.get("PREFECT_API_URL"):
+        from perennial.deployments.events import server_is_up
+
+        if server_is_up(settings, timeout=0.5):
+            os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+    return settings
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = _ready(_settings(args))  # before Prefect is imported: it reads PREFECT_HOME at import
+    # Before Prefect is imported: it reads PREFECT_HOME and PREFECT_API_URL at import.
+    settings = _use_running_server(_ready(_settings(args)))
     from perennial.flows.continual_training import continual_training
 
     state = continual_training(settings, return_state=True)
@@ -169,7 +181,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    settings = _ready(_settings(args))
+    settings = _use_running_server(_ready(_settings(args)))
     from perennial.flows.drift_monitor import drift_monitor
 
     state = drift_monitor(settings, return_state=True)
@@ -177,14 +189,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print(f"drift check failed: {state.message}", file=sys.stderr)
         return 1
     summary = state.result()
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-        return 0
-    print(f"{summary['action']}: {summary['message']}")
-    for test in (summary.get("report") or {}).get("tests", []):
-        print(f"  {test['name']:<16} statistic {test['statistic']:.4g}  p={test['p_value']:.3g}")
-    if summary["report_path"]:
-        print(f"report: {summary['report_path']}\nplot:   {summary['plot_path']}")
+    from perennial.monitoring import format_drift_summary
+
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_drift_summary(summary))
     return 0
 
 

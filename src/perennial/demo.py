@@ -97,6 +97,7 @@ def run_demo(
 def demo_drift_check(settings: Settings, streamed: pd.DataFrame, rows: int, domain: str = "nyt") -> dict:
     """Production inputs turn to news editorials (unlabelled, unseen rows): the drift monitor's alarm."""
     from perennial.flows.drift_monitor import drift_monitor
+    from perennial.monitoring import format_drift_summary
 
     seen = set(streamed["text"])
     unseen = sample_domain(domain, 2 * rows, seed=settings.seed + 1)
@@ -104,11 +105,7 @@ def demo_drift_check(settings: Settings, streamed: pd.DataFrame, rows: int, doma
     inputs.to_csv(settings.monitor_dir / f"inputs-{domain}.csv", index=False)
     print(f"\n=== drift check: {len(inputs)} unlabelled {domain} texts arrive as production inputs ===")
     summary = drift_monitor(settings)
-    print(f"{summary['action']}: {summary['message']}")
-    for test in (summary.get("report") or {}).get("tests", []):
-        print(f"  {test['name']:<16} statistic {test['statistic']:8.4f}  p-value {test['p_value']:.3g}")
-    if summary["plot_path"]:
-        print(f"drift report: {summary['report_path']}\ndrift plot:   {summary['plot_path']}")
+    print(format_drift_summary(summary))
     return summary
 
 

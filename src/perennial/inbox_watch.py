@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perennial.ingest import SUFFIXES
+from perennial.ingest import is_batch_name
 
 
 @dataclass
@@ -17,8 +17,10 @@ class InboxWatcher:
     """Each `poll()` returns the files that arrived since the last one and are complete.
 
     A file is complete when its size and modification time did not change between two polls, so a
-    copy still in progress is reported on a later poll, not half-written. Hidden files and other
-    suffixes (temporary names like `.batch.csv.part`) are never reported.
+    copy still in progress is reported on a later poll. Hidden files and other suffixes (temporary
+    names like `batch.csv.part`) are never reported. This only times the event: a run started for
+    another reason ingests whatever batch files are in the inbox, so uploaders should write under a
+    temporary name and rename when done.
     """
 
     inbox: Path
@@ -43,11 +45,11 @@ class InboxWatcher:
             return {}
         found: dict[str, tuple[int, int]] = {}
         for path in self.inbox.iterdir():
-            if path.name.startswith(".") or path.suffix.lower() not in SUFFIXES:
+            if not is_batch_name(path.name):
                 continue
             try:
                 stat = path.stat()
-            except FileNotFoundError:  # removed between listing and stat
+            except OSError:  # removed between listing and stat, or unreadable
                 continue
             if path.is_file():
                 found[path.name] = (stat.st_size, stat.st_mtime_ns)

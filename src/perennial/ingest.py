@@ -49,15 +49,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_batch_name(name: str) -> bool:
+    """A batch file's name: a known suffix, not hidden (hidden or other names are uploads in progress)."""
+    return not name.startswith(".") and Path(name).suffix.lower() in SUFFIXES
+
+
 def inbox_files(settings: Settings) -> list[Path]:
     """Batch files waiting in the inbox, oldest first (by modification time, then name)."""
     if not settings.inbox.is_dir():
         return []
-    files = [
-        p
-        for p in settings.inbox.iterdir()
-        if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
-    ]
+    files = [p for p in settings.inbox.iterdir() if p.is_file() and is_batch_name(p.name)]
     return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
 
 

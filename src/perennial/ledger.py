@@ -252,12 +252,14 @@ class Ledger:
         message: str,
         score: float | None,
         report_path: str | None,
+        checked_at: str | None = None,
     ) -> DriftCheck:
+        """Record a check; `checked_at` (ISO, UTC) is the time the check's decision used, default now."""
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT INTO drift_checks (checked_at, champion_version, drifted, action, message, score,"
                 " report_path) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (now(), champion_version, int(drifted), action, message, score, report_path),
+                (checked_at or now(), champion_version, int(drifted), action, message, score, report_path),
             )
             check_id = cursor.lastrowid
         return next(c for c in self.drift_checks() if c.check_id == check_id)

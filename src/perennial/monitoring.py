@@ -26,6 +26,7 @@ PREDICTION_LOG_PREFIX = "predictions-"
 # What the monitor does with a check's outcome.
 NONE = "none"  # no drift
 RETRAIN = "retrain"  # drift, and labelled batches are waiting: a training run is triggered
+RETRAIN_NEEDED = "retrain-needed"  # the same, but no served deployment to trigger: run it yourself
 COOLDOWN = "cooldown"  # drift and waiting batches, but a drift retrain ran within the cooldown
 LABELS_NEEDED = "labels-needed"  # drift, and nothing labelled to train on
 SKIPPED = "skipped"  # no champion, or too few recent texts to test
@@ -115,13 +116,27 @@ def last_retrain(checks: list[DriftCheck]) -> datetime | None:
 
 
 def decide_action(
-    drifted: bool, pending: int, last_retrain_at: datetime | None, now: datetime, cooldown: timedelta
+    drifted: bool,
+    pending: int,
+    last_retrain_at: datetime | None,
+    now: datetime,
+    cooldown: timedelta,
+    can_trigger: bool = True,
 ) -> tuple[str, str]:
-    """What to do about a check, and the one-line message saying so."""
+    """What to do about a check, and the one-line message saying so.
+
+    `can_trigger`: a served training deployment will receive the event. Without one, nothing would
+    start, so the check says to run training by hand and does not start the cooldown."""
     if not drifted:
         return NONE, "no drift detected"
     if pending == 0:
         return LABELS_NEEDED, "drift detected, no labelled batch is waiting: labels are needed to retrain"
+    if not can_trigger:
+        return (
+            RETRAIN_NEEDED,
+            f"drift detected, {pending} labelled batch(es) waiting: run `perennial run` "
+            "(no served training deployment to start one)",
+        )
     if last_retrain_at is not None and now - last_retrain_at < cooldown:
         until = (last_retrain_at + cooldown).isoformat(timespec="minutes")
         return COOLDOWN, f"drift detected, {pending} batch(es) waiting; retrain cooldown until {until}"
@@ -146,11 +161,11 @@ def log_predictions(settings: Settings, rows: list[dict], version: str) -> Path:
     return path
 
 
-def check_drift(settings: Settings, now: datetime | None = None) -> dict:
+def check_drift(settings: Settings, now: datetime | None = None, can_trigger: bool = False) -> dict:
     """Run one drift check against the champion; save, log and record it; say what to do next.
 
-    Returns a JSON-friendly summary: `action` is one of none, retrain, cooldown, labels-needed,
-    skipped, and `message` says why in one line.
+    Returns a JSON-friendly summary: `action` is one of none, retrain, retrain-needed, cooldown,
+    labels-needed, skipped, and `message` says why in one line. `can_trigger`: see decide_action.
     """
     from perennial import registry
     from perennial.cycle import ledger_for
@@ -160,7 +175,7 @@ def check_drift(settings: Settings, now: datetime | None = None) -> dict:
     champ = registry.champion(settings)
     recent = recent_texts(settings)
     summary: dict = {
-        "checked_at": now.isoformat(timespec="seconds"),
+        "checked_at": now.isoformat(timespec="milliseconds"),
         "champion_version": champ.version if champ else None,
         "current_rows": len(recent.texts),
         "monitored_files": recent.files,
@@ -175,7 +190,9 @@ def check_drift(settings: Settings, now: datetime | None = None) -> dict:
     summary["reference_rows"] = len(reference)
     skip = _skip_reason(settings, champ is not None, len(recent.texts), len(reference))
     if skip:
-        ledger.record_drift_check(summary["champion_version"], False, SKIPPED, skip, None, None)
+        ledger.record_drift_check(
+            summary["champion_version"], False, SKIPPED, skip, None, None, checked_at=summary["checked_at"]
+        )
         return {**summary, "action": SKIPPED, "message": skip}
 
     report, ref_samples, cur_samples = _run_tests(settings, champ.version, reference, recent.texts)
@@ -186,6 +203,7 @@ def check_drift(settings: Settings, now: datetime | None = None) -> dict:
         last_retrain(ledger.drift_checks()),
         now,
         timedelta(hours=settings.drift_cooldown_hours),
+        can_trigger,
     )
     summary.update(
         drifted=report.drifted,
@@ -206,7 +224,15 @@ def check_drift(settings: Settings, now: datetime | None = None) -> dict:
         [json_path, png_path],
         {"checked_at": summary["checked_at"], "drifted": str(report.drifted).lower(), "action": action},
     )
-    ledger.record_drift_check(champ.version, report.drifted, action, message, report.score, str(json_path))
+    ledger.record_drift_check(
+        champ.version,
+        report.drifted,
+        action,
+        message,
+        report.score,
+        str(json_path),
+        checked_at=summary["checked_at"],
+    )
     return summary
 
 
@@ -289,4 +315,16 @@ def drift_markdown(summary: dict) -> str:
             lines.append(f"| {test['name']} | {test['statistic']:.4g} | {test['p_value']:.3g} | {alarm} |")
     for line in summary.get("unreadable_files", []):
         lines.append(f"- unreadable: {line}")
+    return "\n".join(lines)
+
+
+def format_drift_summary(summary: dict) -> str:
+    """The check as a few lines of text, for the CLI and the demo."""
+    lines = [f"{summary['action']}: {summary['message']}"]
+    for test in (summary.get("report") or {}).get("tests", []):
+        lines.append(
+            f"  {test['name']:<16} statistic {test['statistic']:8.4f}  p-value {test['p_value']:.3g}"
+        )
+    if summary.get("plot_path"):
+        lines.append(f"report: {summary['report_path']}\nplot:   {summary['plot_path']}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from perennial.config import Settings
 from perennial.cycle import ledger_for
 from perennial.flows.continual_training import continual_training
 from perennial.flows.drift_monitor import drift_monitor
-from perennial.monitoring import COOLDOWN, LABELS_NEEDED, NONE, RETRAIN, SKIPPED
+from perennial.monitoring import COOLDOWN, LABELS_NEEDED, NONE, RETRAIN, RETRAIN_NEEDED, SKIPPED, check_drift
 from perennial.status import format_status, gather_status
 from perennial.vader import sample_domain
 
@@ -85,9 +85,11 @@ def test_a_real_shift_alarms_reports_and_asks_for_labels_then_retrains_once(moni
     assert any("labels are needed" in (a.data or "") for a in artifacts)
     assert "LABELS NEEDED" in format_status(gather_status(monitored))
 
-    # A labelled batch waits: the alarm now asks for a retrain, then the cooldown holds the next one.
+    # A labelled batch waits. No training deployment is served here, so the alarm asks for a manual
+    # run; where one is served (can_trigger), it triggers a retrain, then the cooldown holds the next.
     shutil.copyfile(DATA / "films.jsonl", monitored.inbox / "films.jsonl")
-    assert drift_monitor(monitored)["action"] == RETRAIN
-    assert drift_monitor(monitored)["action"] == COOLDOWN
+    assert drift_monitor(monitored)["action"] == RETRAIN_NEEDED
+    assert check_drift(monitored, can_trigger=True)["action"] == RETRAIN
+    assert check_drift(monitored, can_trigger=True)["action"] == COOLDOWN
     actions = [c.action for c in ledger_for(monitored).drift_checks()]
-    assert actions == [LABELS_NEEDED, RETRAIN, COOLDOWN]
+    assert actions == [LABELS_NEEDED, RETRAIN_NEEDED, RETRAIN, COOLDOWN]

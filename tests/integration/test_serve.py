@@ -161,11 +161,12 @@ def _finished(served: Served, count: int, timeout: float = 240) -> list[dict]:
     return _wait_for(done, timeout, f"{count} finished training run(s)", every=2)  # type: ignore[return-value]
 
 
-def test_a_burst_of_files_starts_one_run_that_trains_them_all(served: Served) -> None:
+def test_a_burst_of_files_starts_one_run_that_trains_them_all(served: Served, tmp_path: Path) -> None:
     inbox = served.workspace / "inbox"
-    _batch("amazon", 1, inbox / "first.csv")
-    time.sleep(1)
-    _batch("movies", 2, inbox / "second.csv")  # within the burst window of the first
+    first, second = _batch("amazon", 1, tmp_path / "first.csv"), _batch("movies", 2, tmp_path / "second.csv")
+    shutil.copyfile(first, inbox / "first.csv")
+    time.sleep(1)  # within the burst window of the first
+    shutil.copyfile(second, inbox / "second.csv")
     runs = _finished(served, 1)
     time.sleep(BURST_WINDOW + 3)  # long enough for a second run to appear, if the window failed
     runs = served.triggered_runs()
@@ -219,7 +220,7 @@ def test_concurrent_runs_are_serialised(served: Served, tmp_path: Path) -> None:
     assert [b.status for b in status if b.source == "quiet.csv"] in (["promoted"], ["rejected-model"])
 
 
-def test_drift_with_pending_batches_triggers_training(served: Served, tmp_path: Path) -> None:
+def test_a_drift_event_asking_for_a_retrain_triggers_training(served: Served) -> None:
     before = len(served.triggered_runs())
     emit(served.settings(), DRIFT_DETECTED, {"message": "test alarm"}, {RETRAIN_LABEL: "yes"})
     runs = _finished(served, before + 1)

@@ -90,3 +90,4 @@ def test_prefect_yaml_describes_the_same_deployments(defaults: Settings) -> None
             extra = {k: v for k, v in trigger.match.model_dump().items() if k != "prefect.resource.id"}
             assert {k: v for k, v in written["match"].items() if k != "prefect.resource.id"} == extra
             assert written["match"]["prefect.resource.id"] == "perennial.workspace.*"
+            assert written["for_each"] == ["prefect.resource.id"]  # each workspace its own window

@@ -17,6 +17,7 @@ from perennial.monitoring import (
     LABELS_NEEDED,
     NONE,
     RETRAIN,
+    RETRAIN_NEEDED,
     decide_action,
     drift_markdown,
     last_retrain,
@@ -46,11 +47,21 @@ def test_decide_action(drifted: bool, pending: int, last: datetime | None, actio
     assert "\n" not in message and message
 
 
+def test_without_a_served_deployment_drift_asks_for_a_manual_run_and_spends_no_cooldown() -> None:
+    action, message = decide_action(True, 2, None, NOW, DAY, can_trigger=False)
+    assert action == RETRAIN_NEEDED and "perennial run" in message
+    assert decide_action(True, 0, None, NOW, DAY, can_trigger=False)[0] == LABELS_NEEDED
+    assert decide_action(False, 2, None, NOW, DAY, can_trigger=False)[0] == NONE
+
+
 def test_cooldown_counts_from_the_last_retrain_only(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite")
     assert last_retrain(ledger.drift_checks()) is None
-    ledger.record_drift_check("1", True, RETRAIN, "drift, retrain", 0.2, "r1.json")
+    ledger.record_drift_check(
+        "1", True, RETRAIN, "drift, retrain", 0.2, "r1.json", checked_at=NOW.isoformat()
+    )
     first = last_retrain(ledger.drift_checks())
+    assert first == NOW  # the time the decision used, not the time it was written
     ledger.record_drift_check("1", True, LABELS_NEEDED, "drift, labels needed", 0.3, "r2.json")
     ledger.record_drift_check("1", False, NONE, "no drift", 0.01, "r3.json")
     checks = ledger.drift_checks()
