@@ -21,8 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perennial.config import Settings
-from perennial.deployments.events import DRIFT_DETECTED, RETRAIN_LABEL, emit
 from perennial.ledger import Ledger
 
 pytestmark = pytest.mark.integration
@@ -38,9 +36,6 @@ class Served:
     workspace: Path
     cwd: Path
     deployment_id: str
-
-    def settings(self) -> Settings:
-        return Settings(workspace=self.workspace, server_port=int(self.api.split(":")[-1].split("/")[0]))
 
     def runs(self) -> list[dict]:
         """Flow runs of the training deployment, oldest first."""
@@ -185,10 +180,7 @@ def test_a_burst_of_files_starts_one_run_that_trains_them_all(served: Served, tm
 def test_ingest_from_another_system_triggers_a_run(served: Served, tmp_path: Path) -> None:
     before = len(served.triggered_runs())
     source = _batch("tweets", 3, tmp_path / "exported.csv")
-    result = subprocess.run(
-        [sys.executable, "-m", "perennial.cli", "ingest", str(source)],
-        env=served.env, cwd=served.cwd, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = _cli(served, "ingest", str(source))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sent perennial.batch.arrived for 1 file(s)" in result.stdout
     runs = _finished(served, before + 1)
@@ -202,10 +194,7 @@ def test_concurrent_runs_are_serialised(served: Served, tmp_path: Path) -> None:
     before = len(served.triggered_runs())
     # A pending batch, so the first run trains for a while.
     source = _batch("nyt", 4, tmp_path / "quiet.csv", rows=120)
-    ingest = subprocess.run(
-        [sys.executable, "-m", "perennial.cli", "ingest", "--no-event", str(source)],
-        env=served.env, cwd=served.cwd, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    ingest = _cli(served, "ingest", "--no-event", str(source))
     assert ingest.returncode == 0, ingest.stderr[-3000:]
     url = f"{served.api}/deployments/{served.deployment_id}/create_flow_run"
     for reason in ("first", "second"):
@@ -220,12 +209,38 @@ def test_concurrent_runs_are_serialised(served: Served, tmp_path: Path) -> None:
     assert [b.status for b in status if b.source == "quiet.csv"] in (["promoted"], ["rejected-model"])
 
 
-def test_a_drift_event_asking_for_a_retrain_triggers_training(served: Served) -> None:
+def test_drift_with_a_waiting_batch_triggers_training(served: Served, tmp_path: Path) -> None:
+    """`perennial drift` runs on the served server, finds drift, and its event starts a training run
+    that trains the batch waiting in the ledger."""
     before = len(served.triggered_runs())
-    emit(served.settings(), DRIFT_DETECTED, {"message": "test alarm"}, {RETRAIN_LABEL: "yes"})
+    waiting = _batch("tweets", 5, tmp_path / "waiting.csv")
+    ingest = _cli(served, "ingest", "--no-event", str(waiting))
+    assert ingest.returncode == 0, ingest.stderr[-3000:]
+    # Production inputs unlike anything trained on: far longer texts.
+    monitor = served.workspace / "monitor"
+    monitor.mkdir(exist_ok=True)
+    essay = " ".join(["the committee deliberated at length over the annual budget report"] * 8)
+    (monitor / "inputs.txt").write_text("".join(f"{essay} {i}\n" for i in range(80)))
+    drift = _cli(served, "drift")
+    assert drift.returncode == 0, drift.stderr[-3000:]
+    assert drift.stdout.startswith("retrain: drift detected, 1 labelled batch(es) waiting"), drift.stdout
     runs = _finished(served, before + 1)
     assert runs[before]["parameters"]["reason"] == "drift detected"
     assert runs[before]["state_type"] == "COMPLETED"
+    statuses = {b.source: b.status for b in Ledger(served.workspace / "ledger.sqlite").batches()}
+    assert statuses["waiting.csv"] in {"promoted", "rejected-model"}
+    # The check itself ran on the served server (not a temporary one): a run outside the deployment.
+    flow = httpx.get(f"{served.api}/flows/name/drift-monitor", timeout=30).json()
+    body = {"flows": {"id": {"any_": [flow["id"]]}}}
+    checks = httpx.post(f"{served.api}/flow_runs/filter", json=body, timeout=30).json()
+    assert [r["state_type"] for r in checks if r["deployment_id"] is None] == ["COMPLETED"]
+
+
+def _cli(served: Served, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "perennial.cli", *args],
+        env=served.env, cwd=served.cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path, served: Served) -> None:
