@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
 from perennial.config import Settings
+from perennial.cycle import ledger_for, slice_names
+from perennial.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
 from perennial.tasks.evaluate import evaluate
 from perennial.tasks.gate import gate
 from perennial.tasks.ingest import ingest_inbox, pending_batches
@@ -18,14 +21,32 @@ from perennial.tasks.validate import validate
 @flow(name="cycle", flow_run_name="cycle-{batch_id}")
 def cycle(settings: Settings, batch_id: str) -> dict | State:
     """One batch, one cycle. A batch failing validation ends this run Failed with the reason."""
+    batch = ledger_for(settings).batch(batch_id)
     report = validate(settings, batch_id)
     if not report["success"]:
+        create_markdown_artifact(
+            key="cycle-decision",
+            markdown=quarantine_markdown(batch.source, batch_id, report["reason"]),
+            description=f"{batch.source}: quarantined",
+        )
         return Failed(message=f"batch {batch_id} quarantined: {report['reason']}")
     split(settings, batch_id)
     challenger = train(settings, batch_id)
     scores = evaluate(settings, batch_id, challenger)
     decision = gate(settings, scores)
-    return promote(settings, batch_id, challenger, scores, decision)
+    outcome = promote(settings, batch_id, challenger, scores, decision)
+    summary = {**outcome, "compared_with": challenger["champion_version"]}
+    create_markdown_artifact(
+        key="cycle-decision",
+        markdown=decision_markdown(batch.source, batch_id, batch.rows, summary),
+        description=f"{batch.source}: v{outcome['version']} {outcome['decision']}",
+    )
+    create_table_artifact(
+        key="cycle-metrics",
+        table=comparison_rows(scores, slice_names(settings)),
+        description=f"{batch.source}: challenger v{outcome['version']} against the champion, per test slice",
+    )
+    return outcome
 
 
 @flow(name="continual-training")

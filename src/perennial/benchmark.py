@@ -297,7 +297,7 @@ def format_report(report: dict) -> str:
         if metric not in entry:
             return "-"
         m = entry[metric]
-        return f"{format(m['mean'] * scale, fmt)} ± {format(m['std'] * scale, fmt)}"
+        return f"{format(m['mean'] * scale, fmt)} ± {format(m['std'] * scale, fmt.lstrip('+'))}"
 
     header = (
         f"{'strategy':<14}{'avg acc %':>16}{'BWT pts':>16}{'max forget pts':>18}"

@@ -28,6 +28,7 @@ from perennial.ingest import (
     split_batch,
 )
 from perennial.ledger import ACCEPTED, PROMOTED, QUARANTINED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.model_card import publish_model_card
 from perennial.replay import ReplayMemory
 from perennial.strategy import Strategy, assemble_training_data
 
@@ -256,6 +257,8 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
         "train_samples": result.samples_processed,
         "best_val_accuracy": result.best_val_accuracy,
         "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 2),
     }
 
@@ -393,6 +396,10 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         registry.end_run(run_id, "FAILED")
         raise
     _keep_local_copy(settings, Path(challenger["model_dir"]), version)
+    # The decision is final: describe this version. Never raises; a missing card is only a warning.
+    publish_model_card(
+        settings, run_id, batch_id, version, challenger, scores, verdict.label, verdict.reasons
+    )
     status = PROMOTED if verdict.promote else REJECTED_MODEL
     ledger.transition(batch_id, status, verdict.summary(), model_version=version)
     ledger.record_cycle(
@@ -437,8 +444,10 @@ def continual_metrics(settings: Settings) -> tuple[pd.DataFrame, dict | None]:
 
 
 def log_continual_metrics(settings: Settings, run_id: str) -> None:
-    """Log the matrix (JSON and heatmap) and the continual-learning summary to the cycle's run."""
-    from perennial.plots import plot_accuracy_matrix
+    """Log the matrix (JSON and heatmap), accuracy over versions (line plot) and the
+    continual-learning summary to the cycle's run."""
+    from perennial.history import metrics_over_versions
+    from perennial.plots import plot_accuracy_matrix, plot_metrics_over_versions
 
     matrix, summary = continual_metrics(settings)
     if matrix.empty:
@@ -452,6 +461,14 @@ def log_continual_metrics(settings: Settings, run_id: str) -> None:
         matrix, settings.reports_dir / "accuracy_matrix.png", "Champion accuracy per slice"
     )
     registry.log_file_artifact(run_id, png)
+    versions = metrics_over_versions(ledger_for(settings).cycles(), slice_names(settings))
+    if not versions.empty:
+        line = plot_metrics_over_versions(
+            versions,
+            settings.reports_dir / "metrics_over_versions.png",
+            "Accuracy of every version per slice",
+        )
+        registry.log_file_artifact(run_id, line)
     if summary:
         values = {
             k: summary[k]

@@ -57,3 +57,25 @@ def best_champion_accuracy(cycles: Sequence[Cycle]) -> dict[str, float]:
             for batch_id, metrics in (cycle.metrics.get(role) or {}).items():
                 best[batch_id] = max(best.get(batch_id, -1.0), float(metrics[METRIC]))
     return best
+
+
+def metrics_over_versions(cycles: Sequence[Cycle], names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per registered version, in order: its accuracy on every slice it was scored on (NaN
+    for slices that came later), and whether it was promoted (column `decision`)."""
+    names = names or {}
+    rows, index = [], []
+    for cycle in cycles:
+        if cycle.challenger_version is None:
+            continue
+        scores = cycle.metrics.get("challenger") or {}
+        rows.append(
+            {
+                "decision": cycle.decision,
+                **{names.get(b, b): float(m[METRIC]) for b, m in scores.items()},
+            }
+        )
+        index.append(f"v{cycle.challenger_version}")
+    frame = pd.DataFrame(rows, index=pd.Index(index, name="version"))
+    slices = [names.get(c.batch_id, c.batch_id) for c in cycles]
+    ordered = [s for s in dict.fromkeys(slices) if s in frame.columns]
+    return frame[["decision", *ordered]] if not frame.empty else frame

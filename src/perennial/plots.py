@@ -90,6 +90,38 @@ def plot_strategy_comparison(matrices: Mapping[str, pd.DataFrame], path: Path, t
     return _save(fig, path)
 
 
+def plot_metrics_over_versions(frame: pd.DataFrame, path: Path, title: str) -> Path:
+    """Accuracy per test slice for every registered version, in order; promoted versions filled,
+    rejected ones hollow. Each slice has its own line style and marker, so it reads in grayscale."""
+    from matplotlib.figure import Figure
+
+    if frame.empty:
+        raise ValueError("no registered versions to plot")
+    slices = [c for c in frame.columns if c != "decision"]
+    promoted = (frame["decision"] == "promote").to_numpy()
+    x = np.arange(len(frame))
+    fig = Figure(figsize=(min(5.0 + 0.6 * len(frame), 16.0), 4.2), dpi=120)
+    ax = fig.add_subplot()
+    styles, markers = ["-", "--", "-.", ":"], ["o", "s", "^", "D", "v", "P", "X", "*"]
+    for n, name in enumerate(slices):
+        values = frame[name].to_numpy(dtype=float)
+        style, marker = styles[n % len(styles)], markers[n % len(markers)]
+        # Hollow markers on the line (and in the legend); promoted versions are filled in on top.
+        ax.plot(
+            x, values, linestyle=style, marker=marker, color=f"C{n}", markerfacecolor="white", label=str(name)
+        )
+        ax.scatter(x[promoted], values[promoted], marker=marker, color=f"C{n}", zorder=3)
+    labels = [f"{v}\n{'promoted' if p else 'rejected'}" for v, p in zip(frame.index, promoted, strict=True)]
+    ax.set_xticks(x, labels=labels)
+    ax.set_xlabel("registered version (filled marker: promoted; hollow: rejected)")
+    ax.set_ylabel("accuracy on the test slice")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="test slice", fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _draw_heatmap(ax: Any, matrix: pd.DataFrame, fontsize: int = 9) -> Any:
     """Annotated accuracy heatmap on `ax` (NaN cells grey with a dash); returns the image for a colour bar."""
     values = matrix.to_numpy(dtype=float)

@@ -38,6 +38,19 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
     assert state.is_completed(), state.message
     second = _batch(settings, "films.jsonl")
     assert second.status in (PROMOTED, REJECTED_MODEL)
+    # Each cycle leaves its decision and metrics table as Prefect artifacts.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ArtifactFilter(key=ArtifactFilterKey(any_=["cycle-decision", "cycle-metrics"]))
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=keys)
+    decisions = [a.data for a in artifacts if a.key == "cycle-decision"]
+    assert any("films.jsonl" in d and "compared with v1" in d for d in decisions)
+    tables = [
+        json.loads(a.data) if isinstance(a.data, str) else a.data for a in artifacts if a.type == "table"
+    ]
+    assert any({row["slice"] for row in table} == {"reviews", "films"} for table in tables)
 
     cycles = ledger_for(settings).cycles()
     assert [c.batch_id for c in cycles] == [first.batch_id, second.batch_id]
@@ -138,6 +151,9 @@ def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(setting
     assert 0 < run.data.metrics["trainable_fraction"] < 0.1  # adapters and head only
     for key in ("cl.avg_acc", "cl.bwt", "cl.max_forgetting", "paired.p_value"):
         assert key in run.data.metrics, key
+    # The pictures people look at: the accuracy matrix and accuracy over versions.
+    top = {a.path for a in client.list_artifacts(cycle.run_id)}
+    assert {"accuracy_matrix.png", "metrics_over_versions.png", "accuracy_matrix.json"} <= top
 
     # The memory this version hands on is logged and equals the stored copy, row for row.
     logged = {a.path for a in client.list_artifacts(cycle.run_id, "replay")}

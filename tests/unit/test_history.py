@@ -7,7 +7,7 @@ import math
 import pytest
 
 from perennial.continual_metrics import summarize
-from perennial.history import best_champion_accuracy, champion_matrix, champion_scores
+from perennial.history import best_champion_accuracy, champion_matrix, champion_scores, metrics_over_versions
 from perennial.ledger import Cycle
 
 
@@ -73,3 +73,13 @@ def test_best_champion_accuracy_ignores_rejected_challengers() -> None:
     best = best_champion_accuracy(CYCLES)
     assert best == {"a": 0.9, "b": 0.85, "c": 0.7}
     assert best_champion_accuracy([]) == {}
+
+
+def test_metrics_over_versions_has_every_version_and_its_decision() -> None:
+    frame = metrics_over_versions(CYCLES, {"a": "001-a", "b": "002-b", "c": "003-c"})
+    assert list(frame.index) == ["v1", "v2", "v3"]
+    assert list(frame.columns) == ["decision", "001-a", "002-b", "003-c"]
+    assert list(frame["decision"]) == ["promote", "promote", "reject"]
+    assert frame.loc["v3", "001-a"] == 0.5  # the rejected challenger's own scores, not the champion's
+    assert math.isnan(frame.loc["v1", "002-b"])  # not yet a slice when v1 was scored
+    assert metrics_over_versions([]).empty

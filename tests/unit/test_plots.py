@@ -51,3 +51,18 @@ def test_plot_strategy_comparison_rejects_empty(tmp_path: Path) -> None:
 def test_plot_strategy_comparison_rejects_invalid_matrix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="square"):
         plot_strategy_comparison({"wide": pd.DataFrame([[0.9, 0.8]])}, tmp_path / "bad.png", "Bad")
+
+
+def test_metrics_over_versions_plot_is_a_png(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from perennial.plots import plot_metrics_over_versions
+
+    frame = pd.DataFrame(
+        {"decision": ["promote", "reject"], "tweets": [0.9, 0.8], "movies": [float("nan"), 0.85]},
+        index=["v1", "v2"],
+    )
+    path = plot_metrics_over_versions(frame, tmp_path / "lines.png", "Accuracy per version")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no registered versions"):
+        plot_metrics_over_versions(frame.iloc[0:0], tmp_path / "none.png", "empty")
