@@ -112,6 +112,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from perennial.report import build_report
+
+    settings = _ready(_settings(args))
+    path = build_report(settings, args.out)
+    print(f"report: {path}\nopen:   {path.as_uri()}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from perennial.predict import NoChampion, predict_texts
 
@@ -210,6 +219,31 @@ def cmd_server(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The MLflow UI on this workspace's registry (foreground), and where the other pages are."""
+    import subprocess
+
+    settings = _ready(_settings(args))
+    from perennial.deployments.events import server_is_up
+
+    host, port = settings.server_host, settings.mlflow_ui_port
+    print(f"MLflow UI:  http://{host}:{port}  (runs, versions, aliases; Ctrl-C stops it)")
+    if server_is_up(settings):
+        print(f"Prefect UI: {settings.prefect_api_url.removesuffix('/').removesuffix('/api')}")
+    else:
+        print(f"Prefect UI: no server at {settings.prefect_api_url} (start one with `perennial server`)")
+    report = settings.reports_dir / "index.html"
+    if report.is_file():
+        print(f"report:     {report.as_uri()}")
+    print(flush=True)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri]
+    command += ["--host", host, "--port", str(port)]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
@@ -262,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser(
+        "report", help="write a static HTML dashboard of versions, decisions, forgetting and drift"
+    )
+    p.add_argument(
+        "--out", type=Path, metavar="FILE", help="HTML file to write (default: reports/index.html)"
+    )
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("predict", help="score texts with the champion")
     p.add_argument("texts", nargs="*")
     p.add_argument("--file", type=Path, help="one text per line")
@@ -275,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="start a local Prefect server (API and UI) on server_host:server_port")
     p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 and print the Prefect UI's address")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser(
         "serve", help="serve the training and drift deployments (schedules, triggers) and watch the inbox"

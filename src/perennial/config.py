@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # Running unattended: Prefect server, deployments, schedules and the new-data trigger
     server_host: str = Field(default="127.0.0.1", description="Where `perennial server` listens.")
     server_port: int = Field(default=4200, ge=1, le=65535)
+    mlflow_ui_port: int = Field(
+        default=5000, ge=1, le=65535, description="Where `perennial ui` serves MLflow."
+    )
     deployment_name: str = Field(default="perennial", min_length=1)
     training_schedule: str = Field(
         default="0 2 * * *", description="Cron for the training deployment (nightly); empty: no schedule."

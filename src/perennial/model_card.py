@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from perennial.config import Settings
+from perennial.files import write_text_atomic
 from perennial.ingest import SPLITS, split_path
 from perennial.ledger import Ledger, LedgerError
 from perennial.strategy import Strategy
@@ -497,21 +496,9 @@ def write_model_card(settings: Settings, version: str, facts: Mapping) -> tuple[
     """Write the card as markdown and HTML; each file appears whole or not at all."""
     md_path, html_path = card_paths(settings, version)
     text = render_markdown(facts)
-    _write_atomic(md_path, text)
-    _write_atomic(html_path, render_html(text, f"{facts['model']} v{facts['version']}"))
+    write_text_atomic(md_path, text)
+    write_text_atomic(html_path, render_html(text, f"{facts['model']} v{facts['version']}"))
     return md_path, html_path
-
-
-def _write_atomic(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def publish_model_card(

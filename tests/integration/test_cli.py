@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +67,52 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert "skipped: only 2 monitored text(s)" in drift.stdout
     status = perennial("status", env=cli_env, cwd=tmp_path)
     assert "drift:     only 2 monitored text(s)" in status.stdout
+
+    # `perennial ui` serves this workspace's registry on 127.0.0.1: the champion alias is there.
+    port = _free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "perennial.cli", "ui"],
+        env={**cli_env, "PERENNIAL_MLFLOW_UI_PORT": str(port)}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        model = _wait_for_json(f"{url}/api/2.0/mlflow/registered-models/get?name=perennial-classifier", 120)
+        aliases = {a["alias"]: a["version"] for a in model["registered_model"].get("aliases", [])}
+        assert aliases.get("champion") == "1"
+    finally:
+        os.killpg(ui.pid, signal.SIGINT)  # like Ctrl-C: the command and the MLflow server it started
+        try:
+            out, _ = ui.communicate(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(ui.pid, signal.SIGKILL)  # nothing of it may outlive the test
+    assert f"MLflow UI:  {url}" in out and "Prefect UI: no server" in out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_json(url: str, timeout: float) -> dict:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"no answer from {url} within {timeout:.0f} s")
 
 
 def test_help_and_predict_without_champion(cli_env: dict[str, str], tmp_path: Path) -> None:
