@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     drift_reference_rows: int = Field(default=1000, ge=10)
     drift_window_rows: int = Field(default=1000, ge=10, description="Most recent monitored texts compared.")
     drift_min_rows: int = Field(default=50, ge=2, description="Fewer monitored texts: no test is run.")
+    drift_max_age_hours: float = Field(
+        default=168.0, gt=0, description="Monitored files not modified for this long are left out."
+    )
     drift_permutations: int = Field(default=1000, ge=50, description="At least 5/drift_alpha.")
     drift_cooldown_hours: float = Field(
         default=24.0, ge=0, description="At most one drift-triggered retrain per cooldown."

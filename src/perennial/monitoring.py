@@ -56,12 +56,17 @@ def read_monitor_file(path: Path) -> list[str]:
 
 
 def recent_texts(settings: Settings) -> MonitoredTexts:
-    """Up to `drift_window_rows` most recent monitored texts: newest files first, a file's last lines."""
+    """Up to `drift_window_rows` most recent monitored texts: newest files first, a file's last lines.
+    Files untouched for `drift_max_age_hours` are left out, so old traffic does not alarm forever."""
     folder = settings.monitor_dir
-    files = sorted(
-        (p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in MONITOR_SUFFIXES)
+    oldest = datetime.now(UTC).timestamp() - 3600 * settings.drift_max_age_hours
+    candidates = (
+        [p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in MONITOR_SUFFIXES]
         if folder.is_dir()
-        else [],
+        else []
+    )
+    files = sorted(
+        (p for p in candidates if p.stat().st_mtime >= oldest),
         key=lambda p: (p.stat().st_mtime, p.name),
         reverse=True,
     )

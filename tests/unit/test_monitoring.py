@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,11 +75,16 @@ def _settings(tmp_path: Path, **overrides) -> Settings:
     return Settings(workspace=tmp_path / "ws", **overrides)
 
 
-def _write(path: Path, content: str, mtime: int) -> Path:
+def _write(path: Path, content: str, age_hours: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content, encoding="utf-8")
-    os.utime(path, (mtime, mtime))
+    _age(path, age_hours)
     return path
+
+
+def _age(path: Path, hours: float) -> None:
+    stamp = time.time() - 3600 * hours
+    os.utime(path, (stamp, stamp))
 
 
 def test_recent_texts_takes_the_newest_files_and_their_last_lines(
@@ -86,13 +92,14 @@ def test_recent_texts_takes_the_newest_files_and_their_last_lines(
 ) -> None:
     settings = _settings(tmp_path, drift_window_rows=10)
     monitor = settings.monitor_dir
-    _write(monitor / "old.txt", "".join(f"old {i}\n" for i in range(20)), 1_000)
+    _write(monitor / "stale.txt", "stale text\n", 200)  # older than drift_max_age_hours (168)
+    _write(monitor / "old.txt", "".join(f"old {i}\n" for i in range(20)), 3)
     pd.DataFrame({"text": [f"mid {i}" for i in range(6)], "other": 1}).to_csv(
         monitor / "mid.csv", index=False
     )
-    os.utime(monitor / "mid.csv", (2_000, 2_000))
-    _write(monitor / "new.jsonl", "".join(json.dumps({"text": f"new {i}"}) + "\n" for i in range(3)), 3_000)
-    _write(monitor / "ignored.md", "not a monitored file", 4_000)
+    _age(monitor / "mid.csv", 2)
+    _write(monitor / "new.jsonl", "".join(json.dumps({"text": f"new {i}"}) + "\n" for i in range(3)), 1)
+    _write(monitor / "ignored.md", "not a monitored file", 0)
     recent = recent_texts(settings)
     assert recent.texts == ["old 19"] + [f"mid {i}" for i in range(6)] + [f"new {i}" for i in range(3)]
     assert recent.files == ["new.jsonl", "mid.csv", "old.txt"]
@@ -103,8 +110,8 @@ def test_an_unreadable_monitor_file_is_reported_and_skipped(
     tmp_path: Path, no_outside_settings: None
 ) -> None:
     settings = _settings(tmp_path)
-    _write(settings.monitor_dir / "good.txt", "fine text\n\n  \nanother\n", 1_000)
-    _write(settings.monitor_dir / "bad.csv", "id,body\n1,hello\n", 2_000)
+    _write(settings.monitor_dir / "good.txt", "fine text\n\n  \nanother\n", 2)
+    _write(settings.monitor_dir / "bad.csv", "id,body\n1,hello\n", 1)
     recent = recent_texts(settings)
     assert recent.texts == ["fine text", "another"]
     assert len(recent.unreadable) == 1 and recent.unreadable[0].startswith("bad.csv: no `text` column")
