@@ -6,7 +6,7 @@ import logging
 import threading
 
 from perennial.config import Settings
-from perennial.deployments.events import NoServer, auth_headers, emit_batch_arrived
+from perennial.deployments.events import NoServer, emit_batch_arrived
 from perennial.inbox_watch import InboxWatcher
 
 log = logging.getLogger("perennial.serve")
@@ -19,7 +19,7 @@ def watch_inbox(settings: Settings, stop: threading.Event) -> None:
     waiting at start-up are not announced to nobody. Never dies: a failed poll or event is logged and
     the next poll goes on (the file stays in the inbox for the next run either way).
     """
-    while not stop.is_set() and not deployment_exists(settings):
+    while not stop.is_set() and not _registered(settings):
         stop.wait(1.0)
     log.info("watching %s every %.1f s", settings.inbox, settings.watch_interval_seconds)
     watcher = InboxWatcher(settings.inbox)
@@ -39,17 +39,12 @@ def watch_inbox(settings: Settings, stop: threading.Event) -> None:
                 log.exception("%s arrived but the event was not sent", path.name)
 
 
-def deployment_exists(settings: Settings) -> bool:
-    import httpx
+def _registered(settings: Settings) -> bool:
+    from perennial.deployments.definitions import training_deployment_registered
 
-    from perennial.deployments.definitions import TRAINING_FLOW
-
-    url = (
-        f"{settings.prefect_api_url.rstrip('/')}/deployments/name/{TRAINING_FLOW}/{settings.deployment_name}"
-    )
     try:
-        return httpx.get(url, headers=auth_headers(), timeout=5).status_code == 200
-    except httpx.HTTPError:
+        return training_deployment_registered(settings)
+    except Exception:  # the server may still be starting: ask again
         return False
 
 

@@ -204,25 +204,28 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_server(args: argparse.Namespace) -> int:
-    """A local Prefect server (API and UI) with its database in the workspace, in the foreground."""
+def _foreground(module: str, *args: str) -> int:
+    """Run `python -m module args` until it exits or Ctrl-C stops it (which reaches it too)."""
     import subprocess
 
-    settings = _ready(_settings(args))
-    url = f"http://{settings.server_host}:{settings.server_port}"
-    print(f"Prefect server for {settings.root}: UI {url}, API {url}/api (Ctrl-C stops it)", flush=True)
-    command = [sys.executable, "-m", "prefect", "server", "start"]
-    command += ["--host", settings.server_host, "--port", str(settings.server_port)]
     try:
-        return subprocess.call(command)
+        return subprocess.call([sys.executable, "-m", module, *args])
     except KeyboardInterrupt:
         return 0
 
 
+def cmd_server(args: argparse.Namespace) -> int:
+    """A local Prefect server (API and UI) with its database in the workspace, in the foreground."""
+    settings = _ready(_settings(args))
+    url = f"http://{settings.server_host}:{settings.server_port}"
+    print(f"Prefect server for {settings.root}: UI {url}, API {url}/api (Ctrl-C stops it)", flush=True)
+    return _foreground(
+        "prefect", "server", "start", "--host", settings.server_host, "--port", str(settings.server_port)
+    )
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """The MLflow UI on this workspace's registry (foreground), and where the other pages are."""
-    import subprocess
-
     settings = _ready(_settings(args))
     from perennial.deployments.events import server_is_up
 
@@ -236,12 +239,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if report.is_file():
         print(f"report:     {report.as_uri()}")
     print(flush=True)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.mlflow_tracking_uri]
-    command += ["--host", host, "--port", str(port)]
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    return _foreground(
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        settings.mlflow_tracking_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

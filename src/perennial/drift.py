@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 TEST_NAMES = ("embedding_mmd", "text_length", "oov_rate", "predicted_label", "confidence")
@@ -295,15 +294,6 @@ def whole_word_vocabulary(tokenizer: PreTrainedTokenizerBase) -> frozenset[str]:
 # --- the champion's view of the texts ----------------------------------------------------------------
 
 
-def _model_device(model: PreTrainedModel) -> torch.device:
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def _encode(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -316,6 +306,8 @@ def _encode(
     pass per batch (the logits come with the hidden states, so predictions cost nothing extra)."""
     import torch
 
+    from perennial.evaluation import encoded_batches, model_device
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     texts = list(texts)
@@ -324,21 +316,13 @@ def _encode(
     num_labels = int(model.config.num_labels)
     embeddings = np.empty((n, hidden), dtype=np.float32)
     probs = np.empty((n, num_labels), dtype=np.float32)
-    device = _model_device(model)
+    device = model_device(model)
     model.eval()  # dropout off: embeddings must not depend on the call
 
-    # Similar lengths share a batch so padding stays short; characters are a cheap proxy for tokens.
-    order = sorted(range(n), key=lambda i: len(texts[i]), reverse=True)
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            encoded = tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(device)
+        for idx, encoded in encoded_batches(
+            tokenizer, texts, batch_size=batch_size, max_length=max_length, device=device, desc="embed"
+        ):
             output = model(**encoded, output_hidden_states=True)
             last = output.hidden_states[-1].float()
             # Mean over real tokens only: padding would otherwise pull short texts towards a common point.

@@ -11,7 +11,7 @@ import functools
 import math
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,13 +79,44 @@ def resolve_device(setting: str) -> torch.device:
     return device
 
 
-def _model_device(model: Any) -> torch.device:
+def model_device(model: Any) -> torch.device:
+    """Where the model's weights are (CPU for a model without parameters)."""
     import torch
 
     try:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
+
+
+def encoded_batches(
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
+    desc: str,
+) -> Iterator[tuple[list[int], Any]]:
+    """Tokenised batches of `texts` on `device`, with the input positions of their rows.
+
+    Similar lengths share a batch, so per-batch padding stays short. Longest first: a batch that does
+    not fit in memory fails at once rather than at the end. Characters are a cheap proxy for tokens.
+    """
+    n = len(texts)
+    order = sorted(range(n), key=lambda i: len(texts[i]), reverse=True)
+    starts: Iterable[int] = range(0, n, batch_size)
+    # A bar only helps for runs long enough to watch, and only on a terminal (not in logs).
+    if n >= 2 * batch_size and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+    for start in starts:
+        idx = order[start : start + batch_size]
+        encoded = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        yield idx, encoded.to(device)
 
 
 def predict(
@@ -109,34 +140,16 @@ def predict(
         return np.empty(0, dtype=np.int64), np.empty((0, num_labels), dtype=np.float32)
 
     if device is None:
-        device = _model_device(model)
-    elif _model_device(model) != device:
+        device = model_device(model)
+    elif model_device(model) != device:
         model.to(device)
     model.eval()
 
-    # Similar lengths share a batch, so per-batch padding stays short. Longest first: a batch that
-    # does not fit in memory fails at once rather than at the end. Characters are a cheap proxy for tokens.
-    order = sorted(range(n), key=lambda i: len(texts[i]), reverse=True)
     probs = np.empty((n, num_labels), dtype=np.float32)
-
-    # A bar only helps for runs long enough to watch, and only on a terminal (not in logs).
-    show_bar = n >= 2 * batch_size and sys.stderr.isatty()
-    starts = range(0, n, batch_size)
-    if show_bar:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="predict", unit="batch", leave=False)
-
     with torch.inference_mode():
-        for start in starts:
-            idx = order[start : start + batch_size]
-            encoded = tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            ).to(device)
+        for idx, encoded in encoded_batches(
+            tokenizer, texts, batch_size=batch_size, max_length=max_length, device=device, desc="predict"
+        ):
             logits = model(**encoded).logits
             # Softmax in float32 so half-precision models still give probabilities that sum to 1.
             probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()

@@ -41,15 +41,11 @@ class MonitoredTexts:
 
 def read_monitor_file(path: Path) -> list[str]:
     """The texts in one monitored file, in file order."""
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
+    if path.suffix.lower() == ".txt":
         return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if suffix == ".csv":
-        frame = pd.read_csv(path, dtype={"text": "string"})
-    elif suffix in (".jsonl", ".json"):
-        frame = pd.read_json(path, lines=True, dtype={"text": "string"})
-    else:
-        frame = pd.read_parquet(path)
+    from perennial.ingest import read_batch  # the same readers as labelled batches
+
+    frame = read_batch(path)
     if "text" not in frame.columns:
         raise ValueError(f"no `text` column (columns: {', '.join(map(str, frame.columns))})")
     return [t for t in frame["text"].dropna().astype(str) if t.strip()]

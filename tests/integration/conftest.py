@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from processes import tiny_cli_env  # tests/integration is on sys.path
 
 from perennial.config import Settings
 
@@ -36,18 +36,4 @@ def drop() -> Callable[..., Path]:
 
 @pytest.fixture
 def cli_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERENNIAL_", "PREFECT_", "MLFLOW_"))}
-    env.pop("HF_HOME", None)
-    env.update(
-        {
-            "PERENNIAL_WORKSPACE": str(tmp_path / "ws"),
-            "PERENNIAL_BASE_MODEL": str(tiny_model_dir),
-            "PERENNIAL_MAX_LENGTH": "32",
-            "PERENNIAL_EPOCHS": "2",
-            "PERENNIAL_BATCH_SIZE": "16",
-            "PERENNIAL_LEARNING_RATE": "0.001",
-            "PERENNIAL_MIN_ROWS": "20",
-            "PERENNIAL_MIN_ACCURACY": "0",
-        }
-    )
-    return env
+    return tiny_cli_env(tmp_path / "ws", tiny_model_dir)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import free_port, wait_for  # tests/integration is on sys.path
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,7 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert "drift:     only 2 monitored text(s)" in status.stdout
 
     # `perennial ui` serves this workspace's registry on 127.0.0.1: the champion alias is there.
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "perennial.cli", "ui"],
         env={**cli_env, "PERENNIAL_MLFLOW_UI_PORT": str(port)}, cwd=tmp_path,
@@ -90,29 +91,17 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert f"MLflow UI:  {url}" in out and "Prefect UI: no server" in out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_json(url: str, timeout: float) -> dict:
-    import time
-
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answer() -> dict | None:
         try:
             response = httpx.get(url, timeout=5)
-            if response.status_code == 200:
-                return response.json()
         except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"no answer from {url} within {timeout:.0f} s")
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    return wait_for(answer, timeout, f"an answer from {url}")
 
 
 def test_help_and_predict_without_champion(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -7,19 +7,18 @@ and read the outcome from the server's REST API and the workspace's ledger.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from processes import free_port, tiny_cli_env, wait_for
 
 from perennial.ledger import Ledger
 
@@ -52,22 +51,6 @@ class Served:
         return [r for r in self.runs() if not r["auto_scheduled"]]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 1.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _get(url: str) -> httpx.Response | None:
     try:
         return httpx.get(url, timeout=5)
@@ -95,25 +78,16 @@ def _batch(domain: str, seed: int, path: Path, rows: int = 60) -> Path:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("served")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERENNIAL_", "PREFECT_", "MLFLOW_"))}
-    env.pop("HF_HOME", None)
-    env.update(
-        {
-            "PERENNIAL_WORKSPACE": str(root / "ws"),
-            "PERENNIAL_BASE_MODEL": str(tiny_model_dir),
-            "PERENNIAL_MAX_LENGTH": "32",
-            "PERENNIAL_EPOCHS": "1",
-            "PERENNIAL_BATCH_SIZE": "16",
-            "PERENNIAL_LEARNING_RATE": "0.001",
-            "PERENNIAL_MIN_ROWS": "20",
-            "PERENNIAL_MIN_ACCURACY": "0",
-            "PERENNIAL_REQUIRE_SIGNIFICANT_GAIN": "false",
-            "PERENNIAL_SERVER_PORT": str(port),
-            "PERENNIAL_BURST_WINDOW_SECONDS": str(BURST_WINDOW),
-            "PERENNIAL_WATCH_INTERVAL_SECONDS": "0.5",
-            "PERENNIAL_TORCH_THREADS": "1",
-        }
+    port = free_port()
+    env = tiny_cli_env(
+        root / "ws",
+        tiny_model_dir,
+        epochs="1",
+        require_significant_gain="false",
+        server_port=str(port),
+        burst_window_seconds=str(BURST_WINDOW),
+        watch_interval_seconds="0.5",
+        torch_threads="1",
     )
     api = f"http://127.0.0.1:{port}/api"
     command = [sys.executable, "-m", "perennial.cli"]
@@ -123,9 +97,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
     )
     serve = None
     try:
-        _wait_for(
-            lambda: (r := _get(f"{api}/health")) is not None and r.status_code == 200, 180, "the server"
-        )
+        wait_for(lambda: (r := _get(f"{api}/health")) is not None and r.status_code == 200, 180, "the server")
         serve = subprocess.Popen(
             [*command, "serve"], env=env, cwd=root, stdout=serve_log.open("w"), stderr=subprocess.STDOUT
         )
@@ -135,9 +107,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
             r = _get(f"{api}/deployments/name/continual-training/perennial")
             return r.json()["id"] if r is not None and r.status_code == 200 else None
 
-        deployment_id = _wait_for(deployment, 180, "the training deployment")
+        deployment_id = wait_for(deployment, 180, "the training deployment")
         # The watcher starts with the deployments; give it one poll before dropping files.
-        _wait_for(lambda: "watching" in serve_log.read_text(), 60, "the inbox watcher")
+        wait_for(lambda: "watching" in serve_log.read_text(), 60, "the inbox watcher")
         yield Served(api, env, root / "ws", root, str(deployment_id))
     finally:
         # The serving process first: it pauses its deployments through the server on the way out.
@@ -153,7 +125,7 @@ def _finished(served: Served, count: int, timeout: float = 240) -> list[dict]:
             return runs
         return None
 
-    return _wait_for(done, timeout, f"{count} finished training run(s)", every=2)  # type: ignore[return-value]
+    return wait_for(done, timeout, f"{count} finished training run(s)", every=2)  # type: ignore[return-value]
 
 
 def test_a_burst_of_files_starts_one_run_that_trains_them_all(served: Served, tmp_path: Path) -> None:
@@ -246,7 +218,7 @@ def _cli(served: Served, *args: str) -> subprocess.CompletedProcess[str]:
 def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path, served: Served) -> None:
     env = {
         **served.env,
-        "PERENNIAL_SERVER_PORT": str(_free_port()),
+        "PERENNIAL_SERVER_PORT": str(free_port()),
         "PERENNIAL_WORKSPACE": str(tmp_path / "w"),
     }
     result = subprocess.run(

@@ -1,0 +1,50 @@
+"""Helpers for tests that run perennial as separate processes: environment, ports, waiting."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def tiny_cli_env(workspace: Path, model: Path, **overrides: str) -> dict[str, str]:
+    """The caller's environment without its perennial, Prefect or MLflow settings, pointed at a fresh
+    workspace that trains the tiny model quickly; `overrides` are more PERENNIAL_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERENNIAL_", "PREFECT_", "MLFLOW_"))}
+    env.pop("HF_HOME", None)
+    env.update(
+        {
+            "PERENNIAL_WORKSPACE": str(workspace),
+            "PERENNIAL_BASE_MODEL": str(model),
+            "PERENNIAL_MAX_LENGTH": "32",
+            "PERENNIAL_EPOCHS": "2",
+            "PERENNIAL_BATCH_SIZE": "16",
+            "PERENNIAL_LEARNING_RATE": "0.001",
+            "PERENNIAL_MIN_ROWS": "20",
+            "PERENNIAL_MIN_ACCURACY": "0",
+        }
+    )
+    env.update({f"PERENNIAL_{key.upper()}": value for key, value in overrides.items()})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, every: float = 1.0) -> T:
+    """Call `check` until it returns something truthy, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
