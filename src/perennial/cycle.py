@@ -71,6 +71,7 @@ def validate_batch(settings: Settings, batch_id: str) -> dict:
     label_set = settings.labels or ledger.label_set()
     report = validate(frame, settings, label_set)
     report.save(validation_path(settings, batch_id))
+    _publish_data_docs(settings, batch_id)
     reason = report.reason  # "" when the suite passed
     labels = sorted(frame["label"].astype(str).unique())
     if not reason and label_set is None and len(labels) < 2:
@@ -81,6 +82,16 @@ def validate_batch(settings: Settings, batch_id: str) -> dict:
     # Record the label set (configured, or fixed by this first batch) so a later change is visible.
     ledger.fix_label_set(label_set or labels)
     return {"batch_id": batch_id, "success": True, "reason": ""}
+
+
+def _publish_data_docs(settings: Settings, batch_id: str) -> None:
+    """The batch's Great Expectations page; only a view of the stored result, so never fatal."""
+    from perennial.data_docs import publish_validation_page
+
+    try:
+        publish_validation_page(settings, batch_id)
+    except Exception as error:  # noqa: BLE001 - the validation outcome is already recorded
+        log.warning("Data Docs page for batch %s not written: %s", batch_id, error)
 
 
 def validation_path(settings: Settings, batch_id: str) -> Path:

@@ -90,9 +90,11 @@ def run_demo(
     print(f"\nchampion: {settings.registered_model_name} v{champ.version if champ else '-'}")
     print(f"matrix: {csv_path}\nplot:   {png}")
     demo_drift_check(settings, frame, rows_per_domain)
+    from perennial.data_docs import data_docs_dir
     from perennial.report import build_report
 
     print(f"\ndashboard: {build_report(settings).as_uri()}  (or `perennial ui` for MLflow)")
+    print(f"data docs: {(data_docs_dir(settings) / 'index.html').as_uri()}")
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return matrix
 

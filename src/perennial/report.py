@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import math
 import os
 import tempfile
@@ -20,6 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 from perennial.config import Settings
+from perennial.data_docs import data_docs_dir
+from perennial.data_docs import page_path as data_docs_page
 from perennial.files import write_text_atomic
 
 REPORT_NAME = "index.html"
@@ -27,8 +30,8 @@ REPORT_NAME = "index.html"
 MATRIX_IMAGE = "accuracy_matrix"
 VERSIONS_IMAGE = "metrics_over_versions"
 DRIFT_IMAGE = "drift"
-DATA_DOCS = "Data Docs: not built yet"
 MISSING = "—"
+log = logging.getLogger(__name__)
 SUMMARY_FIELDS = (
     ("avg_acc", "Average accuracy", "mean accuracy of the current champion over every slice seen"),
     ("bwt", "Backward transfer (BWT)", "how later training changed accuracy on earlier slices; < 0: forgot"),
@@ -71,8 +74,9 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
         "continual": summary,
         "over_versions": _over_versions(metrics_over_versions(cycles, names)),
         "drift_checks": [_drift_check(asdict(c), base) for c in ledger.drift_checks()],
-        "quarantined": [_quarantined(b, base) for b in batches if b.status == "quarantined"],
+        "quarantined": [_quarantined(settings, b, base) for b in batches if b.status == "quarantined"],
         "batches": [_batch(settings, b, names, base) for b in batches],
+        "data_docs_href": _href(data_docs_dir(settings) / "index.html", base),
     }
 
 
@@ -196,8 +200,9 @@ def _drift_check(check: dict, base: Path) -> dict:
     }
 
 
-def _quarantined(batch: Any, base: Path) -> dict:
+def _quarantined(settings: Settings, batch: Any, base: Path) -> dict:
     return {
+        "data_docs_href": _href(data_docs_page(settings, batch.batch_id), base),
         "batch_id": batch.batch_id,
         "source": batch.source,
         "reason": batch.reason,
@@ -220,6 +225,7 @@ def _batch(settings: Settings, batch: Any, names: Mapping[str, str], base: Path)
         "arrived_at": batch.arrived_at,
         "model_version": batch.model_version,
         "validation_href": _href(validation_path(settings, batch.batch_id), base),
+        "data_docs_href": _href(data_docs_page(settings, batch.batch_id), base),
     }
 
 
@@ -534,13 +540,14 @@ def _quarantine_section(data: Mapping) -> str:
             _when(q["arrived_at"]),
             _e(q["reason"]),
             _link(q["raw_href"], "raw file", "raw file missing"),
+            _link(q["data_docs_href"], "Data Docs", "not validated (rejected at ingest)"),
         ]
         for q in quarantined
     ]
     hint = _p(
         "Batches that failed validation: never trained on. The raw file is kept for inspection.", "hint"
     )
-    headers = ["Source", "Batch", "Arrived", "Reason", "Kept file"]
+    headers = ["Source", "Batch", "Arrived", "Reason", "Kept file", "Validation"]
     return _section("Quarantined batches", "quarantined", hint, _table(headers, rows))
 
 
@@ -556,13 +563,20 @@ def _batches_section(data: Mapping) -> str:
             _e(b["rows"]),
             _badge(b["status"], b["status"]),
             _version(b["model_version"], MISSING),
-            _link(b["validation_href"], "validation result (JSON)", "not validated")
-            + f'<br><span class="hint">{_e(DATA_DOCS)}</span>',
+            _link(b["data_docs_href"], "Data Docs", "not validated")
+            + (f" · {_link(b['validation_href'], 'JSON')}" if b["validation_href"] else ""),
         ]
         for b in batches
     ]
     headers = ["Source", "Batch", "Arrived", "Rows", "Status", "Version", "Validation"]
-    return _section("Batches", "batches", _table(headers, rows, numeric=(3,)))
+    docs = data["data_docs_href"]
+    hint = _p(
+        f"Great Expectations' page for each batch: {_link(docs, 'all Data Docs')}."
+        if docs
+        else "Data Docs: none built yet.",
+        "hint",
+    )
+    return _section("Batches", "batches", hint, _table(headers, rows, numeric=(3,)))
 
 
 def _footer(data: Mapping) -> str:
@@ -581,9 +595,20 @@ def build_report(settings: Settings, out: Path | None = None) -> Path:
     target = target.expanduser().resolve()
     if target.is_dir():
         target = target / REPORT_NAME
+    _refresh_data_docs(settings)
     data = gather_report(settings, target)
     write_text_atomic(target, render_report(data, _images(data)))
     return target
+
+
+def _refresh_data_docs(settings: Settings) -> None:
+    """Build the Data Docs pages the report links to; a rendering failure must not lose the report."""
+    from perennial.data_docs import build_data_docs
+
+    try:
+        build_data_docs(settings)
+    except Exception as error:  # noqa: BLE001 - the page is still useful without Data Docs
+        log.warning("Data Docs not built: %s", error)
 
 
 def _images(data: Mapping) -> dict[str, bytes]:

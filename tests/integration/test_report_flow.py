@@ -15,10 +15,12 @@ from perennial import registry
 from perennial.cli import main
 from perennial.config import Settings
 from perennial.cycle import ledger_for, validation_path
+from perennial.data_docs import data_docs_dir
+from perennial.data_docs import page_path as data_docs_page
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import QUARANTINED
 from perennial.model_card import card_paths
-from perennial.report import DATA_DOCS, build_report
+from perennial.report import build_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -100,12 +102,14 @@ def test_report_names_champion_decisions_slices_quarantine_and_links(
     quarantined = section(page, "quarantined")
     assert html.escape(bad.reason) in quarantined
     assert resolves_to(path, quarantined, Path(bad.raw_path))
+    assert resolves_to(path, quarantined, data_docs_page(settings, bad.batch_id))
 
     assert resolves_to(path, version_row(page, "1"), card_paths(settings, "1")[1])
     batches = section(page, "batches")
     for batch in ledger_for(settings).batches():
         assert resolves_to(path, batches, validation_path(settings, batch.batch_id)), batch.source
-    assert DATA_DOCS in batches
+        assert resolves_to(path, batches, data_docs_page(settings, batch.batch_id)), batch.source
+    assert resolves_to(path, batches, data_docs_dir(settings) / "index.html")
 
     drift = section(page, "drift")
     assert "drift in text_length: label recent inputs" in drift

@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from perennial.report import DATA_DOCS, DRIFT_IMAGE, MATRIX_IMAGE, VERSIONS_IMAGE, render_report
+from perennial.report import DRIFT_IMAGE, MATRIX_IMAGE, VERSIONS_IMAGE, render_report
 
 EVIL = "<script>alert('x')</script>"
 
@@ -109,6 +109,7 @@ def data() -> dict:
                 "arrived_at": "2025-03-01T12:00:00+00:00",
                 "raw_path": "/tmp/ws/store/raw/batch-bad.csv",
                 "raw_href": "../store/raw/batch-bad.csv",
+                "data_docs_href": "data_docs/validations/batch-bad.html",
             }
         ],
         "batches": [
@@ -122,6 +123,7 @@ def data() -> dict:
                 "arrived_at": "2025-03-01T09:00:00+00:00",
                 "model_version": "1",
                 "validation_href": "../store/validation/batch-reviews.json",
+                "data_docs_href": "data_docs/validations/batch-reviews.html",
             },
             {
                 "batch_id": "batch-bad",
@@ -133,8 +135,10 @@ def data() -> dict:
                 "arrived_at": "2025-03-01T12:00:00+00:00",
                 "model_version": None,
                 "validation_href": "../store/validation/batch-bad.json",
+                "data_docs_href": None,
             },
         ],
+        "data_docs_href": "data_docs/index.html",
     }
 
 
@@ -200,15 +204,26 @@ def test_quarantined_batches_show_reason_and_kept_file(data: dict) -> None:
     assert len(rows) == 2
     assert html.escape(data["quarantined"][0]["reason"]) in rows[1]
     assert 'href="../store/raw/batch-bad.csv"' in rows[1]
+    assert 'href="data_docs/validations/batch-bad.html"' in rows[1]
 
 
-def test_batches_link_validation_results_and_say_data_docs_not_built(data: dict) -> None:
+def test_batches_link_their_data_docs_page_and_validation_result(data: dict) -> None:
     page = render_report(data, {})
     rows = rows_of(page, "batches")[1:]
     for row, batch in zip(rows, data["batches"], strict=True):
         assert f'href="{batch["validation_href"]}"' in row
-        assert DATA_DOCS in row
         assert batch["status"] in row
+    assert 'href="data_docs/validations/batch-reviews.html">Data Docs</a>' in rows[0]
+    assert "not validated" in rows[1]  # no page: said so, no dead link
+    section = re.search(r'<section id="batches">.*?</section>', page, re.S).group(0)
+    assert 'href="data_docs/index.html"' in section
+
+
+def test_batches_say_when_no_data_docs_exist(data: dict) -> None:
+    data = {**data, "data_docs_href": None}
+    page = render_report(data, {})
+    section = re.search(r'<section id="batches">.*?</section>', page, re.S).group(0)
+    assert "Data Docs: none built yet." in section
 
 
 def test_images_are_embedded_as_data_uris_with_alt_text(data: dict, images: dict) -> None:

@@ -1,0 +1,249 @@
+"""Great Expectations Data Docs for every validated batch, readable with no network.
+
+Each batch's stored validation result (store/validation/<batch>.json) is rendered with GX's own page
+renderer and Jinja view, so the page is the one GX would build. GX's templates load Bootstrap, jQuery,
+Font Awesome, bootstrap-table, Vega and a logo from CDNs; `localise` points every one of them at the
+copies shipped in `data_docs_assets/` (fetched once by scripts/vendor_data_docs_assets.py) and fails
+loudly if a GX upgrade brings a CDN link it does not know. Layout under reports/data_docs/:
+
+    index.html                    every validated batch, newest first
+    validations/<batch_id>.html   GX's validation-results page
+    static/                       the bundled CSS, JS, fonts and GX's images
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from perennial.config import Settings
+from perennial.files import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).parent / "data_docs_assets"
+DIR_NAME = "data_docs"
+
+# Every CDN resource in GX 1.24's templates -> its bundled copy under static/ (see ASSETS/MANIFEST.json).
+_TABLE = "https://unpkg.com/bootstrap-table@"
+_FILTER = "/dist/extensions/filter-control/bootstrap-table-filter-control"
+_CDNJS = "https://cdnjs.cloudflare.com/ajax/libs/"
+_JSDELIVR = "https://cdn.jsdelivr.net/npm/"
+CDN_TO_LOCAL = {
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap/bootstrap.min.js",
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery/jquery.min.js",
+    f"{_CDNJS}popper.js/1.12.9/umd/popper.min.js": "popper/popper.min.js",
+    f"{_TABLE}1.19.1/dist/bootstrap-table.min.css": "bootstrap-table/bootstrap-table.min.css",
+    f"{_TABLE}1.19.1/dist/bootstrap-table.min.js": "bootstrap-table/bootstrap-table.min.js",
+    # GX names 1.19.0's unminified CSS on one page; 1.19.1's minified copy is the same stylesheet
+    f"{_TABLE}1.19.0{_FILTER}.css": "bootstrap-table/bootstrap-table-filter-control.min.css",
+    f"{_TABLE}1.19.0{_FILTER}.min.css": "bootstrap-table/bootstrap-table-filter-control.min.css",
+    f"{_TABLE}1.19.1{_FILTER}.min.js": "bootstrap-table/bootstrap-table-filter-control.min.js",
+    f"{_CDNJS}bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css": (
+        "bootstrap-datepicker/bootstrap-datepicker.min.css"
+    ),
+    f"{_CDNJS}bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js": (
+        "bootstrap-datepicker/bootstrap-datepicker.min.js"
+    ),
+    f"{_JSDELIVR}@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css": (
+        "bootstrap-dark/bootstrap-prefers-dark.min.css"
+    ),
+    f"{_CDNJS}font-awesome/6.6.0/css/all.min.css": "fontawesome/css/all.min.css",
+    f"{_JSDELIVR}vega@5": "vega/vega.min.js",
+    f"{_JSDELIVR}vega-lite@5": "vega/vega-lite.min.js",
+    f"{_JSDELIVR}vega-embed@6": "vega/vega-embed.min.js",
+}
+# GX's navbar logo comes from its S3 bucket with a cache-busting query; the package ships the image.
+_GX_IMAGES = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/"
+_GX_IMAGE = re.compile(re.escape(_GX_IMAGES) + r"([\w.-]+)(\?[^\"']*)?")
+_GX_RELATIVE_IMAGE = re.compile(r"(?:\.\./)+static/images/")
+# GX's site layout puts pages 4 folders deep; ours has validations/ and expectations/ one level down.
+_GX_HOME = re.compile(r"(?:\.\./)+index\.html")
+_GX_SUITE = re.compile(r"(?:\.\./)+expectations/")
+# SRI and CORS attributes make Chromium refuse scripts loaded from file:// pages.
+_SRI = re.compile(r'\s(?:integrity|crossorigin)="[^"]*"')
+# A stylesheet, script or image that still names a host: what localise must never leave behind.
+_REMOTE_RESOURCE = re.compile(
+    r"<(?:script|link|img)\b[^>]*\b(?:src|href)=[\"']((?:https?:)?//[^\"']*)", re.IGNORECASE
+)
+
+
+class DataDocsError(RuntimeError):
+    """A rendered page still loads something from the network."""
+
+
+def data_docs_dir(settings: Settings) -> Path:
+    return settings.reports_dir / DIR_NAME
+
+
+def page_path(settings: Settings, batch_id: str) -> Path:
+    return data_docs_dir(settings) / "validations" / f"{batch_id}.html"
+
+
+def localise(page: str, static: str) -> str:
+    """Point every CDN resource in a GX page at the bundled copy under `static` (a relative URL
+    ending in "/"). Raises DataDocsError if anything would still be fetched from the network."""
+    for url, local in CDN_TO_LOCAL.items():
+        page = page.replace(f'"{url}"', f'"{static}{local}"')
+    page = _GX_IMAGE.sub(lambda m: f"{static}images/{m.group(1)}", page)
+    page = _GX_RELATIVE_IMAGE.sub(f"{static}images/", page)
+    page = _SRI.sub("", page)
+    remote = _REMOTE_RESOURCE.search(page)
+    if remote:
+        raise DataDocsError(f"a Data Docs page still loads from the network: {remote.group(1)}")
+    return page
+
+
+def render_validation_page(result: Mapping[str, Any], source: str = "", run_name: str = "") -> str:
+    """GX's validation-results page for one stored result (ExpectationSuiteValidationResult as JSON),
+    with its resources bundled and its links pointing inside reports/data_docs/. `source` (the
+    batch's file) and `run_name` (its batch id) title the page where GX would print "None"."""
+    from great_expectations.core.expectation_validation_result import (
+        expectationSuiteValidationResultSchema,
+    )
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    from perennial.validation import _import_gx
+
+    _import_gx()  # quiet GX's logging and analytics before its modules load
+    result = _with_batch_names(result, source, run_name)
+    validation = expectationSuiteValidationResultSchema.load(result)
+    document = ValidationResultsPageRenderer().render(validation)
+    page = DefaultJinjaPageView().render(document)
+    page = _GX_HOME.sub("../index.html", page)
+    page = _GX_SUITE.sub("../expectations/", page)
+    return localise(page, "../static/")
+
+
+def _with_batch_names(result: Mapping[str, Any], source: str, run_name: str) -> dict[str, Any]:
+    """A copy whose meta names the batch: GX reads the asset from batch_spec and the run from run_id."""
+    meta = dict(result.get("meta") or {})
+    if source:
+        meta["batch_spec"] = {**(meta.get("batch_spec") or {}), "data_asset_name": source}
+    if run_name:
+        loaded = (meta.get("batch_markers") or {}).get("ge_load_time", "")
+        meta["run_id"] = {"run_name": run_name, "run_time": loaded}
+    return {**result, "meta": meta}
+
+
+def render_suite_page(result: Mapping[str, Any]) -> str:
+    """GX's expectation-suite page, rebuilt from the expectations recorded in a validation result."""
+    import great_expectations as gx
+    from great_expectations.render.renderer import ExpectationSuitePageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    from perennial.validation import _import_gx, _make_suite
+
+    _import_gx()
+    configs = [r["expectation_config"] for r in result.get("results", [])]
+    expectations = [
+        gx.expectations.registry.get_expectation_impl(c["type"])(**c["kwargs"], meta=c.get("meta"))
+        for c in configs
+    ]
+    document = ExpectationSuitePageRenderer().render(_make_suite(expectations))
+    page = DefaultJinjaPageView().render(document)
+    page = _GX_HOME.sub("../index.html", page)
+    return localise(page, "../static/")
+
+
+def install_static(settings: Settings) -> Path:
+    """Copy the bundled assets and GX's images next to the pages (skipped when already there)."""
+    from great_expectations.render import view
+
+    static = data_docs_dir(settings) / "static"
+    shutil.copytree(ASSETS, static, dirs_exist_ok=True)
+    shutil.copytree(Path(view.__file__).parent / "static" / "images", static / "images", dirs_exist_ok=True)
+    return static
+
+
+def publish_validation_page(settings: Settings, batch_id: str) -> Path | None:
+    """Render one batch's Data Docs page from its stored validation result, then refresh the index.
+    Returns the page, or None when the batch was never validated (e.g. rejected at ingest)."""
+    from perennial.cycle import ledger_for, validation_path
+
+    stored = validation_path(settings, batch_id)
+    if not stored.is_file():
+        return None
+    result = json.loads(stored.read_text(encoding="utf-8"))["result"]
+    source = Path(ledger_for(settings).batch(batch_id).source).name
+    install_static(settings)
+    page = render_validation_page(result, source=source, run_name=batch_id)
+    path = write_text_atomic(page_path(settings, batch_id), page)
+    suite = data_docs_dir(settings) / "expectations" / "perennial-batch.html"
+    write_text_atomic(suite, render_suite_page(result))  # the suite as the latest batch met it
+    write_index(settings)
+    return path
+
+
+def build_data_docs(settings: Settings) -> list[Path]:
+    """Render the page of every validated batch that has none yet (pages are immutable once written:
+    a batch's validation never changes). Returns the pages written."""
+    from perennial.cycle import ledger_for
+
+    written = []
+    for batch in ledger_for(settings).batches():
+        if not page_path(settings, batch.batch_id).is_file():
+            path = publish_validation_page(settings, batch.batch_id)
+            if path is not None:
+                written.append(path)
+    write_index(settings)
+    return written
+
+
+def write_index(settings: Settings) -> Path:
+    """A small Bootstrap-styled index of every batch's page, newest first."""
+    from perennial.cycle import ledger_for, validation_path
+
+    rows = []
+    for batch in sorted(ledger_for(settings).batches(), key=lambda b: b.arrived_at, reverse=True):
+        if not validation_path(settings, batch.batch_id).is_file():
+            continue
+        outcome = json.loads(validation_path(settings, batch.batch_id).read_text(encoding="utf-8"))
+        rows.append(_index_row(batch, outcome, page_path(settings, batch.batch_id).is_file()))
+    return write_text_atomic(data_docs_dir(settings) / "index.html", _index_page(rows))
+
+
+def _index_row(batch: Any, outcome: Mapping[str, Any], has_page: bool) -> str:
+    e = html.escape
+    passed = bool(outcome.get("success"))
+    badge = (
+        '<span class="badge badge-success">passed</span>'
+        if passed
+        else ('<span class="badge badge-danger">failed</span>')
+    )
+    name = (
+        f'<a href="validations/{e(batch.batch_id)}.html">{e(batch.source)}</a>'
+        if has_page
+        else e(batch.source)
+    )
+    return (
+        f"<tr><td>{name}</td><td><code>{e(batch.batch_id)}</code></td><td>{e(batch.arrived_at)}</td>"
+        f"<td>{badge}</td><td>{e(batch.status)}</td><td>{e(outcome.get('reason') or '')}</td></tr>"
+    )
+
+
+def _index_page(rows: Iterable[str]) -> str:
+    body = "\n".join(rows) or '<tr><td colspan="6">No batch has been validated yet.</td></tr>'
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>perennial: Data Docs</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="static/bootstrap/bootstrap.min.css">
+<link rel="shortcut icon" href="static/images/favicon.ico" type="image/x-icon">
+</head><body><div class="container-fluid p-4">
+<h1 class="h3">Data Docs: validation of every batch</h1>
+<p class="text-muted">Great Expectations' results for the <a href="expectations/perennial-batch.html">
+perennial-batch</a> suite. Failed batches are quarantined and never trained on.
+Back to the <a href="../index.html">perennial report</a>.</p>
+<table class="table table-sm table-striped"><thead><tr><th>Source</th><th>Batch</th><th>Arrived</th>
+<th>Validation</th><th>Status</th><th>Reason</th></tr></thead><tbody>
+{body}
+</tbody></table></div></body></html>
+"""
