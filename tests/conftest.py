@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from perennial.config import Settings
 from perennial.environment import configure
+from processes import tiny_cli_env  # tests/ is on sys.path
 
 DATA = Path(__file__).parent / "data"
 LABELS = ["negative", "positive"]
@@ -101,3 +103,29 @@ def no_outside_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     for key in list(os.environ):
         if key.startswith("PERENNIAL_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test harness (a throwaway local API and database) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _drop(settings: Settings, fixture: str, name: str | None = None) -> Path:
+    target = settings.inbox / (name or fixture)
+    shutil.copyfile(DATA / fixture, target)
+    return target
+
+
+@pytest.fixture
+def drop() -> Callable[..., Path]:
+    """Copy a fixture batch into the inbox, as a user would drop a file."""
+    return _drop
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
+    return tiny_cli_env(tmp_path / "ws", tiny_model_dir)
