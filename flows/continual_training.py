@@ -6,9 +6,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
+from perennial import registry
 from perennial.config import Settings
 from perennial.cycle import ledger_for, slice_names
 from perennial.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
+from perennial.locking import WorkspaceBusy, workspace_lock
 from perennial.tasks.evaluate import evaluate
 from perennial.tasks.gate import gate
 from perennial.tasks.ingest import ingest_inbox, pending_batches
@@ -55,9 +57,20 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
 
     A batch that fails (quarantined, or a crash) does not stop the others; the flow run ends
     Failed afterwards, naming each failed batch and why. `reason` says what started the run
-    (schedule, a batch arriving, drift) and is logged.
+    (schedule, a batch arriving, drift) and is logged. The run holds the workspace lock: a second
+    run on the same workspace (another terminal, another server) ends at once, doing nothing.
     """
     settings = settings or Settings()
+    logger = get_run_logger()
+    try:
+        with workspace_lock(settings, f"continual-training run ({reason})"):
+            return _train_pending(settings, reason)
+    except WorkspaceBusy as busy:
+        logger.warning("%s", busy)
+        return Failed(message=str(busy))
+
+
+def _train_pending(settings: Settings, reason: str) -> State:
     logger = get_run_logger()
     logger.info("training run started: %s", reason)
     outcomes: list[dict] = []
@@ -66,7 +79,13 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
         logger.info(item["message"])
         if item["status"] == "quarantined" and not item["duplicate"]:
             failures.append(f"{item['batch_id']} quarantined: {item['message']}")
-    for batch_id in pending_batches(settings):
+    pending = pending_batches(settings)
+    if pending and (unavailable := _mlflow_unavailable(settings)):
+        failures.append(f"{unavailable}; nothing was trained, {len(pending)} batch(es) stay pending")
+        pending = []
+    else:
+        _close_stale_runs(settings)
+    for done, batch_id in enumerate(pending):
         state = cycle(settings, batch_id, return_state=True)
         if state.is_completed():
             outcome = state.result()
@@ -78,9 +97,13 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
                 outcome["champion_version"],
             )
             outcomes.append(outcome)
-        else:
-            failures.append(f"{batch_id}: {state.message}")
-            logger.error("batch %s failed: %s", batch_id, state.message)
+            continue
+        failures.append(f"{batch_id}: {state.message}")
+        logger.error("batch %s failed: %s", batch_id, state.message)
+        if unavailable := _mlflow_unavailable(settings):  # no point trying the next batches now
+            left = len(pending) - done - 1
+            failures.append(f"{unavailable}; stopped, {left} more batch(es) stay pending")
+            break
     if failures:
         return Failed(
             message=f"{len(failures)} of {len(failures) + len(outcomes)} batch(es) failed: "
@@ -88,3 +111,24 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
             data=outcomes,
         )
     return Completed(data=outcomes)
+
+
+def _close_stale_runs(settings: Settings) -> None:
+    """Runs left RUNNING by a process that died (we hold the lock: no cycle is running) are closed."""
+    logger = get_run_logger()
+    try:
+        stale = registry.close_stale_runs(settings)
+    except Exception as error:  # noqa: BLE001 - tidying only: never a reason to fail the run
+        logger.warning("could not check MLflow for interrupted runs: %s", error)
+        return
+    for run_id in stale:
+        logger.warning("MLflow run %s was left running by an interrupted cycle: marked KILLED", run_id)
+
+
+def _mlflow_unavailable(settings: Settings) -> str:
+    """Why MLflow cannot be used now, in one line; "" when it answers."""
+    try:
+        registry.check_reachable(settings)
+    except registry.RegistryUnavailable as error:
+        return str(error)
+    return ""

@@ -66,6 +66,7 @@ def settings(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPat
         learning_rate=1e-3,
         min_rows=20,
         min_accuracy=0.0,
+        inbox_settle_seconds=0.2,  # a test writes its files whole; no need to wait for writers
     )
     configure(s)
     return s

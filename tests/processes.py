@@ -27,6 +27,7 @@ def tiny_cli_env(workspace: Path, model: Path, **overrides: str) -> dict[str, st
             "PERENNIAL_LEARNING_RATE": "0.001",
             "PERENNIAL_MIN_ROWS": "20",
             "PERENNIAL_MIN_ACCURACY": "0",
+            "PERENNIAL_INBOX_SETTLE_SECONDS": "0.2",
         }
     )
     env.update({f"PERENNIAL_{key.upper()}": value for key, value in overrides.items()})

@@ -107,8 +107,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     from perennial.status import format_status, gather_status
 
     settings = _ready(_settings(args))
+    if args.history:
+        from dataclasses import asdict
+
+        from perennial.champion import alias_history, format_history
+
+        moves = alias_history(settings)
+        print(json.dumps([asdict(m) for m in moves], indent=2) if args.json else format_history(moves))
+        return 0
     status = gather_status(settings)
     print(json.dumps(status, indent=2, default=str) if args.json else format_status(status))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from perennial.champion import RollbackRefused, format_move, rollback
+
+    settings = _ready(_settings(args))
+    try:
+        move = rollback(settings, to=args.to, reason=args.reason)
+    except RollbackRefused as error:
+        print(f"rollback refused: {error} (champion unchanged)", file=sys.stderr)
+        return 1
+    print(f"champion: v{move.from_version} -> v{move.to_version} ({move.reason})")
+    print(f"recorded: {format_move(move)}")
     return 0
 
 
@@ -305,7 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="champion, its metrics, batches and decisions")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--history", action="store_true", help="only the champion's moves (promotion, rollback), oldest first"
+    )
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "rollback", help="move the champion back (default: to the previous champion) after a load check"
+    )
+    p.add_argument("--to", metavar="VERSION", help="the version to make champion (e.g. 3 or v3)")
+    p.add_argument("--reason", help="why, for the alias history (default: 'manual rollback')")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(
         "report", help="write a static HTML dashboard of versions, decisions, forgetting and drift"

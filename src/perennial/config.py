@@ -52,6 +52,26 @@ class Settings(BaseSettings):
     min_text_chars: int = Field(default=1, ge=1)
     max_text_chars: int = Field(default=5000, ge=1)
     max_duplicate_fraction: float = Field(default=0.1, ge=0, le=1)
+    max_overlap_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Largest share of a batch's rows whose text an earlier, not quarantined batch sent.",
+    )
+    extra_columns: Literal["allow", "reject"] = Field(
+        default="allow",
+        description="Columns besides text, label, id, domain, timestamp: kept aside (allow) or quarantined.",
+    )
+    # Batch files: checked before a file is parsed
+    max_file_bytes: int = Field(
+        default=200_000_000, ge=1, description="A bigger batch file is quarantined without being read."
+    )
+    inbox_settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="A run ingests an inbox file once it has not changed for this long (waiting once if "
+        "needed); one still changing is left for the next run.",
+    )
 
     # Model and training
     base_model: str = DEFAULT_BASE_MODEL
@@ -109,6 +129,20 @@ class Settings(BaseSettings):
     )
     significance_level: float = Field(default=0.05, gt=0, lt=1, description="Alpha of the paired test.")
     bootstrap_resamples: int = Field(default=2000, ge=100)
+
+    # Reliability: one writer per workspace, and how hard to try a slow or absent MLflow server
+    lock_wait_seconds: float = Field(
+        default=0.0, ge=0, description="How long a run waits for another run's workspace lock; 0: exit."
+    )
+    mlflow_retries: int = Field(
+        default=4, ge=0, description="Retries of an MLflow request to a tracking server, with backoff."
+    )
+    mlflow_backoff_seconds: int = Field(
+        default=1, ge=0, description="First wait between MLflow retries; doubles each time."
+    )
+    mlflow_timeout_seconds: int = Field(
+        default=30, gt=0, description="Timeout of one MLflow request to a tracking server."
+    )
 
     # Running unattended: Prefect server, deployments, schedules and the new-data trigger
     server_host: str = Field(default="127.0.0.1", description="Where `perennial server` listens.")

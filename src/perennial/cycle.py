@@ -17,17 +17,18 @@ import pandas as pd
 
 from perennial import registry
 from perennial.config import Settings
+from perennial.faults import fault_point
 from perennial.gate import Decision, decide
 from perennial.ingest import (
     IngestResult,
-    inbox_files,
     ingest_file,
     load_split,
+    ready_inbox_files,
     rows_path,
     seed_from_batch,
     split_batch,
 )
-from perennial.ledger import ACCEPTED, PROMOTED, QUARANTINED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.ledger import ACCEPTED, PROMOTED, QUARANTINED, REJECTED_MODEL, RESTORE, TRAINED, Ledger
 from perennial.model_card import publish_model_card
 from perennial.replay import ReplayMemory
 from perennial.strategy import Strategy, assemble_training_data
@@ -41,9 +42,10 @@ def ledger_for(settings: Settings) -> Ledger:
 
 # Ingest
 def ingest_inbox(settings: Settings) -> list[dict]:
-    """Ingest every file in the inbox, oldest first."""
+    """Ingest every file in the inbox that has stopped changing, oldest first."""
     ledger = ledger_for(settings)
-    results: list[IngestResult] = [ingest_file(path, settings, ledger) for path in inbox_files(settings)]
+    ready = ready_inbox_files(settings)
+    results: list[IngestResult] = [ingest_file(path, settings, ledger) for path in ready]
     for result in results:
         log.info(result.message)
     return [asdict(r) for r in results]
@@ -51,6 +53,40 @@ def ingest_inbox(settings: Settings) -> list[dict]:
 
 def pending_batches(settings: Settings) -> list[str]:
     return [b.batch_id for b in ledger_for(settings).pending()]
+
+
+# Recovery: a cycle stopped part-way (killed, out of disk, MLflow gone) is finished by the next run.
+def recover_interrupted(settings: Settings, batch_id: str) -> list[str]:
+    """Undo what an interrupted cycle of `batch_id` left in the registry before it is retrained.
+
+    The ledger is the record of decisions: a version registered for this batch that the ledger never
+    recorded is left over from a cycle that stopped between registering and recording. Each such
+    version is tagged `decision=interrupted`; if `champion` already points at one (the stop came
+    after the alias moved), the alias goes back to the champion that version was compared with, so
+    the retrained challenger meets the same champion and the batch is decided exactly once.
+    Returns the versions found."""
+    decided = {c.challenger_version for c in ledger_for(settings).cycles() if c.challenger_version}
+    leftovers = [
+        row
+        for row in registry.list_versions(settings)
+        if row["tags"].get("batch_id") == batch_id and row["version"] not in decided
+    ]
+    for row in leftovers:
+        version = row["version"]
+        if "champion" in row["aliases"]:
+            before = row["tags"].get("compared_with", "none")
+            restored = None if before == "none" else before.removeprefix("v")
+            reason = f"cycle of batch {batch_id} stopped after promoting v{version}; retraining the batch"
+            registry.move_champion(settings, restored, RESTORE, reason)
+            log.warning("champion moved back from v%s to %s: %s", version, before, reason)
+        if "challenger" in row["aliases"]:
+            registry.delete_alias(settings, "challenger")
+        registry.set_version_tags(
+            settings,
+            version,
+            {"decision": "interrupted", "reasons": "the cycle stopped before its decision was recorded"},
+        )
+    return [row["version"] for row in leftovers]
 
 
 def slice_names(settings: Settings) -> dict[str, str]:
@@ -73,7 +109,7 @@ def validate_batch(settings: Settings, batch_id: str) -> dict:
     report.save(validation_path(settings, batch_id))
     _publish_data_docs(settings, batch_id)
     reason = report.reason  # "" when the suite passed
-    labels = sorted(frame["label"].astype(str).unique())
+    labels = sorted(frame["label"].astype(str).unique()) if "label" in frame.columns else []
     if not reason and label_set is None and len(labels) < 2:
         reason = f"the first batch fixes the label set and needs at least two labels, found {labels}"
     if reason:
@@ -81,6 +117,7 @@ def validate_batch(settings: Settings, batch_id: str) -> dict:
         return {"batch_id": batch_id, "success": False, "reason": reason}
     # Record the label set (configured, or fixed by this first batch) so a later change is visible.
     ledger.fix_label_set(label_set or labels)
+    fault_point("validated", settings.root)
     return {"batch_id": batch_id, "success": True, "reason": ""}
 
 
@@ -107,7 +144,9 @@ def labels_for(settings: Settings) -> list[str]:
 
 # Split
 def split(settings: Settings, batch_id: str) -> dict[str, int]:
-    return split_batch(settings, batch_id)
+    counts = split_batch(settings, batch_id)
+    fault_point("split", settings.root)
+    return counts
 
 
 # Train
@@ -150,6 +189,8 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
     from perennial.training import fine_tune
 
     ledger = ledger_for(settings)
+    if ledger.batch(batch_id).status == TRAINED:  # trained before, then stopped: clean up first
+        recover_interrupted(settings, batch_id)
     labels = labels_for(settings)
     strategy = Strategy.from_settings(settings)
     champ = registry.champion(settings)
@@ -256,6 +297,7 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
         registry.end_run(run_id, "FAILED")
         raise
     ledger.transition(batch_id, TRAINED)
+    fault_point("trained", settings.root)
     return {
         "batch_id": batch_id,
         "run_id": run_id,
@@ -348,6 +390,7 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
     except BaseException:
         registry.end_run(run_id, "FAILED")
         raise
+    fault_point("evaluated", settings.root)
     return {
         "batch_id": batch_id,
         "new_slice": batch_id,
@@ -390,6 +433,7 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
     }
     try:
         version = registry.register_model(settings, run_id, Path(challenger["model_dir"]), tags)
+        fault_point("registered", settings.root)
         registry.set_alias(settings, "challenger", version)
         if verdict.promote:
             try:
@@ -400,7 +444,8 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
                     settings, version, {"decision": verdict.label, "reasons": str(error)[:4900]}
                 )
         if verdict.promote:
-            registry.set_alias(settings, "champion", version)
+            registry.move_champion(settings, version, "promotion", verdict.summary())
+            fault_point("champion-moved", settings.root)
             registry.delete_alias(settings, "challenger")
         registry.set_run_tags(run_id, {"decision": verdict.label, "model_version": version})
     except BaseException:
@@ -411,17 +456,18 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
     publish_model_card(
         settings, run_id, batch_id, version, challenger, scores, verdict.label, verdict.reasons
     )
-    status = PROMOTED if verdict.promote else REJECTED_MODEL
-    ledger.transition(batch_id, status, verdict.summary(), model_version=version)
-    ledger.record_cycle(
+    ledger.record_decision(
         batch_id,
+        PROMOTED if verdict.promote else REJECTED_MODEL,
         run_id,
         version,
         challenger["champion_version"],
         verdict.label,
         verdict.reasons,
+        verdict.summary(),
         {"challenger": scores["challenger"], "champion": scores["champion"], "paired": scores.get("paired")},
     )
+    fault_point("recorded", settings.root)
     log_continual_metrics(settings, run_id)
     registry.end_run(run_id, "FINISHED")
     champ = registry.champion(settings)

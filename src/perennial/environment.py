@@ -34,6 +34,11 @@ def configure(settings: Settings) -> None:
     Call it before importing Prefect: Prefect reads PREFECT_HOME once, at import."""
     for key, value in OFFLINE_AND_QUIET.items():
         os.environ.setdefault(key, value)
+    # MLflow's own retry with exponential backoff (urllib3) for a slow or absent tracking server:
+    # bounded by settings, so a dead server fails a run in seconds instead of many minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(settings.mlflow_backoff_seconds))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_timeout_seconds))
     os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
     os.environ.setdefault("HF_HOME", str(settings.hf_home))
     # The MLflow tracking URI is not exported: perennial passes settings.mlflow_tracking_uri to MLflow

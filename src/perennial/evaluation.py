@@ -216,7 +216,9 @@ def load_model_dir(
         raise FileNotFoundError(f"model folder not found: {path}")
     # Model folders come from our own training runs; never execute code shipped alongside them.
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, use_safetensors=True, trust_remote_code=False
+    )
     model.to(device)
     model.eval()
     return model, tokenizer

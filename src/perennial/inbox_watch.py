@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perennial.ingest import is_batch_name
+from perennial.ingest import inbox_entry
 
 
 @dataclass
@@ -20,7 +20,8 @@ class InboxWatcher:
     copy still in progress is reported on a later poll. Hidden files and other suffixes (temporary
     names like `batch.csv.part`) are never reported. This only times the event: a run started for
     another reason ingests whatever batch files are in the inbox, so uploaders should write under a
-    temporary name and rename when done.
+    temporary name and rename when done. A run applies the same rule itself: it ingests a file once
+    it has not changed for `inbox_settle_seconds`, waiting once if needed (ingest.ready_inbox_files).
     """
 
     inbox: Path
@@ -45,12 +46,8 @@ class InboxWatcher:
             return {}
         found: dict[str, tuple[int, int]] = {}
         for path in self.inbox.iterdir():
-            if not is_batch_name(path.name):
-                continue
-            try:
-                stat = path.stat()
-            except OSError:  # removed between listing and stat, or unreadable
-                continue
-            if path.is_file():
-                found[path.name] = (stat.st_size, stat.st_mtime_ns)
+            # The entries a run would ingest: batch files, and links (refused and recorded by the run).
+            entry = inbox_entry(path)
+            if entry is not None:
+                found[path.name] = (entry.st_size, entry.st_mtime_ns)
         return found

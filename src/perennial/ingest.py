@@ -6,24 +6,39 @@ recognised and skipped. The raw file is kept byte for byte; the parsed rows go t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
-import shutil
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from perennial.batch_files import (
+    SUFFIXES,
+    BadBatch,
+    UnreadableBatch,
+    human_size,
+    one_line,
+    read_table,
+    safe_name,
+    stored_suffix,
+    unsafe_name_problem,
+)
 from perennial.config import Settings
-from perennial.ledger import QUARANTINED, Ledger
+from perennial.faults import fault_point
+from perennial.files import write_text_atomic
+from perennial.ledger import PENDING, QUARANTINED, STATUSES, Ledger
+from perennial.validation import OPTIONAL_COLUMNS
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
-OPTIONAL_COLUMNS = ("id", "domain", "timestamp")
+SKIPPED = "skipped"  # an IngestResult status: nothing recorded (the file vanished or cannot be opened)
 SPLITS = ("train", "val", "test")
 ID_CHARS = 16  # hex characters of the sha256 kept as the batch id
 
@@ -35,10 +50,6 @@ class IngestResult:
     duplicate: bool
     status: str
     message: str
-
-
-class UnreadableBatch(ValueError):
-    """The file cannot be parsed as a table."""
 
 
 def sha256_of(path: Path) -> str:
@@ -54,25 +65,59 @@ def is_batch_name(name: str) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in SUFFIXES
 
 
+def inbox_entry(path: Path) -> os.stat_result | None:
+    """The inbox entry's own status (a link is not followed) when it is a batch file or a symbolic
+    link with a batch name (refused and recorded by ingest_file), else None."""
+    if not is_batch_name(path.name):
+        return None
+    try:
+        status = path.lstat()
+    except OSError:  # removed between listing and looking
+        return None
+    return status if stat.S_ISREG(status.st_mode) or stat.S_ISLNK(status.st_mode) else None
+
+
 def inbox_files(settings: Settings) -> list[Path]:
-    """Batch files waiting in the inbox, oldest first (by modification time, then name)."""
+    """Batch files waiting in the inbox, oldest first (by modification time, then name). Symbolic
+    links are listed too (never followed), so that a run refuses and records them."""
     if not settings.inbox.is_dir():
         return []
-    files = [p for p in settings.inbox.iterdir() if p.is_file() and is_batch_name(p.name)]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+    found = {p: entry for p in settings.inbox.iterdir() if (entry := inbox_entry(p)) is not None}
+    return sorted(found, key=lambda p: (found[p].st_mtime, p.name))
 
 
-def atomic_copy(source: Path, target: Path) -> None:
-    """Copy then rename, so a reader never sees half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def ready_inbox_files(settings: Settings) -> list[Path]:
+    """The inbox files a run may ingest: those that have not changed for `inbox_settle_seconds`.
+
+    When some changed more recently, the run waits once (at most that long) and looks again; a file
+    that changed meanwhile is still being written: it is left for the next run, with one log line, so
+    a half-written file is never ingested. The inbox watcher applies the same rule between polls.
+    """
+    files = inbox_files(settings)
+    settle = settings.inbox_settle_seconds
+    now = time.time()
+    young: dict[Path, tuple[int, int]] = {}
+    youngest = settle
+    for path in files:
+        entry = inbox_entry(path)
+        if entry is not None and now - entry.st_mtime < settle:
+            young[path] = (entry.st_size, entry.st_mtime_ns)
+            youngest = min(youngest, now - entry.st_mtime)
+    if not young:
+        return files
+    time.sleep(min(settle, settle - youngest))
+    left = set()
+    for path, before in young.items():
+        entry = inbox_entry(path)
+        if entry is None or (entry.st_size, entry.st_mtime_ns) != before:
+            left.add(path)
+            if entry is not None:
+                log.info(
+                    "%s: still being written (changed within %.1f s); left for the next run",
+                    safe_name(path.name),
+                    settle,
+                )
+    return [p for p in files if p not in left]
 
 
 def write_parquet(frame: pd.DataFrame, target: Path) -> Path:
@@ -93,24 +138,10 @@ def _normalise_labels(labels: pd.Series) -> pd.Series:
 
 
 def read_batch(path: Path, display_name: str | None = None) -> pd.DataFrame:
-    """Parse a CSV, JSONL or Parquet batch into a frame; `label` comes back as strings."""
-    suffix = path.suffix.lower()
-    name = display_name or path.name
-    try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
-        elif suffix in (".jsonl", ".json"):
-            frame = pd.read_json(path, lines=True, dtype=False)
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            raise UnreadableBatch(f"unsupported file type {suffix!r} (use one of {', '.join(SUFFIXES)})")
-    except UnreadableBatch:
-        raise
-    except Exception as error:  # every parser failure becomes one readable line
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnreadableBatch(f"cannot read {name} as {suffix[1:].upper()}: {first_line}") from error
-    frame.columns = [str(c).strip() for c in frame.columns]
+    """Parse a CSV, JSONL or Parquet batch into a frame; `label` comes back as strings.
+    A file that cannot be used raises BadBatch (UnreadableBatch when it does not parse) with one line
+    saying what is wrong, where, and what to do (see batch_files)."""
+    frame = read_table(path, display_name or safe_name(path.name))
     if "label" in frame.columns:
         frame["label"] = _normalise_labels(frame["label"])
     for column in frame.columns:
@@ -136,44 +167,204 @@ def split_path(settings: Settings, batch_id: str, split: str) -> Path:
 
 
 def ingest_file(path: Path, settings: Settings, ledger: Ledger) -> IngestResult:
-    """Record one inbox file. Idempotent: the same content twice is a no-op that says so."""
+    """Record one inbox file. Idempotent: the same content twice is a no-op that says so.
+
+    Whatever is wrong with the file, it is recorded, its bytes kept in the store, and quarantined with
+    a one-line reason; nothing is raised for a bad file, so one cannot stop the others. The file's
+    name is only shown (made safe first), never used to build a path; a symbolic link is never followed.
+    """
     path = Path(path)
-    sha = sha256_of(path)
+    name = safe_name(path.name)
+    if path.is_symlink():
+        return _record_symlink(path, name, settings, ledger)
+    try:
+        tmp, sha, size = _copy_into_store(path, settings)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # became a link after the check above
+            return _record_symlink(path, name, settings, ledger)
+        why = "gone before it could be read" if error.errno == errno.ENOENT else error.strerror
+        return IngestResult(name, "", False, SKIPPED, f"{name}: {why}; nothing recorded")
+    name_problem = unsafe_name_problem(path.name)
     known = ledger.find_by_hash(sha)
+    # A refused name must not block the same bytes under a good name: such a record is keyed by both.
+    record_sha = sha if name_problem is None else _digest(b"name", os.fsencode(path.name), sha.encode())
+    if known is None and name_problem is not None:
+        known = ledger.find_by_hash(record_sha)
     if known is not None:
+        tmp.unlink(missing_ok=True)
         _remove_from_inbox(path, settings)
         return IngestResult(
-            path.name,
+            name,
             known.batch_id,
             True,
             known.status,
-            f"{path.name}: same content as batch {known.batch_id} ({known.source}, {known.status}); skipped",
+            f"{name}: same content as batch {known.batch_id} ({known.source}, {known.status}); skipped",
         )
-    batch_id = sha[:ID_CHARS]
-    raw = settings.raw_dir / f"{batch_id}{path.suffix.lower()}"
-    atomic_copy(path, raw)
-    ledger.add_batch(batch_id, sha, path.name, raw)
-    _remove_from_inbox(path, settings)
+    batch_id = record_sha[:ID_CHARS]
+    raw = settings.raw_dir / f"{batch_id}{stored_suffix(path.name)}"
+    os.replace(tmp, raw)
+    fault_point("ingest-copied", settings.root)
     try:
-        frame = read_batch(raw, display_name=path.name)
-        # Our own column wins: a user's `batch_id` column (e.g. a re-exported split) is replaced.
-        frame = frame.drop(columns=["batch_id"], errors="ignore")
-        frame.insert(0, "batch_id", batch_id)
+        if name_problem is not None:
+            raise BadBatch(name_problem)
+        frame = _checked_rows(raw, name, Path(path.name).suffix.lower(), size, batch_id, settings, ledger)
         write_parquet(frame, rows_path(settings, batch_id))
-    except Exception as error:  # anything unreadable is quarantined; the raw copy stays
-        reason = str(error) if isinstance(error, UnreadableBatch) else f"cannot store {path.name}: {error}"
-        reason = " ".join(reason.split())  # one line
-        ledger.transition(batch_id, QUARANTINED, reason)
-        return IngestResult(path.name, batch_id, False, QUARANTINED, reason)
-    ledger.set_rows(batch_id, len(frame))
-    return IngestResult(
-        path.name, batch_id, False, "pending", f"{path.name}: batch {batch_id}, {len(frame)} rows"
+    except Exception as error:  # anything unusable is quarantined; the raw copy stays
+        reason = str(error) if isinstance(error, BadBatch) else f"cannot store {name}: {error}"
+        reason = one_line(reason)
+        _commit(path, settings, ledger, batch_id, record_sha, name, raw, QUARANTINED, reason)
+        return IngestResult(name, batch_id, False, QUARANTINED, reason)
+    _commit(path, settings, ledger, batch_id, record_sha, name, raw, PENDING, "", len(frame))
+    return IngestResult(name, batch_id, False, PENDING, f"{name}: batch {batch_id}, {len(frame)} rows")
+
+
+def _commit(
+    path: Path,
+    settings: Settings,
+    ledger: Ledger,
+    batch_id: str,
+    sha: str,
+    name: str,
+    raw: Path,
+    status: str,
+    reason: str,
+    rows: int | None = None,
+) -> None:
+    """The ledger row is ingest's commit point: before it, a crash leaves the file in the inbox for the
+    next run (raw copy and rows are simply written again); after it, the same file is a known duplicate."""
+    ledger.add_batch(batch_id, sha, name, raw, status=status, reason=reason, rows=rows)
+    fault_point("ingest-recorded", settings.root)
+    _remove_from_inbox(path, settings)
+
+
+def _checked_rows(
+    raw: Path, name: str, suffix: str, size: int, batch_id: str, settings: Settings, ledger: Ledger
+) -> pd.DataFrame:
+    """The batch's rows, or BadBatch saying why not: size limits first (before parsing), then the
+    parse, then rows that only repeat earlier batches."""
+    if suffix not in SUFFIXES:
+        raise UnreadableBatch(f"{name}: unsupported file type {suffix!r} (use one of {', '.join(SUFFIXES)})")
+    if size > settings.max_file_bytes:
+        raise BadBatch(
+            f"{name} is {human_size(size)}, above the {human_size(settings.max_file_bytes)} limit "
+            "(max_file_bytes); it was not read: split it into smaller batches"
+        )
+    if size == 0:
+        raise BadBatch(f"{name} is empty (0 bytes): export the batch again, a header line then the rows")
+    frame = read_batch(raw, display_name=name)
+    if frame.empty:
+        columns = ", ".join(map(str, frame.columns))
+        raise BadBatch(
+            f"{name} has no rows"
+            + (f" (only a header: {columns})" if columns else "")
+            + f": add the rows, at least {settings.min_rows}"
+        )
+    overlap = overlap_with_earlier(frame, batch_id, settings, ledger)
+    if overlap is not None:
+        raise BadBatch(f"{name}: {overlap}")
+    # Our own column wins: a user's `batch_id` column (e.g. a re-exported split) is replaced.
+    frame = frame.drop(columns=["batch_id"], errors="ignore")
+    frame.insert(0, "batch_id", batch_id)
+    return frame
+
+
+def overlap_with_earlier(
+    frame: pd.DataFrame, batch_id: str, settings: Settings, ledger: Ledger
+) -> str | None:
+    """Why the batch repeats too much of earlier batches (more than `max_overlap_fraction` of its rows
+    have a text already sent in a batch that was not quarantined), naming the batch it repeats most;
+    None when it does not."""
+    if "text" not in frame.columns or settings.max_overlap_fraction >= 1:
+        return None
+    texts = frame["text"].dropna()
+    if texts.empty:
+        return None
+    seen = pd.Series(False, index=texts.index)
+    per_batch = []
+    for batch in ledger.batches(tuple(s for s in STATUSES if s != QUARANTINED)):
+        path = rows_path(settings, batch.batch_id)
+        if batch.batch_id == batch_id or not path.is_file():
+            continue
+        earlier = pd.read_parquet(path, columns=["text"])["text"].dropna()
+        repeated = texts.isin(set(earlier))
+        if repeated.any():
+            seen |= repeated
+            per_batch.append((int(repeated.sum()), batch))
+    count = int(seen.sum())
+    if not count or count / len(texts) <= settings.max_overlap_fraction:
+        return None
+    most, batch = max(per_batch, key=lambda pair: pair[0])
+    return (
+        f"{count} of {len(texts)} rows ({count / len(texts):.0%}) repeat texts of earlier batches, {most} of"
+        f" them from batch {batch.batch_id} ({batch.source}, {batch.status}); at most"
+        f" {settings.max_overlap_fraction:.0%} may (max_overlap_fraction): send only the new rows"
     )
+
+
+def _digest(*parts: bytes) -> str:
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+
+
+def _copy_into_store(path: Path, settings: Settings) -> tuple[Path, str, int]:
+    """Copy a regular file into a temporary file in the raw store, hashing it on the way: one read, so
+    the hash is of exactly the bytes kept. Never follows a symbolic link (ELOOP)."""
+    flags = (
+        os.O_RDONLY
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_NONBLOCK", 0)
+        | getattr(os, "O_CLOEXEC", 0)
+    )
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        settings.raw_dir.mkdir(parents=True, exist_ok=True)
+        out, tmp = tempfile.mkstemp(dir=settings.raw_dir, prefix=".incoming.")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with os.fdopen(out, "wb") as target:
+                for chunk in iter(lambda: source.read(1 << 20), b""):
+                    digest.update(chunk)
+                    target.write(chunk)
+                    size += len(chunk)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return Path(tmp), digest.hexdigest(), size
+
+
+def _record_symlink(path: Path, name: str, settings: Settings, ledger: Ledger) -> IngestResult:
+    """A symbolic link is refused and recorded (where it pointed), never followed: its target is not
+    read or copied. The link is removed from the inbox; its target is left alone."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    sha = _digest(b"symlink", os.fsencode(path.name), os.fsencode(target))
+    known = ledger.find_by_hash(sha)
+    if known is not None:
+        _remove_from_inbox(path, settings)
+        return IngestResult(name, known.batch_id, True, known.status, f"{name}: the same link again; skipped")
+    batch_id = sha[:ID_CHARS]
+    shown = safe_name(target)
+    inside = Path(os.path.normpath(path.parent / target)).is_relative_to(settings.inbox)
+    where = "inside" if inside else "outside"
+    raw = write_text_atomic(
+        settings.raw_dir / f"{batch_id}.link.txt",
+        f"symbolic link {name!r} -> {shown!r} ({where} the inbox); the target was not read\n",
+    )
+    reason = (
+        f"{name} is a symbolic link to {shown!r} ({where} the inbox); links are never followed and the"
+        " target was not read: put the file itself in the inbox"
+    )
+    _commit(path, settings, ledger, batch_id, sha, name, raw, QUARANTINED, reason)
+    return IngestResult(name, batch_id, False, QUARANTINED, reason)
 
 
 def _remove_from_inbox(path: Path, settings: Settings) -> None:
     # Only files inside the inbox are ours to remove; a file ingested from elsewhere is left alone.
-    if path.resolve().parent == settings.inbox.resolve():
+    # The folder is resolved, not the entry: a link is removed itself, never what it points to.
+    if Path(os.path.abspath(path)).parent.resolve() == settings.inbox.resolve():
         path.unlink(missing_ok=True)
 
 

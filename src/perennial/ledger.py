@@ -67,7 +67,31 @@ CREATE TABLE IF NOT EXISTS drift_checks (
     score REAL,
     report_path TEXT
 );
+CREATE TABLE IF NOT EXISTS alias_moves (
+    move_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alias TEXT NOT NULL,
+    moved_at TEXT NOT NULL,
+    from_version TEXT,
+    to_version TEXT,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    state TEXT NOT NULL
+);
 """
+
+# Alias history: every move of a registry alias (MLflow keeps none). A move is written as `pending`
+# before the alias moves and marked `done` after, so a run that stops in between leaves a trace that
+# a reader can check against the registry (see Ledger.reconcile_alias).
+PROMOTION = "promotion"
+ROLLBACK = "rollback"
+RESTORE = "restore"  # an interrupted cycle's promotion undone before the batch is retrained
+UNRECORDED = "unrecorded"  # found in the registry with no matching record
+MOVE_PENDING = "pending"  # written, alias not (yet) known to have moved
+MOVE_DONE = "done"
+MOVE_RECOVERED = "recovered"  # was pending; the registry shows it happened
+MOVE_ABANDONED = "abandoned"  # was pending; the alias never got there
+RECORDED_STATES = (MOVE_DONE, MOVE_RECOVERED)
 
 
 class LedgerError(RuntimeError):
@@ -113,6 +137,19 @@ class DriftCheck:
     report_path: str | None
 
 
+@dataclass(frozen=True)
+class AliasMove:
+    move_id: int
+    alias: str
+    moved_at: str
+    from_version: str | None
+    to_version: str | None
+    kind: str  # promotion | rollback | unrecorded
+    reason: str
+    actor: str
+    state: str  # done | recovered (shown); pending | abandoned (not a move, or not yet)
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -135,13 +172,26 @@ class Ledger:
             db.close()
 
     # Batches
-    def add_batch(self, batch_id: str, sha256: str, source: str, raw_path: Path) -> Batch:
+    def add_batch(
+        self,
+        batch_id: str,
+        sha256: str,
+        source: str,
+        raw_path: Path,
+        status: str = PENDING,
+        reason: str = "",
+        rows: int | None = None,
+    ) -> Batch:
+        """Record an arrived batch, already quarantined or pending with its row count: one row, one
+        transaction, so ingest has a single commit point."""
+        if status not in (PENDING, QUARANTINED):
+            raise LedgerError(f"a batch arrives pending or quarantined, not {status}")
         stamp = now()
         with self._connect() as db:
             db.execute(
-                "INSERT INTO batches (batch_id, sha256, source, arrived_at, status, raw_path, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (batch_id, sha256, source, stamp, PENDING, str(raw_path), stamp),
+                "INSERT INTO batches (batch_id, sha256, source, arrived_at, rows, status, reason, raw_path,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (batch_id, sha256, source, stamp, rows, status, reason, str(raw_path), stamp),
             )
         return self.batch(batch_id)
 
@@ -169,26 +219,11 @@ class Ledger:
         """Batches still to run, oldest first (TRAINED ones were interrupted before a decision)."""
         return self.batches((PENDING, TRAINED))
 
-    def set_rows(self, batch_id: str, rows: int) -> None:
-        with self._connect() as db:
-            db.execute(
-                "UPDATE batches SET rows = ?, updated_at = ? WHERE batch_id = ?", (rows, now(), batch_id)
-            )
-
     def transition(
         self, batch_id: str, status: str, reason: str = "", model_version: str | None = None
     ) -> Batch:
         with self._connect() as db:
-            row = db.execute("SELECT status FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
-            if row is None:
-                raise LedgerError(f"unknown batch {batch_id}")
-            if status not in TRANSITIONS[row["status"]]:
-                raise LedgerError(f"batch {batch_id}: cannot go from {row['status']} to {status}")
-            db.execute(
-                "UPDATE batches SET status = ?, reason = ?, model_version = COALESCE(?, model_version),"
-                " updated_at = ? WHERE batch_id = ?",
-                (status, reason, model_version, now(), batch_id),
-            )
+            _transition(db, batch_id, status, reason, model_version)
         return self.batch(batch_id)
 
     # Cycles
@@ -203,19 +238,28 @@ class Ledger:
         metrics: dict,
     ) -> None:
         with self._connect() as db:
-            db.execute(
-                "INSERT INTO cycles (batch_id, run_id, challenger_version, champion_version, decision,"
-                " reasons, metrics, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    batch_id,
-                    run_id,
-                    challenger_version,
-                    champion_version,
-                    decision,
-                    json.dumps(reasons),
-                    json.dumps(metrics),
-                    now(),
-                ),
+            _insert_cycle(
+                db, batch_id, run_id, challenger_version, champion_version, decision, reasons, metrics
+            )
+
+    def record_decision(
+        self,
+        batch_id: str,
+        status: str,
+        run_id: str | None,
+        challenger_version: str,
+        champion_version: str | None,
+        decision: str,
+        reasons: list[str],
+        summary: str,
+        metrics: dict,
+    ) -> None:
+        """The end of a cycle in one transaction: the batch's final status and its cycle row, so a
+        crash leaves either a batch still to decide or a decided batch with its cycle, never half."""
+        with self._connect() as db:
+            _transition(db, batch_id, status, summary, challenger_version)
+            _insert_cycle(
+                db, batch_id, run_id, challenger_version, champion_version, decision, reasons, metrics
             )
 
     def cycles(self) -> list[Cycle]:
@@ -268,3 +312,157 @@ class Ledger:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM drift_checks ORDER BY check_id").fetchall()
         return [DriftCheck(**{**dict(row), "drifted": bool(row["drifted"])}) for row in rows]
+
+    # Alias history
+    def begin_alias_move(
+        self, alias: str, from_version: str | None, to_version: str | None, kind: str, reason: str, actor: str
+    ) -> int:
+        """Write the intent to move `alias` (state pending) before moving it; returns its id."""
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO alias_moves (alias, moved_at, from_version, to_version, kind, reason, actor,"
+                " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (alias, now(), from_version, to_version, kind, " ".join(reason.split()), actor, MOVE_PENDING),
+            )
+            return int(cursor.lastrowid)
+
+    def finish_alias_move(self, move_id: int) -> AliasMove:
+        """The alias moved: the intent becomes a recorded move (even if a reader gave up on it)."""
+        return self._set_move_state(move_id, MOVE_DONE)
+
+    def abandon_alias_move(self, move_id: int) -> AliasMove:
+        """The alias did not move (the registry call failed)."""
+        return self._set_move_state(move_id, MOVE_ABANDONED)
+
+    def _set_move_state(self, move_id: int, state: str) -> AliasMove:
+        with self._connect() as db:
+            db.execute("UPDATE alias_moves SET state = ? WHERE move_id = ?", (state, move_id))
+            row = db.execute("SELECT * FROM alias_moves WHERE move_id = ?", (move_id,)).fetchone()
+        if row is None:
+            raise LedgerError(f"unknown alias move {move_id}")
+        return AliasMove(**row)
+
+    def alias_moves(self, alias: str, states: tuple[str, ...] = RECORDED_STATES) -> list[AliasMove]:
+        """The recorded moves of `alias`, oldest first (by when each was started)."""
+        marks = ",".join("?" * len(states))
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT * FROM alias_moves WHERE alias = ? AND state IN ({marks}) ORDER BY move_id",
+                (alias, *states),
+            ).fetchall()
+        return [AliasMove(**row) for row in rows]
+
+    def reconcile_alias(self, alias: str, current: str | None) -> AliasMove | None:
+        """Make the history agree with where the registry says `alias` points (`current`, read by the
+        caller before this call). Returns the move this added or completed, None when nothing was
+        missing.
+
+        * The last recorded move ends at `current`: consistent; pending intents after it never
+          happened (the alias is not where they were going) and are marked abandoned.
+        * A pending intent newer than the last recorded move goes to `current`: the run moved the
+          alias and stopped before marking it done; it is marked recovered.
+        * Otherwise the alias moved without any record (outside perennial, or before this table
+          existed): an `unrecorded` move from the last recorded version to `current` is added, timed
+          now, the moment it was noticed. Nothing is invented about who moved it or why.
+        One immediate transaction: two readers cannot both add the same unrecorded move.
+        """
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = self._reconcile(db, alias, current)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.close()
+        return result
+
+    @staticmethod
+    def _reconcile(db: sqlite3.Connection, alias: str, current: str | None) -> AliasMove | None:
+        rows = [
+            AliasMove(**row)
+            for row in db.execute("SELECT * FROM alias_moves WHERE alias = ? ORDER BY move_id", (alias,))
+        ]
+        recorded = [m for m in rows if m.state in RECORDED_STATES]
+        last_to = recorded[-1].to_version if recorded else None
+        last_id = recorded[-1].move_id if recorded else 0
+        pending = [m for m in rows if m.state == MOVE_PENDING]
+        found = None
+        if current != last_to:
+            arrived = [m for m in pending if m.move_id > last_id and m.to_version == current]
+            if arrived:
+                found = arrived[-1]
+                db.execute(
+                    "UPDATE alias_moves SET state = ? WHERE move_id = ?", (MOVE_RECOVERED, found.move_id)
+                )
+                found = AliasMove(**{**found.__dict__, "state": MOVE_RECOVERED})
+            else:
+                reason = (
+                    f"{alias} found at {_v(current)} but the last recorded move left it at {_v(last_to)}:"
+                    " moved outside perennial, or a run stopped between moving it and recording the move"
+                    " (time is when this was noticed)"
+                )
+                stamp = now()
+                cursor = db.execute(
+                    "INSERT INTO alias_moves (alias, moved_at, from_version, to_version, kind, reason, actor,"
+                    " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (alias, stamp, last_to, current, UNRECORDED, reason, "unknown", MOVE_DONE),
+                )
+                found = AliasMove(
+                    int(cursor.lastrowid), alias, stamp, last_to, current, UNRECORDED, reason, "unknown",
+                    MOVE_DONE,
+                )  # fmt: skip
+        for move in pending:
+            if found is None or move.move_id != found.move_id:
+                db.execute(
+                    "UPDATE alias_moves SET state = ? WHERE move_id = ?", (MOVE_ABANDONED, move.move_id)
+                )
+        return found
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "no version"
+
+
+def _transition(
+    db: sqlite3.Connection, batch_id: str, status: str, reason: str, model_version: str | None
+) -> None:
+    row = db.execute("SELECT status FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+    if row is None:
+        raise LedgerError(f"unknown batch {batch_id}")
+    if status not in TRANSITIONS[row["status"]]:
+        raise LedgerError(f"batch {batch_id}: cannot go from {row['status']} to {status}")
+    db.execute(
+        "UPDATE batches SET status = ?, reason = ?, model_version = COALESCE(?, model_version),"
+        " updated_at = ? WHERE batch_id = ?",
+        (status, reason, model_version, now(), batch_id),
+    )
+
+
+def _insert_cycle(
+    db: sqlite3.Connection,
+    batch_id: str,
+    run_id: str | None,
+    challenger_version: str | None,
+    champion_version: str | None,
+    decision: str,
+    reasons: list[str],
+    metrics: dict,
+) -> None:
+    db.execute(
+        "INSERT INTO cycles (batch_id, run_id, challenger_version, champion_version, decision,"
+        " reasons, metrics, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            batch_id,
+            run_id,
+            challenger_version,
+            champion_version,
+            decision,
+            json.dumps(reasons),
+            json.dumps(metrics),
+            now(),
+        ),
+    )

@@ -16,10 +16,13 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from perennial.secrets import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -117,6 +120,38 @@ def start_cycle_run(settings: Settings, batch_id: str, params: dict[str, Any]) -
     if params:
         client.log_batch(run.info.run_id, params=[Param(str(k), str(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+def close_stale_runs(settings: Settings) -> list[str]:
+    """Mark cycle runs still RUNNING as KILLED and return their ids. Call only while holding the
+    workspace lock: then no cycle is running, and a RUNNING run is one whose process died."""
+    client = connect(settings)
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    stale = client.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+    )
+    for run in stale:
+        client.set_tag(run.info.run_id, "interrupted", "the process stopped before the run ended")
+        client.set_terminated(run.info.run_id, "KILLED")
+    return [run.info.run_id for run in stale]
+
+
+class RegistryUnavailable(RegistryError):
+    """The tracking server did not answer, even after MLflow's retries."""
+
+
+def check_reachable(settings: Settings) -> None:
+    """Ask the tracking store for one experiment (MLflow retries with backoff as configured by the
+    mlflow_retries / mlflow_backoff_seconds settings); raise RegistryUnavailable with one line."""
+    started = time.monotonic()
+    try:
+        connect(settings).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - every failure to answer is the same to the caller
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise RegistryUnavailable(
+            f"MLflow at {redact(settings.mlflow_tracking_uri)} did not answer after "
+            f"{settings.mlflow_retries} retries ({time.monotonic() - started:.0f} s): {redact(first)}"
+        ) from exc
 
 
 def log_drift_check(
@@ -219,7 +254,9 @@ def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[
     _check_safetensors(model_dir)
     try:
         # Local files only, never remote code: the folder comes from our own trainer.
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, use_safetensors=True, trust_remote_code=False
+        )
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except Exception as exc:
         raise RegistryError(f"cannot load the model to register from {model_dir}: {exc}") from exc
@@ -314,7 +351,9 @@ def verify_loadable(settings: Settings, version: str) -> None:
         try:
             raw = _download_raw(settings, version, Path(tmp) / "raw")
             folder = _flatten(raw, Path(tmp) / "model")
-            model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=False)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=False
+            )
             tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
             classify = pipeline(TASK, model=model, tokenizer=tokenizer, device="cpu")
             result = classify(VERIFY_TEXT)[0]
@@ -378,6 +417,14 @@ def set_alias(settings: Settings, alias: str, version: str) -> None:
     client = connect(settings)
     _get_version(client, settings, version)  # RegistryError instead of an MLflow 404
     client.set_registered_model_alias(settings.registered_model_name, alias, str(version))
+
+
+def move_champion(settings: Settings, version: str | None, kind: str, reason: str) -> None:
+    """Point `champion` at `version` and record the move in the ledger's alias history (MLflow keeps
+    none). Use this, not ``set_alias(settings, "champion", ...)``, so history and registry agree."""
+    from perennial.champion import move_champion as move_and_record
+
+    move_and_record(settings, version, kind, reason)
 
 
 def delete_alias(settings: Settings, alias: str) -> None:

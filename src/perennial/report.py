@@ -51,6 +51,7 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
     """Everything the page shows, as plain values. Links are relative to `out` (default
     reports/index.html), so the page and the files it links to can be copied or served together."""
     from perennial import registry
+    from perennial.champion import alias_history
     from perennial.cycle import continual_metrics, ledger_for, slice_names
     from perennial.history import metrics_over_versions
     from perennial.strategy import Strategy
@@ -70,6 +71,8 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
         "counts": _counts(batches),
         "last_decision": _last_decision(cycles, names),
         "versions": _versions(settings, registry.list_versions(settings), cycles, batches, names, base),
+        # Reconciled with the registry first: a move made without a record shows as "unrecorded".
+        "champion_history": [asdict(m) for m in alias_history(settings)],
         "matrix": _frame_values(matrix),
         "continual": summary,
         "over_versions": _over_versions(metrics_over_versions(cycles, names)),
@@ -250,7 +253,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
          margin: 0 .15rem .1rem 0; font-size: 85%; white-space: nowrap; }
 .badge.champion { background: #1f2328; color: #fff; font-weight: 700; }
 .badge.promote { font-weight: 700; }
-.badge.reject, .badge.rejected-model, .badge.quarantined { border-style: dashed; }
+.badge.reject, .badge.rejected-model, .badge.quarantined, .badge.unrecorded { border-style: dashed; }
 img { max-width: 100%; height: auto; border: 1px solid #d0d7de; margin: .5rem 0; }
 ul.reasons { margin: 0; padding-left: 1.1rem; }
 footer { margin-top: 3rem; border-top: 1px solid #8c959f; padding-top: .6rem; font-size: 85%;
@@ -268,6 +271,7 @@ def render_report(data: Mapping, images: Mapping[str, bytes]) -> str:
     sections = [
         _header(data),
         _versions_section(data),
+        _history_section(data),
         _matrix_section(data, images.get(MATRIX_IMAGE)),
         _over_versions_section(data, images.get(VERSIONS_IMAGE)),
         _drift_section(data, images.get(DRIFT_IMAGE)),
@@ -414,6 +418,31 @@ def _versions_section(data: Mapping) -> str:
         "hint",
     )
     return _section("Versions", "versions", hint, _table(headers, rows, numeric=(6,)))
+
+
+def _history_section(data: Mapping) -> str:
+    moves = data.get("champion_history") or []
+    if not moves:
+        return _section("Alias history", "alias-history", _p("The champion alias has not moved yet."))
+    rows = [
+        [
+            _when(m["moved_at"]),
+            _version(m["from_version"], "none"),
+            _version(m["to_version"], "none"),
+            _badge(m["kind"] + (" (recovered)" if m["state"] == "recovered" else ""), m["kind"]),
+            _e(m["reason"]),
+            _e(m["actor"]),
+        ]
+        for m in moves
+    ]
+    hint = _p(
+        "Every move of the <b>champion</b> alias, oldest first: promotions by the gate, rollbacks with "
+        "<code>perennial rollback</code>. <i>unrecorded</i>: the alias was found somewhere no recorded "
+        "move put it (moved outside perennial, or a run stopped before recording the move).",
+        "hint",
+    )
+    headers = ["When", "From", "To", "Kind", "Reason", "Who"]
+    return _section("Alias history", "alias-history", hint, _table(headers, rows))
 
 
 def _version_row(v: Mapping) -> list[str]:

@@ -12,10 +12,12 @@ def gather_status(settings: Settings) -> dict:
     from dataclasses import asdict
 
     from perennial import registry
+    from perennial.champion import alias_history
     from perennial.cycle import continual_metrics, ledger_for, slice_names
 
     ledger = ledger_for(settings)
     names = slice_names(settings)
+    moves = alias_history(settings)  # reconciled with the registry first, so it cannot disagree
     champ = registry.champion(settings)
     cycles = ledger.cycles()
     champion_metrics = {}
@@ -32,6 +34,7 @@ def gather_status(settings: Settings) -> dict:
         "registered_model": settings.registered_model_name,
         "champion": {"version": champ.version, "run_id": champ.run_id} if champ else None,
         "champion_metrics": champion_metrics,
+        "champion_history": [asdict(m) for m in moves],
         "label_set": settings.labels or ledger.label_set(),
         "batches": [asdict(b) for b in ledger.batches()],
         "cycles": [
@@ -67,6 +70,14 @@ def format_status(status: dict) -> str:
     lines.append(
         f"champion:  v{champ['version']} (run {champ['run_id']})" if champ else "champion:  none yet"
     )
+    if status.get("champion_history"):
+        from perennial.champion import format_move
+        from perennial.ledger import UNRECORDED, AliasMove
+
+        last = AliasMove(**status["champion_history"][-1])
+        lines.append(f"last move: {format_move(last)}")
+        if last.kind == UNRECORDED:
+            lines.append("           (the champion moved with no record: see `perennial status --history`)")
     if status["label_set"]:
         lines.append(f"labels:    {', '.join(status['label_set'])}")
     if status["champion_metrics"]:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from perennial.config import Settings
+from perennial.faults import fault_point
 from perennial.regularizers import Regularizer
 
 if TYPE_CHECKING:
@@ -62,9 +63,12 @@ def load_for_training(
     """Load an encoder with a classification head for `labels` (a new head for the base model)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    # Weights only from safetensors (a pickle can run code when loaded), and never remote code.
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(
         source,
+        use_safetensors=True,
+        trust_remote_code=False,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
@@ -202,6 +206,7 @@ def fine_tune(
         log.info(
             "epoch %d: train loss %.4f, val accuracy %.4f", epoch, history[-1]["train_loss"], val_accuracy
         )
+        fault_point("training", settings.root)
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch, epochs_without_gain = val_accuracy, epoch, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -217,6 +222,7 @@ def fine_tune(
     model = merged_for_saving(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    fault_point("model-saving", settings.root)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return TrainResult(

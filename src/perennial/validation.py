@@ -8,9 +8,11 @@ most users of this module (the CLI, the API) only need it when a batch actually 
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,10 +26,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REQUIRED_COLUMNS = ("text", "label")
+OPTIONAL_COLUMNS = ("id", "domain", "timestamp")  # kept in the splits; any other column is "extra"
+OWN_COLUMNS = ("batch_id",)  # added by ingest
 
 SUITE_NAME = "perennial-batch"
 _EXAMPLES = 3  # examples quoted per failure
 _EXAMPLE_CHARS = 40  # long texts are cut to this many characters in messages
+_ROWS_SHOWN = 5  # row numbers quoted per failure
+_STORED_CHARS = 1000  # longer strings are cut in the stored result (a text of megabytes stays out)
 
 # Keys stored in each expectation's ``meta["check"]``: they survive into the validation result,
 # which is how a result is mapped back to its plain-words message (GX reorders the results, and
@@ -40,7 +46,12 @@ _DUPLICATES = "duplicate_text"
 _NULL_LABEL = "null_label"
 _LABEL_SET = "label_set"
 _ROW_COUNT = "row_count"
-_ORDER = (_ROW_COUNT, _NULL_TEXT, _BLANK_TEXT, _SHORT_TEXT, _LONG_TEXT, _DUPLICATES, _NULL_LABEL, _LABEL_SET)
+_EXTRA_COLUMNS = "extra_columns"
+_LABEL_KINDS = "label_kinds"  # not a GX check: see _label_kinds_line
+_ORDER = (
+    _ROW_COUNT, _EXTRA_COLUMNS, _NULL_TEXT, _BLANK_TEXT, _SHORT_TEXT, _LONG_TEXT, _DUPLICATES, _NULL_LABEL,
+    _LABEL_SET, _LABEL_KINDS,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,13 +99,25 @@ def _import_gx() -> Any:
     return gx
 
 
-def _expectations(settings: Settings, label_set: list[str] | None, *, columns: bool = True) -> list[Any]:
-    """The suite's expectations, table-level first; ``columns=False`` leaves out column checks."""
+def _expectations(
+    settings: Settings,
+    label_set: list[str] | None,
+    *,
+    columns: bool = True,
+    present: Iterable[str] | None = None,
+) -> list[Any]:
+    """The suite's expectations, table-level first; ``columns=False`` leaves out column checks.
+    ``present``: the batch's columns; with ``extra_columns="reject"`` they must all be known ones."""
     gx = _import_gx()
     E = gx.expectations
     out: list[Any] = [
         E.ExpectTableRowCountToBeBetween(min_value=settings.min_rows, meta={"check": _ROW_COUNT})
     ]
+    if settings.extra_columns == "reject" and present is not None:
+        known = [c for c in present if c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *OWN_COLUMNS)]
+        out.append(
+            E.ExpectTableColumnsToMatchSet(column_set=known, exact_match=True, meta={"check": _EXTRA_COLUMNS})
+        )
     if not columns:
         return out
     out += [
@@ -134,9 +157,11 @@ def _make_suite(expectations: Iterable[Any]) -> gx.ExpectationSuite:
     return suite
 
 
-def build_suite(settings: Settings, label_set: list[str] | None) -> gx.ExpectationSuite:
-    """The full expectation suite for a batch with ``text`` and ``label`` columns."""
-    return _make_suite(_expectations(settings, label_set))
+def build_suite(
+    settings: Settings, label_set: list[str] | None, present: Iterable[str] | None = None
+) -> gx.ExpectationSuite:
+    """The full expectation suite for a batch with ``text`` and ``label`` columns (and ``present``)."""
+    return _make_suite(_expectations(settings, label_set, present=present))
 
 
 def _run_suite(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> Any:
@@ -204,8 +229,84 @@ def _with_length(value: Any) -> str:
 
 
 def _rows(res: dict, total: int) -> str:
+    """ "3 of 40 rows (rows 4, 9, 17)": where, counting the first data row as row 1."""
     count = res.get("unexpected_count")
-    return f"{count} of {total} rows" if count is not None else "some rows"
+    if count is None:
+        return "some rows"
+    where = [int(i) + 1 for i in (res.get("partial_unexpected_index_list") or []) if isinstance(i, int)]
+    if not where:
+        return f"{count} of {total} rows"
+    shown = ", ".join(map(str, where[:_ROWS_SHOWN])) + (", ..." if count > _ROWS_SHOWN else "")
+    return f"{count} of {total} rows (row{'s' if count > 1 else ''} {shown})"
+
+
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def _is_number(value: Any) -> bool:
+    return bool(_NUMBER.match(str(value).strip()))
+
+
+def _label_type_hint(unexpected: Iterable[Any], allowed: list[str]) -> str:
+    """Say so when the labels are numbers and the label set names, or the reverse."""
+    values = [v for v in unexpected if v is not None]
+    if not values or not allowed:
+        return ""
+    if all(map(_is_number, values)) and not any(map(_is_number, allowed)):
+        return ": type mismatch, numeric labels where the label set holds names: write the label names"
+    if not any(map(_is_number, values)) and all(map(_is_number, allowed)):
+        return ": type mismatch, named labels where the label set holds numbers: write the numeric labels"
+    return ""
+
+
+def _label_kinds_line(data: pd.DataFrame) -> str | None:
+    """Labels that mix numbers and names (with no label set yet to say which is right)."""
+    labels = data["label"].dropna().map(str)
+    numeric = labels.map(_is_number)
+    if not numeric.any() or numeric.all():
+        return None
+    numbers, names = sorted(set(labels[numeric])), sorted(set(labels[~numeric]))
+    return (
+        f"labels mix numbers and names: {int(numeric.sum())} numeric rows{_examples(numbers)} and "
+        f"{int((~numeric).sum())} named rows{_examples(names)}; use one kind (or set `labels`)"
+    )
+
+
+def describe_missing_columns(missing: Iterable[str], found: list[str]) -> str:
+    """ "missing required column 'label' (found 'lable': misspelled?); the file has columns: ...".
+    Suggests a column differing only in case, a close spelling, or a separator other than a comma."""
+    found = [str(c) for c in found]
+    notes = []
+    for column in missing:
+        same = [c for c in found if c.strip().lower() == column and c != column]
+        close = difflib.get_close_matches(column, [c for c in found if c not in REQUIRED_COLUMNS], n=1)
+        if same:
+            notes.append(f"missing required column {column!r} (found {same[0]!r}: wrong case?)")
+        elif close:
+            notes.append(f"missing required column {column!r} (found {close[0]!r}: misspelled?)")
+        else:
+            notes.append(f"missing required column {column!r}")
+    line = "; ".join(notes)
+    if len(found) == 1:
+        separator = next((s for s in (";", "\t", "|") if s in found[0]), None)
+        if separator is not None:
+            return (
+                f"{line}; the file has one column {_quote(found[0])}: it seems to use {separator!r} as"
+                " separator; use ','"
+            )
+    shown = ", ".join(found[:10]) + (f", ... ({len(found)} in all)" if len(found) > 10 else "")
+    return f"{line}; the file has columns: {shown or 'none'}; a batch needs {' and '.join(REQUIRED_COLUMNS)}"
+
+
+def _shorten(value: Any) -> Any:
+    """The stored result with long strings cut: an example text of megabytes is not copied around."""
+    if isinstance(value, str) and len(value) > _STORED_CHARS:
+        return value[:_STORED_CHARS] + f"... ({len(value)} chars)"
+    if isinstance(value, dict):
+        return {k: _shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v) for v in value]
+    return value
 
 
 def _duplicates_line(data: pd.DataFrame, observed: Any, settings: Settings) -> str | None:
@@ -232,6 +333,14 @@ def _failure_line(
     examples = res.get("partial_unexpected_list") or []
     if check == _ROW_COUNT:
         return f"too few rows: {res.get('observed_value', total)} (need at least {settings.min_rows})"
+    if check == _EXTRA_COLUMNS:
+        known = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *OWN_COLUMNS)
+        extra = [repr(str(c)) for c in data.columns if c not in known]
+        return (
+            f"extra column{'s' if len(extra) > 1 else ''} {', '.join(extra)} not allowed (extra_columns ="
+            f" reject): remove {'them' if len(extra) > 1 else 'it'}, or set extra_columns = allow; allowed:"
+            f" {', '.join((*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS))}"
+        )
     if check == _NULL_TEXT:
         return f"text is null: {_rows(res, total)}"
     if check == _BLANK_TEXT:
@@ -252,7 +361,10 @@ def _failure_line(
         return f"label is null: {_rows(res, total)}"
     if check == _LABEL_SET:
         allowed = [str(v) for v in label_set or []]
-        return f"label outside the label set {allowed}: {_rows(res, total)}{_examples(examples)}"
+        return (
+            f"label outside the label set {allowed}: {_rows(res, total)}{_examples(examples)}"
+            f"{_label_type_hint(examples, allowed)}"
+        )
     return f"{check} failed: {_rows(res, total)}{_examples(examples)}"
 
 
@@ -289,20 +401,23 @@ def _report(failures: list[str], result: dict) -> ValidationReport:
 
 def validate(frame: pd.DataFrame, settings: Settings, label_set: list[str] | None) -> ValidationReport:
     """Run the batch suite on ``frame`` and explain any failure in one line."""
+    present = [str(c) for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         # Column expectations on absent columns only produce GX errors; check the table alone.
-        found = ", ".join(str(c) for c in frame.columns) or "no columns"
-        first = f"missing required column(s): {', '.join(missing)} (found: {found})"
+        first = describe_missing_columns(missing, [c for c in present if c not in OWN_COLUMNS])
         data = frame.reset_index(drop=True)
-        result = _run_suite(data, _make_suite(_expectations(settings, label_set, columns=False)))
-        result_dict = result.to_json_dict()
-        return _report([first, *_failures(result_dict, data, settings, label_set)], result_dict)
+        suite = _make_suite(_expectations(settings, label_set, columns=False, present=present))
+        result_dict = _run_suite(data, suite).to_json_dict()
+        failures = [first, *_failures(result_dict, data, settings, label_set)]
+        return _report(failures, _shorten(result_dict))
 
     data = _prepare(frame)
-    result = _run_suite(data, build_suite(settings, label_set))
+    result = _run_suite(data, build_suite(settings, label_set, present))
     result_dict = result.to_json_dict()
     failures = _failures(result_dict, data, settings, label_set)
+    if label_set is None and (kinds := _label_kinds_line(data)) is not None:
+        failures.append(kinds)
     if not failures and not result.success:  # should not happen, but never pass a failed run
         failures = ["validation failed for an unknown reason"]
-    return _report(failures, result_dict)
+    return _report(failures, _shorten(result_dict))

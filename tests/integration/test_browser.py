@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import free_port, tiny_cli_env, wait_for
 
 from perennial import registry
 from perennial.config import Settings
@@ -22,6 +21,7 @@ from perennial.data_docs import page_path as data_docs_page
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import QUARANTINED
 from perennial.report import build_report
+from processes import free_port, tiny_cli_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from processes import free_port, wait_for  # tests/ is on sys.path
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from processes import free_port, tiny_cli_env, wait_for
 
 from perennial.ledger import Ledger
+from processes import free_port, tiny_cli_env, wait_for
 
 pytestmark = pytest.mark.integration
 

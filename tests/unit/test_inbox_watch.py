@@ -55,3 +55,14 @@ def test_a_name_that_leaves_and_comes_back_is_a_new_arrival(tmp_path: Path) -> N
 
 def test_a_missing_inbox_is_empty(tmp_path: Path) -> None:
     assert InboxWatcher(tmp_path / "nope").poll() == []
+
+
+def test_a_link_is_reported_like_a_file_for_the_run_to_refuse(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "link.csv").symlink_to(outside / "missing.csv")  # dangling: still an arrival
+    watcher = InboxWatcher(inbox)
+    watcher.poll()
+    assert watcher.poll() == [inbox / "link.csv"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from perennial.ingest import (
     ingest_file,
     load_split,
     read_batch,
+    ready_inbox_files,
     rows_path,
     sha256_of,
     split_batch,
@@ -139,7 +142,9 @@ def test_same_content_again_is_a_noop(settings: Settings, ledger: Ledger) -> Non
 
 def test_same_name_different_content_is_a_new_batch(settings: Settings, ledger: Ledger) -> None:
     first = ingest_file(drop(settings, "daily.csv", CSV_TEXT), settings, ledger)
-    second = ingest_file(drop(settings, "daily.csv", CSV_TEXT + "r-3,more text,negative\n"), settings, ledger)
+    # Other texts: a batch repeating most of an earlier one's texts is quarantined (see overlap tests).
+    other = CSV_TEXT.replace("the ", "a ") + "r-3,more text,negative\n"
+    second = ingest_file(drop(settings, "daily.csv", other), settings, ledger)
     assert second.duplicate is False
     assert second.batch_id != first.batch_id
     assert [b.rows for b in ledger.batches()] == [3, 4]
@@ -397,3 +402,283 @@ def test_split_batch_keeps_one_copy_of_each_text(settings: Settings, ledger: Led
     assert sum(counts.values()) == 40
     texts = [t for name in counts for t in load_split(settings, result.batch_id, name)["text"]]
     assert len(texts) == len(set(texts)) == 40
+
+
+# Bad files: names, links, encodings, parse errors, limits (the end-to-end cases are in
+# tests/reliability/test_bad_inputs.py; these pin the helpers)
+
+
+def test_safe_name_keeps_ordinary_names_and_masks_invisible_characters() -> None:
+    from perennial.batch_files import safe_name
+
+    assert safe_name("reviews (1) – copy.csv") == "reviews (1) – copy.csv"
+    assert safe_name("a\nb\x1b[2J\u202ec\udcff.csv") == "a?b?[2J?c?.csv"
+    long = safe_name("x" * 300 + ".csv")
+    assert len(long) == 120 and long.endswith("x.csv") and "..." in long
+
+
+@pytest.mark.parametrize("name", ["reviews.csv", "reviews (1) – copy.csv", "John's batch_2024-01.02.jsonl"])
+def test_ordinary_names_are_safe(name: str) -> None:
+    from perennial.batch_files import unsafe_name_problem
+
+    assert unsafe_name_problem(name) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("a\nb.csv", "control or invisible characters"),
+        ("evil\u202etxt.csv", "control or invisible characters"),
+        ("dir\\file.csv", "path separators"),
+        ("a\\..\\b.csv", "a '..' path component"),
+        ("$(reboot).csv", "shell metacharacters '$'"),
+        ("a;b|c&d.csv", "shell metacharacters '&;|'"),
+    ],
+)
+def test_unsafe_names_say_why(name: str, problem: str) -> None:
+    from perennial.batch_files import unsafe_name_problem
+
+    reason = unsafe_name_problem(name)
+    assert reason is not None and problem in reason and "\n" not in reason
+
+
+def test_stored_suffix_is_never_taken_from_a_strange_name() -> None:
+    from perennial.batch_files import stored_suffix
+
+    assert stored_suffix("a.CSV") == ".csv"
+    assert stored_suffix("a.parquet") == ".parquet"
+    assert stored_suffix("page.html") == ".bin"
+    assert stored_suffix("a.c$v") == ".bin"
+
+
+def test_utf8_check_across_chunk_boundaries(tmp_path: Path) -> None:
+    from perennial.batch_files import UnreadableBatch, check_text
+
+    path = tmp_path / "a.csv"
+    # Small chunks cut the two-byte 'é' in half many times: valid UTF-8 all the same.
+    path.write_bytes(("text,label\n" + "café,x\n" * 50).encode("utf-8"))
+    for chunk in (1, 2, 3, 7):
+        check_text(path, "p", chunk_size=chunk)
+    # A Latin-1 byte far past the first chunk: its offset and line are exact.
+    data = ("text,label\n" + "café,x\n" * 50).encode("utf-8") + "née,y\n".encode("latin-1")
+    path.write_bytes(data)
+    with pytest.raises(UnreadableBatch) as raised:
+        check_text(path, "p", chunk_size=5)
+    message = str(raised.value)
+    offset = data.index(b"\xe9")
+    assert f"byte offset {offset} (line 52, byte 0xE9)" in message
+    assert "mixes encodings" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("text,label\nx,y\n".encode("utf-16"), "UTF-16"),
+        (b"PAR1\x00\x00", "a Parquet file: give it the .parquet suffix"),
+        (b"PK\x03\x04rest", "Excel"),
+        (b"text,label\n" + b"x,y\n" * 5000 + b"a\x00b,y\n", "NUL byte at byte offset 20012 (line 5002)"),
+        (b"text,label\ncaf\xe9,y\n", "not UTF-8 at byte offset 14 (line 2, byte 0xE9); re-save"),
+    ],
+)
+def test_check_text_names_the_problem(tmp_path: Path, content: bytes, needle: str) -> None:
+    from perennial.batch_files import UnreadableBatch, check_text
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(content)
+    with pytest.raises(UnreadableBatch, match=None) as raised:
+        check_text(path, "cannot read a.csv as CSV")
+    assert needle in str(raised.value)
+    assert "mixes" not in str(raised.value)
+
+
+def test_csv_errors_name_the_real_line(tmp_path: Path) -> None:
+    from perennial.batch_files import UnreadableBatch, csv_record_line
+
+    path = tmp_path / "a.csv"
+    # Record 1 spans lines 2-4; record 3 (line 6) has one field too many.
+    path.write_text(
+        'text,label\n"one\ntwo\nthree",a\nfine,b\nan, unquoted comma,c\nlast,d\n', encoding="utf-8"
+    )
+    assert csv_record_line(path, 1) == 2
+    assert csv_record_line(path, 3) == 6
+    with pytest.raises(UnreadableBatch, match="line 6 has 3 fields but the header has 2: put quotes"):
+        read_batch(path)
+    path.write_text('text,label\n"one\ntwo",a\n"never closed,b\nx,y\n', encoding="utf-8")
+    with pytest.raises(UnreadableBatch, match="unterminated quote: the quoted field starting on line 4"):
+        read_batch(path)
+
+
+def test_duplicate_header_and_blank_file(tmp_path: Path) -> None:
+    from perennial.batch_files import BadBatch
+
+    path = tmp_path / "a.csv"
+    path.write_text("text,label,text\nx,y,z\n", encoding="utf-8")
+    with pytest.raises(BadBatch, match="column 'text' appears 2 times in the header"):
+        read_batch(path)
+    path.write_text("\n\n\n", encoding="utf-8")
+    with pytest.raises(BadBatch, match="no header line"):
+        read_batch(path)
+
+
+def test_json_array_file_and_non_object_lines(tmp_path: Path) -> None:
+    from perennial.batch_files import UnreadableBatch
+
+    path = tmp_path / "a.json"
+    path.write_text('[{"text": "x", "label": "a"}, {"text": "y", "label": "b"}]', encoding="utf-8")
+    assert read_batch(path)["text"].tolist() == ["x", "y"]
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "x", "label": "a"}\n\n["y", "b"]\n', encoding="utf-8")
+    with pytest.raises(UnreadableBatch, match="line 3 holds an array, not an object"):
+        read_batch(path)
+
+
+def test_label_types_and_numeric_texts(tmp_path: Path) -> None:
+    from perennial.batch_files import BadBatch
+
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "x", "label": ["a"]}\n', encoding="utf-8")
+    with pytest.raises(
+        BadBatch, match=r"column 'label' holds nested values \(1 row, first line 1: \['a'\]\)"
+    ):
+        read_batch(path)
+    path.write_text('{"text": "x", "label": "a"}\n{"text": 42, "label": "b"}\n', encoding="utf-8")
+    with pytest.raises(BadBatch, match="column 'text' holds non-text values .*line 2: a number 42"):
+        read_batch(path)
+
+
+def test_symlink_is_recorded_never_followed(settings: Settings, ledger: Ledger, tmp_path: Path) -> None:
+    target = tmp_path / "secret.csv"
+    target.write_text(CSV_TEXT, encoding="utf-8")
+    link = settings.inbox / "link.csv"
+    link.symlink_to(target)
+    assert inbox_files(settings) == [link]
+
+    result = ingest_file(link, settings, ledger)
+
+    assert result.status == QUARANTINED and "symbolic link" in result.message
+    assert not link.exists() and not link.is_symlink()
+    assert target.read_text(encoding="utf-8") == CSV_TEXT  # the target is left alone
+    batch = ledger.batch(result.batch_id)
+    assert Path(batch.raw_path).name == f"{result.batch_id}.link.txt"
+    assert str(target) in Path(batch.raw_path).read_text(encoding="utf-8")
+    link.symlink_to(target)
+    again = ingest_file(link, settings, ledger)
+    assert again.duplicate and again.batch_id == result.batch_id and not link.is_symlink()
+
+
+def test_dangling_symlink_is_listed_and_refused(settings: Settings, ledger: Ledger) -> None:
+    link = settings.inbox / "gone.csv"
+    link.symlink_to(settings.root / "nowhere.csv")
+    assert inbox_files(settings) == [link]
+    assert ingest_file(link, settings, ledger).status == QUARANTINED
+
+
+def test_refused_name_does_not_block_the_same_bytes_renamed(settings: Settings, ledger: Ledger) -> None:
+    bad = ingest_file(drop(settings, "x;rm -rf.csv", CSV_TEXT), settings, ledger)
+    assert bad.status == QUARANTINED and "unsafe file name" in bad.message
+    same = ingest_file(drop(settings, "x;rm -rf.csv", CSV_TEXT), settings, ledger)
+    assert same.duplicate and same.batch_id == bad.batch_id
+    renamed = ingest_file(drop(settings, "reviews.csv", CSV_TEXT), settings, ledger)
+    assert renamed.status == PENDING and not renamed.duplicate
+    assert Path(ledger.batch(bad.batch_id).raw_path).read_text(encoding="utf-8") == CSV_TEXT
+
+
+def test_a_path_with_dotdot_writes_only_into_the_workspace(
+    settings: Settings, ledger: Ledger, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "reviews.csv").write_text(CSV_TEXT, encoding="utf-8")
+    result = ingest_file(settings.inbox / ".." / ".." / "elsewhere" / "reviews.csv", settings, ledger)
+    assert result.status == PENDING and result.source == "reviews.csv"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["reviews.csv"]  # left alone, nothing added
+
+
+def test_a_vanished_file_is_skipped_not_raised(settings: Settings, ledger: Ledger) -> None:
+    result = ingest_file(settings.inbox / "gone.csv", settings, ledger)
+    assert result.status == "skipped" and "gone before it could be read" in result.message
+    assert ledger.batches() == []
+    assert not settings.raw_dir.exists() or not list(settings.raw_dir.iterdir())  # no temporary file
+
+
+def test_size_limit_is_checked_before_parsing(settings: Settings, ledger: Ledger) -> None:
+    small = settings.model_copy(update={"max_file_bytes": 10})
+    result = ingest_file(drop(settings, "reviews.csv", CSV_TEXT), small, ledger)
+    assert result.status == QUARANTINED and "above the 10 bytes limit (max_file_bytes)" in result.message
+    assert not rows_path(settings, result.batch_id).exists()
+
+
+def test_overlap_counts_earlier_batches_but_not_quarantined_ones(settings: Settings, ledger: Ledger) -> None:
+    rows = "text,label\n" + "".join(f"row number {i},{'ab'[i % 2]}\n" for i in range(10))
+    first = ingest_file(drop(settings, "first.csv", rows), settings, ledger)
+    assert first.status == PENDING
+    mostly_old = rows.replace("row number 0,", "new row 0,") + "another,a\n"  # 9 of 11 repeat
+    again = ingest_file(drop(settings, "again.csv", mostly_old), settings, ledger)
+    assert again.status == QUARANTINED
+    assert f"9 of 11 rows (82%) repeat texts of earlier batches, 9 of them from batch {first.batch_id}" in (
+        again.message
+    )
+    # Repeating a quarantined batch is fine: that is how a fixed batch is sent again.
+    fixed = mostly_old + "one more,b\n"
+    assert ingest_file(drop(settings, "fixed.csv", fixed), settings, ledger).status == QUARANTINED  # first
+    ledger.transition(first.batch_id, QUARANTINED, "test")
+    assert ingest_file(drop(settings, "fixed2.csv", fixed + "x,a\n"), settings, ledger).status == PENDING
+    # Within the allowed share: accepted (11 of 12 rows repeat the pending fixed2.csv).
+    lenient = settings.model_copy(update={"max_overlap_fraction": 0.95})
+    ok = ingest_file(drop(settings, "ok.csv", mostly_old + "y,b\n"), lenient, ledger)
+    assert ok.status == PENDING
+
+
+def test_header_only_and_empty_files(settings: Settings, ledger: Ledger) -> None:
+    header = ingest_file(drop(settings, "header.csv", "text,label\n"), settings, ledger)
+    assert header.status == QUARANTINED and "has no rows (only a header: text, label)" in header.message
+    empty = ingest_file(drop(settings, "empty.jsonl", b""), settings, ledger)
+    assert empty.status == QUARANTINED and "empty (0 bytes)" in empty.message
+    blank = ingest_file(drop(settings, "blank.jsonl", "\n\n"), settings, ledger)
+    assert blank.status == QUARANTINED and "blank.jsonl has no rows:" in blank.message
+
+
+# ready_inbox_files: a run never takes a file that is still being written
+
+
+def test_settled_files_are_ready_without_waiting(settings: Settings) -> None:
+    path = drop(settings, "old.csv", CSV_TEXT)
+    os.utime(path, (1_000, 1_000))
+    slow = settings.model_copy(update={"inbox_settle_seconds": 30})
+    started = time.monotonic()
+    assert ready_inbox_files(slow) == [path]
+    assert time.monotonic() - started < 5
+
+
+def test_a_fresh_unchanged_file_is_taken_after_a_short_wait(settings: Settings) -> None:
+    path = drop(settings, "new.csv", CSV_TEXT)
+    quick = settings.model_copy(update={"inbox_settle_seconds": 0.3})
+    started = time.monotonic()
+    assert ready_inbox_files(quick) == [path]
+    assert time.monotonic() - started >= 0.2
+
+
+def test_a_growing_file_is_left_for_the_next_run(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = drop(settings, "growing.csv", CSV_TEXT)
+    old = drop(settings, "old.csv", CSV_TEXT.replace("the", "a"))
+    os.utime(old, (1_000, 1_000))
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.is_set():
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write("r-9,more,positive\n")
+            time.sleep(0.02)
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        with caplog.at_level("INFO", logger="perennial.ingest"):
+            ready = ready_inbox_files(settings.model_copy(update={"inbox_settle_seconds": 0.3}))
+    finally:
+        stop.set()
+        writer.join()
+    assert ready == [old]
+    assert any("growing.csv: still being written" in r.getMessage() for r in caplog.records)

@@ -80,10 +80,13 @@ def test_batches_oldest_first_and_filtered(ledger: Ledger) -> None:
     assert [b.batch_id for b in ledger.batches((PENDING,))] == [ids[0], ids[2], ids[3]]
 
 
-def test_set_rows(ledger: Ledger) -> None:
-    batch_id = add(ledger, 1)
-    ledger.set_rows(batch_id, 321)
-    assert ledger.batch(batch_id).rows == 321
+def test_a_batch_arrives_pending_with_rows_or_quarantined_in_one_step(ledger: Ledger, tmp_path: Path) -> None:
+    good = ledger.add_batch("a" * 16, "a" * 64, "good.csv", tmp_path / "a.csv", rows=321)
+    bad = ledger.add_batch("b" * 16, "b" * 64, "bad.csv", tmp_path / "b.csv", QUARANTINED, "is empty")
+    assert (good.status, good.rows, good.reason) == (PENDING, 321, "")
+    assert (bad.status, bad.rows, bad.reason) == (QUARANTINED, None, "is empty")
+    with pytest.raises(LedgerError, match="arrives pending or quarantined"):
+        ledger.add_batch("c" * 16, "c" * 64, "c.csv", tmp_path / "c.csv", PROMOTED)
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,11 @@ def test_non_string_labels_are_compared_as_strings(settings: Settings) -> None:
 def test_missing_column(settings: Settings) -> None:
     frame = good_frame().rename(columns={"label": "lable"})
     report = validate(frame, settings, LABELS)
-    assert_fails(report, "missing required column(s): label", "found: text, lable, source")
+    assert_fails(
+        report,
+        "missing required column 'label' (found 'lable': misspelled?)",
+        "the file has columns: text, lable, source",
+    )
     assert report.failures[0].startswith("missing required column")
 
 
@@ -179,3 +183,67 @@ def test_import_is_cheap() -> None:
     code = "import sys, perennial.validation; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# Where and what to do: row numbers, close column names, label kinds, extra columns
+
+
+def test_failures_name_the_rows(settings: Settings) -> None:
+    report = validate(with_values("text", {3: None, 7: None}), settings, LABELS)
+    assert report.failures == ["text is null: 2 of 40 rows (rows 4, 8)"]
+    many = validate(with_values("label", dict.fromkeys(range(0, 14, 2), "meh")), settings, LABELS)
+    assert "7 of 40 rows (rows 1, 3, 5, 7, 9, ...)" in many.reason
+
+
+@pytest.mark.parametrize(
+    ("columns", "needle"),
+    [
+        (["Text", "label"], "missing required column 'text' (found 'Text': wrong case?)"),
+        (["txet", "label"], "missing required column 'text' (found 'txet': misspelled?)"),
+        (["review", "label"], "missing required column 'text'; the file has columns: review, label"),
+    ],
+)
+def test_missing_column_suggests_the_close_one(settings: Settings, columns: list[str], needle: str) -> None:
+    frame = good_frame()[["text", "label"]].set_axis(columns, axis=1)
+    report = validate(frame, settings, LABELS)
+    assert_fails(report, needle, "a batch needs text and label")
+
+
+def test_missing_columns_spot_another_separator(settings: Settings) -> None:
+    frame = pd.DataFrame({"text;label": [f"row {i};positive" for i in range(N_ROWS)]})
+    assert_fails(validate(frame, settings, LABELS), "it seems to use ';' as separator")
+
+
+def test_numeric_labels_for_a_named_label_set_say_type_mismatch(settings: Settings) -> None:
+    frame = good_frame().assign(label=[str(i % 2) for i in range(N_ROWS)])
+    assert_fails(
+        validate(frame, settings, LABELS), "type mismatch, numeric labels where the label set holds names"
+    )
+    named = validate(good_frame(), settings, ["0", "1"])
+    assert_fails(named, "type mismatch, named labels where the label set holds numbers")
+    # Unknown names among names: no type talk.
+    assert "type mismatch" not in validate(with_values("label", {1: "meh"}), settings, LABELS).reason
+
+
+def test_labels_mixing_numbers_and_names_without_a_label_set(settings: Settings) -> None:
+    report = validate(with_values("label", {1: "1", 2: "0"}), settings, None)
+    assert_fails(report, "labels mix numbers and names: 2 numeric rows, e.g. '0', '1' and 38 named rows")
+    assert validate(with_values("label", {1: "1"}), settings, ["1", "negative", "positive"]).success
+
+
+def test_extra_columns_allowed_or_rejected(settings: Settings) -> None:
+    frame = good_frame().assign(id="x", batch_id="b")  # `source` is extra; id and batch_id are known
+    assert validate(frame, settings, LABELS).success
+    strict = settings.model_copy(update={"extra_columns": "reject"})
+    report = validate(frame, strict, LABELS)
+    assert_fails(report, "extra column 'source' not allowed (extra_columns = reject): remove it")
+    assert len(report.failures) == 1
+    assert validate(frame.drop(columns="source"), strict, LABELS).success
+    types = {e.expectation_type for e in build_suite(strict, LABELS, list(frame.columns)).expectations}
+    assert "expect_table_columns_to_match_set" in types
+
+
+def test_stored_result_cuts_long_texts(settings: Settings) -> None:
+    report = validate(with_values("text", {9: "y" * 200_000}), settings, LABELS)
+    assert "(200000 chars)" in report.reason  # the message has the true length...
+    assert len(json.dumps(report.result)) < 20_000  # ...the stored result not the text
