@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from perennial.config import Settings
+from perennial.secrets import redact
 
 BATCH_ARRIVED = "perennial.batch.arrived"
 DRIFT_DETECTED = "perennial.drift.detected"
@@ -44,7 +45,7 @@ def emit(
     try:
         response = httpx.post(url, json=[message.model_dump(mode="json")], headers=auth_headers(), timeout=10)
     except httpx.HTTPError as error:
-        raise NoServer(f"no Prefect server at {settings.prefect_api_url} ({error})") from error
+        raise NoServer(f"no Prefect server at {redact(settings.prefect_api_url)} ({error})") from error
     if response.status_code >= 400:
         raise NoServer(f"Prefect server at {url} refused the event: HTTP {response.status_code}")
     return str(message.id)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from perennial.config import Settings
+from perennial.secrets import redact
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -50,7 +51,7 @@ def _announce(settings: Settings, paths: list[Path]) -> None:
     from perennial.deployments.events import BATCH_ARRIVED, NoServer, emit_batch_arrived, server_is_up
 
     if not server_is_up(settings):
-        print(f"no Prefect server at {settings.prefect_api_url}: run `perennial run` to train now")
+        print(f"no Prefect server at {redact(settings.prefect_api_url)}: run `perennial run` to train now")
         return
     try:
         for path in paths:
@@ -58,7 +59,7 @@ def _announce(settings: Settings, paths: list[Path]) -> None:
     except NoServer as error:
         print(f"warning: {error}; run `perennial run` to train now", file=sys.stderr)
         return
-    print(f"sent {BATCH_ARRIVED} for {len(paths)} file(s) to {settings.prefect_api_url}")
+    print(f"sent {BATCH_ARRIVED} for {len(paths)} file(s) to {redact(settings.prefect_api_url)}")
 
 
 def _use_running_server(settings: Settings) -> Settings:
@@ -258,9 +259,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     host, port = settings.server_host, settings.mlflow_ui_port
     print(f"MLflow UI:  http://{host}:{port}  (runs, versions, aliases; Ctrl-C stops it)")
     if server_is_up(settings):
-        print(f"Prefect UI: {settings.prefect_api_url.removesuffix('/').removesuffix('/api')}")
+        print(f"Prefect UI: {redact(settings.prefect_api_url).removesuffix('/').removesuffix('/api')}")
     else:
-        print(f"Prefect UI: no server at {settings.prefect_api_url} (start one with `perennial server`)")
+        print(
+            f"Prefect UI: no server at {redact(settings.prefect_api_url)} (start one with `perennial server`)"
+        )
     report = settings.reports_dir / "index.html"
     if report.is_file():
         print(f"report:     {report.as_uri()}")
@@ -286,8 +289,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not server_is_up(settings, timeout=5):
         print(
-            f"error: no Prefect server at {settings.prefect_api_url}: start one with `perennial server` "
-            "in another terminal, or set PREFECT_API_URL",
+            f"error: no Prefect server at {redact(settings.prefect_api_url)}: start one with "
+            "`perennial server` in another terminal, or set PREFECT_API_URL",
             file=sys.stderr,
         )
         return 2
