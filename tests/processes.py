@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +52,26 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, every: fl
             return result
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def answers(url: str, timeout: float = 5) -> bool:
+    """Whether a GET of `url` comes back 200 (False while the server is not up)."""
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=timeout).status_code == 200
+    return False
+
+
+def stop_group(process: subprocess.Popen, first: int = signal.SIGINT, grace: float = 30) -> str | None:
+    """Send `first` to a process started with `start_new_session=True` and all its children (a server's
+    workers), wait up to `grace` seconds, then SIGKILL what is left: nothing may outlive the test.
+    Returns the process's output when it was piped."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, first)
+    try:
+        out, _ = process.communicate(timeout=grace)
+        return out
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)

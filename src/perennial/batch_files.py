@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perennial.messages import first_line
 from perennial.validation import REQUIRED_COLUMNS
 
 SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
@@ -33,10 +34,6 @@ class BadBatch(ValueError):
 
 class UnreadableBatch(BadBatch):
     """The file cannot be parsed as a table."""
-
-
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
 
 
 # Names: shown in logs, the ledger, Prefect artifacts and pages; never used to build a path.
@@ -238,7 +235,7 @@ def _csv_error(path: Path, prefix: str, error: Exception) -> UnreadableBatch:
             f"{prefix}: {where} has {saw} fields but the header has {expected}: put quotes around fields "
             "that contain commas"
         )
-    return UnreadableBatch(f"{prefix}: {_first_line(error)}")
+    return UnreadableBatch(f"{prefix}: {first_line(error)}")
 
 
 def read_csv(path: Path, prefix: str) -> pd.DataFrame:
@@ -375,11 +372,6 @@ def check_value_types(frame: pd.DataFrame, name: str, where: Callable[[int], str
         raise BadBatch(f"{name}: column {column!r} holds {what}: {advice}")
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return one_line(text.splitlines()[0]) if text else type(error).__name__
-
-
 def read_table(path: Path, name: str, suffix: str | None = None) -> pd.DataFrame:
     """Parse a CSV, JSON Lines / JSON or Parquet file into a frame (columns stripped), or raise
     BadBatch with one line naming `name`, the place and the fix. `suffix` defaults to the path's."""
@@ -401,7 +393,7 @@ def read_table(path: Path, name: str, suffix: str | None = None) -> pd.DataFrame
     except BadBatch:
         raise
     except Exception as error:  # every other parser failure becomes one readable line
-        raise UnreadableBatch(f"{prefix}: {_first_line(error)}") from error
+        raise UnreadableBatch(f"{prefix}: {first_line(error)}") from error
     frame.columns = [str(c).strip() for c in frame.columns]
     names = list(frame.columns)
     repeated = sorted({c for c in names if names.count(c) > 1})

@@ -19,6 +19,7 @@ from perennial import registry
 from perennial.config import Settings
 from perennial.ledger import MOVE_RECOVERED, ROLLBACK, AliasMove, Ledger
 from perennial.locking import WorkspaceBusy, workspace_lock
+from perennial.messages import one_line
 
 CHAMPION = registry.CHAMPION
 DEFAULT_ROLLBACK_REASON = "manual rollback"
@@ -131,8 +132,7 @@ def _rollback(settings: Settings, to: str | None, reason: str | None, who: str |
     try:
         registry.verify_loadable(settings, target)
     except registry.RegistryError as error:
-        message = " ".join(str(error).split())
-        raise RollbackRefused(f"v{target} failed the load check: {message}") from error
+        raise RollbackRefused(f"v{target} failed the load check: {one_line(error)}") from error
     return move_champion(settings, target, ROLLBACK, reason or DEFAULT_ROLLBACK_REASON, who)
 
 

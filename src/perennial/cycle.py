@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from perennial import registry
+from perennial.champion import move_champion
 from perennial.config import Settings
 from perennial.faults import fault_point
 from perennial.gate import Decision, decide
@@ -28,7 +29,16 @@ from perennial.ingest import (
     seed_from_batch,
     split_batch,
 )
-from perennial.ledger import ACCEPTED, PROMOTED, QUARANTINED, REJECTED_MODEL, RESTORE, TRAINED, Ledger
+from perennial.ledger import (
+    ACCEPTED,
+    PROMOTED,
+    PROMOTION,
+    QUARANTINED,
+    REJECTED_MODEL,
+    RESTORE,
+    TRAINED,
+    Ledger,
+)
 from perennial.model_card import publish_model_card
 from perennial.replay import ReplayMemory
 from perennial.strategy import Strategy, assemble_training_data
@@ -77,7 +87,7 @@ def recover_interrupted(settings: Settings, batch_id: str) -> list[str]:
             before = row["tags"].get("compared_with", "none")
             restored = None if before == "none" else before.removeprefix("v")
             reason = f"cycle of batch {batch_id} stopped after promoting v{version}; retraining the batch"
-            registry.move_champion(settings, restored, RESTORE, reason)
+            move_champion(settings, restored, RESTORE, reason)
             log.warning("champion moved back from v%s to %s: %s", version, before, reason)
         if "challenger" in row["aliases"]:
             registry.delete_alias(settings, "challenger")
@@ -444,7 +454,7 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
                     settings, version, {"decision": verdict.label, "reasons": str(error)[:4900]}
                 )
         if verdict.promote:
-            registry.move_champion(settings, version, "promotion", verdict.summary())
+            move_champion(settings, version, PROMOTION, verdict.summary())
             fault_point("champion-moved", settings.root)
             registry.delete_alias(settings, "challenger")
         registry.set_run_tags(run_id, {"decision": verdict.label, "model_version": version})

@@ -109,14 +109,20 @@ def render_validation_page(result: Mapping[str, Any], source: str = "", run_name
         expectationSuiteValidationResultSchema,
     )
     from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
 
     from perennial.validation import _import_gx
 
     _import_gx()  # quiet GX's logging and analytics before its modules load
     result = _with_batch_names(result, source, run_name)
     validation = expectationSuiteValidationResultSchema.load(result)
-    document = ValidationResultsPageRenderer().render(validation)
+    return _page(ValidationResultsPageRenderer().render(validation))
+
+
+def _page(document: Any) -> str:
+    """GX's HTML for a rendered document, its links pointed inside reports/data_docs/ (every page sits
+    one folder down) and its resources at the bundled copies."""
+    from great_expectations.render.view import DefaultJinjaPageView
+
     page = DefaultJinjaPageView().render(document)
     page = _GX_HOME.sub("../index.html", page)
     page = _GX_SUITE.sub("../expectations/", page)
@@ -138,7 +144,6 @@ def render_suite_page(result: Mapping[str, Any]) -> str:
     """GX's expectation-suite page, rebuilt from the expectations recorded in a validation result."""
     import great_expectations as gx
     from great_expectations.render.renderer import ExpectationSuitePageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
 
     from perennial.validation import _import_gx, _make_suite
 
@@ -148,17 +153,19 @@ def render_suite_page(result: Mapping[str, Any]) -> str:
         gx.expectations.registry.get_expectation_impl(c["type"])(**c["kwargs"], meta=c.get("meta"))
         for c in configs
     ]
-    document = ExpectationSuitePageRenderer().render(_make_suite(expectations))
-    page = DefaultJinjaPageView().render(document)
-    page = _GX_HOME.sub("../index.html", page)
-    return localise(page, "../static/")
+    return _page(ExpectationSuitePageRenderer().render(_make_suite(expectations)))
 
 
 def install_static(settings: Settings) -> Path:
-    """Copy the bundled assets and GX's images next to the pages (skipped when already there)."""
+    """Copy the bundled assets and GX's images next to the pages, unless this bundle is already there
+    (its manifest names every file with its checksum)."""
     from great_expectations.render import view
 
     static = data_docs_dir(settings) / "static"
+    manifest = (ASSETS / "MANIFEST.json").read_bytes()
+    installed = static / "MANIFEST.json"
+    if installed.is_file() and installed.read_bytes() == manifest and (static / "images").is_dir():
+        return static
     shutil.copytree(ASSETS, static, dirs_exist_ok=True)
     shutil.copytree(Path(view.__file__).parent / "static" / "images", static / "images", dirs_exist_ok=True)
     return static
@@ -167,19 +174,10 @@ def install_static(settings: Settings) -> Path:
 def publish_validation_page(settings: Settings, batch_id: str) -> Path | None:
     """Render one batch's Data Docs page from its stored validation result, then refresh the index.
     Returns the page, or None when the batch was never validated (e.g. rejected at ingest)."""
-    from perennial.cycle import ledger_for, validation_path
-
-    stored = validation_path(settings, batch_id)
-    if not stored.is_file():
-        return None
-    result = json.loads(stored.read_text(encoding="utf-8"))["result"]
-    source = Path(ledger_for(settings).batch(batch_id).source).name
-    install_static(settings)
-    page = render_validation_page(result, source=source, run_name=batch_id)
-    path = write_text_atomic(page_path(settings, batch_id), page)
-    suite = data_docs_dir(settings) / "expectations" / "perennial-batch.html"
-    write_text_atomic(suite, render_suite_page(result))  # the suite as the latest batch met it
-    write_index(settings)
+    path = _write_batch_page(settings, batch_id)
+    if path is not None:
+        install_static(settings)
+        write_index(settings)
     return path
 
 
@@ -188,14 +186,31 @@ def build_data_docs(settings: Settings) -> list[Path]:
     a batch's validation never changes). Returns the pages written."""
     from perennial.cycle import ledger_for
 
-    written = []
-    for batch in ledger_for(settings).batches():
-        if not page_path(settings, batch.batch_id).is_file():
-            path = publish_validation_page(settings, batch.batch_id)
-            if path is not None:
-                written.append(path)
+    missing = [
+        b.batch_id for b in ledger_for(settings).batches() if not page_path(settings, b.batch_id).is_file()
+    ]
+    written = [path for batch_id in missing if (path := _write_batch_page(settings, batch_id)) is not None]
+    if written:
+        install_static(settings)
     write_index(settings)
     return written
+
+
+def _write_batch_page(settings: Settings, batch_id: str) -> Path | None:
+    """The batch's page and the suite page (the suite as this batch met it); None if never validated."""
+    from perennial.cycle import ledger_for, validation_path
+
+    stored = validation_path(settings, batch_id)
+    if not stored.is_file():
+        return None
+    result = json.loads(stored.read_text(encoding="utf-8"))["result"]
+    source = Path(ledger_for(settings).batch(batch_id).source).name
+    page = render_validation_page(result, source=source, run_name=batch_id)
+    path = write_text_atomic(page_path(settings, batch_id), page)
+    write_text_atomic(
+        data_docs_dir(settings) / "expectations" / "perennial-batch.html", render_suite_page(result)
+    )
+    return path
 
 
 def write_index(settings: Settings) -> Path:

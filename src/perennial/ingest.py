@@ -24,7 +24,6 @@ from perennial.batch_files import (
     BadBatch,
     UnreadableBatch,
     human_size,
-    one_line,
     read_table,
     safe_name,
     stored_suffix,
@@ -34,6 +33,7 @@ from perennial.config import Settings
 from perennial.faults import fault_point
 from perennial.files import write_text_atomic
 from perennial.ledger import PENDING, QUARANTINED, STATUSES, Ledger
+from perennial.messages import one_line
 from perennial.validation import OPTIONAL_COLUMNS
 
 log = logging.getLogger(__name__)

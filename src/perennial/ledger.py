@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from perennial.messages import one_line
+
 PENDING = "pending"
 QUARANTINED = "quarantined"
 TRAINED = "trained"
@@ -322,7 +324,7 @@ class Ledger:
             cursor = db.execute(
                 "INSERT INTO alias_moves (alias, moved_at, from_version, to_version, kind, reason, actor,"
                 " state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (alias, now(), from_version, to_version, kind, " ".join(reason.split()), actor, MOVE_PENDING),
+                (alias, now(), from_version, to_version, kind, one_line(reason), actor, MOVE_PENDING),
             )
             return int(cursor.lastrowid)
 

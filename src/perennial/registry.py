@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perennial.messages import first_line
 from perennial.secrets import redact
 
 if TYPE_CHECKING:
@@ -147,10 +148,10 @@ def check_reachable(settings: Settings) -> None:
     try:
         connect(settings).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - every failure to answer is the same to the caller
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise RegistryUnavailable(
             f"MLflow at {redact(settings.mlflow_tracking_uri)} did not answer after "
-            f"{settings.mlflow_retries} retries ({time.monotonic() - started:.0f} s): {redact(first)}"
+            f"{settings.mlflow_retries} retries ({time.monotonic() - started:.0f} s): "
+            f"{redact(first_line(exc)[:300])}"
         ) from exc
 
 
@@ -417,14 +418,6 @@ def set_alias(settings: Settings, alias: str, version: str) -> None:
     client = connect(settings)
     _get_version(client, settings, version)  # RegistryError instead of an MLflow 404
     client.set_registered_model_alias(settings.registered_model_name, alias, str(version))
-
-
-def move_champion(settings: Settings, version: str | None, kind: str, reason: str) -> None:
-    """Point `champion` at `version` and record the move in the ledger's alias history (MLflow keeps
-    none). Use this, not ``set_alias(settings, "champion", ...)``, so history and registry agree."""
-    from perennial.champion import move_champion as move_and_record
-
-    move_and_record(settings, version, kind, reason)
 
 
 def delete_alias(settings: Settings, alias: str) -> None:

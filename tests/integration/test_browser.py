@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from perennial.data_docs import page_path as data_docs_page
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import QUARANTINED
 from perennial.report import build_report
-from processes import free_port, tiny_cli_env, wait_for
+from processes import answers, free_port, stop_group, tiny_cli_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -71,8 +70,6 @@ class OfflinePage:
 @contextlib.contextmanager
 def mlflow_ui(settings: Settings, tiny_model_dir: Path) -> Iterator[str]:
     """`perennial ui` in its own process group on a free port; yields its URL once it answers."""
-    import httpx
-
     port = free_port()
     env = tiny_cli_env(settings.root, tiny_model_dir, mlflow_ui_port=str(port))
     ui = subprocess.Popen(
@@ -81,23 +78,11 @@ def mlflow_ui(settings: Settings, tiny_model_dir: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{url}/health", timeout=5).status_code == 200
-        return False
-
     try:
-        wait_for(answers, 120, "the MLflow UI")
+        wait_for(lambda: answers(f"{url}/health"), 120, "the MLflow UI")
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(ui.pid, signal.SIGINT)
-        try:
-            ui.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(ui.pid, signal.SIGKILL)  # the UI's workers too: nothing may outlive the test
+        stop_group(ui)  # like Ctrl-C, then the UI's workers too
 
 
 def test_report_data_docs_and_mlflow_ui_show_the_champion_and_heatmap_offline(

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from processes import free_port, wait_for  # tests/ is on sys.path
+from processes import free_port, stop_group, wait_for  # tests/ is on sys.path
 
 pytestmark = pytest.mark.integration
 
@@ -83,12 +80,7 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
         aliases = {a["alias"]: a["version"] for a in model["registered_model"].get("aliases", [])}
         assert aliases.get("champion") == "1"
     finally:
-        os.killpg(ui.pid, signal.SIGINT)  # like Ctrl-C: the command and the MLflow server it started
-        try:
-            out, _ = ui.communicate(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(ui.pid, signal.SIGKILL)  # nothing of it may outlive the test
+        out = stop_group(ui)  # like Ctrl-C: the command and the MLflow server it started
     assert f"MLflow UI:  {url}" in out and "Prefect UI: no server" in out
 
 

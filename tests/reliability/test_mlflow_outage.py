@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import champion_predicts, run_cli
@@ -22,7 +21,7 @@ from perennial.cycle import ledger_for
 from perennial.faults import ENV
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import ACCEPTED, PENDING, TRAINED
-from processes import free_port, wait_for
+from processes import answers, free_port, stop_group, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("prefect_harness")]
 
@@ -42,18 +41,11 @@ def mlflow_server(workspace: Path, port: int) -> Iterator[None]:
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
     )  # fmt: skip
 
-    def healthy() -> bool:
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
-        return False
-
     try:
-        wait_for(healthy, 120, "the MLflow server")
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/health", timeout=2), 120, "the MLflow server")
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)  # the server and its workers, at once: an outage
-        server.wait(timeout=30)
+        stop_group(server, signal.SIGKILL)  # the server and its workers, at once: an outage
 
 
 @pytest.fixture
