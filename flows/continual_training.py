@@ -10,6 +10,7 @@ from perennial import registry
 from perennial.config import Settings
 from perennial.cycle import ledger_for, slice_names
 from perennial.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
+from perennial.environment import configure
 from perennial.locking import WorkspaceBusy, workspace_lock
 from perennial.tasks.evaluate import evaluate
 from perennial.tasks.gate import gate
@@ -61,6 +62,7 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
     run on the same workspace (another terminal, another server) ends at once, doing nothing.
     """
     settings = settings or Settings()
+    configure(settings)  # a worker's flow-run process has not done it (offline, HF_HOME, folders)
     logger = get_run_logger()
     try:
         with workspace_lock(settings, f"continual-training run ({reason})"):

@@ -9,6 +9,7 @@ from prefect.events import emit_event
 from perennial.config import Settings
 from perennial.deployments.definitions import training_deployment_registered
 from perennial.deployments.events import DRIFT_DETECTED, RETRAIN_LABEL, workspace_resource
+from perennial.environment import configure
 from perennial.monitoring import RETRAIN, drift_markdown
 from perennial.tasks.drift import check_drift
 
@@ -23,6 +24,7 @@ def drift_monitor(settings: Settings | None = None) -> dict:
     """Check drift once. On drift, emit `perennial.drift.detected`: labelled `perennial.retrain=yes`
     (the training deployment's trigger) when batches are waiting and the cooldown allows it."""
     settings = settings or Settings()
+    configure(settings)  # a worker's flow-run process has not done it (offline, HF_HOME, folders)
     logger = get_run_logger()
     summary = check_drift(settings, can_trigger=training_deployment_registered(settings))
     logger.info("drift check: %s", summary["message"])

@@ -280,11 +280,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _reach_server(settings: Settings) -> bool:
+    """Point Prefect at the workspace's server (before Prefect is imported) and check that it answers."""
     import logging
 
-    settings = _ready(_settings(args))
-    os.environ["PREFECT_API_URL"] = settings.prefect_api_url  # before Prefect is imported
+    os.environ["PREFECT_API_URL"] = settings.prefect_api_url
     from perennial.deployments.events import server_is_up
 
     if not server_is_up(settings, timeout=5):
@@ -293,12 +293,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "`perennial server` in another terminal, or set PREFECT_API_URL",
             file=sys.stderr,
         )
-        return 2
+        return False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
+    return True
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _ready(_settings(args))
+    if not _reach_server(settings):
+        return 2
     from perennial.deployments.serve import serve_forever
 
     serve_forever(settings, watch=not args.no_watch)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Only the inbox watcher: for a stack where a Prefect worker, not `perennial serve`, runs the flows."""
+    import contextlib
+    import threading
+
+    settings = _ready(_settings(args))
+    if not _reach_server(settings):
+        return 2
+    from perennial.deployments.serve import watch_inbox
+
+    with contextlib.suppress(KeyboardInterrupt):
+        watch_inbox(settings, threading.Event())
     return 0
 
 
@@ -372,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-watch", action="store_true", help="do not watch the inbox for new files")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "watch",
+        help="only watch the inbox and send perennial.batch.arrived (a Prefect worker runs the flows)",
+    )
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("stream", help="split a labelled file into ordered batch files (default: the inbox)")
     p.add_argument("file", type=Path, help="CSV, JSONL or Parquet with text and label columns")

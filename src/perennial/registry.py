@@ -74,11 +74,9 @@ def connect(settings: Settings) -> MlflowClient:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
-        settings.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
         try:
-            # A file URI keeps artifacts inside the workspace instead of ./mlruns of the cwd.
             experiment_id = client.create_experiment(
-                EXPERIMENT_NAME, artifact_location=settings.mlflow_artifacts_dir.as_uri()
+                EXPERIMENT_NAME, artifact_location=_artifact_location(settings)
             )
         except MlflowException as exc:
             # Another process created it between our lookup and create: use theirs.
@@ -92,6 +90,16 @@ def connect(settings: Settings) -> MlflowClient:
     # Active experiment matters: logged models are filed under it, not under the run's experiment.
     mlflow.set_experiment(experiment_id=experiment_id)
     return client
+
+
+def _artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment's artifacts go. A tracking server decides for itself (its
+    `--artifacts-destination`: a shared volume or S3, served to every client); a local store keeps
+    them in the workspace instead of ./mlruns of whatever folder the process started in."""
+    if settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        return None
+    settings.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
+    return settings.mlflow_artifacts_dir.as_uri()
 
 
 def _client() -> MlflowClient:

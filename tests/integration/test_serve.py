@@ -215,16 +215,45 @@ def _cli(served: Served, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_serve_without_a_server_says_how_to_start_one(tmp_path: Path, served: Served) -> None:
+@pytest.mark.parametrize("command", ["serve", "watch"])
+def test_serve_and_watch_without_a_server_say_how_to_start_one(
+    tmp_path: Path, served: Served, command: str
+) -> None:
     env = {
         **served.env,
         "PERENNIAL_SERVER_PORT": str(free_port()),
         "PERENNIAL_WORKSPACE": str(tmp_path / "w"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "perennial.cli", "serve"],
+        [sys.executable, "-m", "perennial.cli", command],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     assert "no Prefect server at http://127.0.0.1:" in result.stderr and "perennial server" in result.stderr
     shutil.rmtree(tmp_path / "w", ignore_errors=True)
+
+
+def test_watch_alone_sends_an_event_for_a_new_file(tmp_path: Path, served: Served) -> None:
+    """`perennial watch` (the team stack's `inbox-watch`): the watcher without serving any flow. Its
+    own workspace, so the served deployment's trigger (which matches its workspace only) stays quiet."""
+    workspace = tmp_path / "w"
+    log = tmp_path / "watch.log"
+    env = {**served.env, "PERENNIAL_WORKSPACE": str(workspace)}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "perennial.cli", "watch"],
+        env=env, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "watching" in log.read_text(), 60, "the watcher")
+        _batch("tweets", 7, workspace / "inbox" / "tweets.csv")
+        wait_for(lambda: "tweets.csv arrived: event" in log.read_text(), 30, "the batch.arrived event")
+        event_id = log.read_text().split("tweets.csv arrived: event ")[1].split()[0]
+        body = {"filter": {"event": {"name": ["perennial.batch.arrived"]}}, "limit": 50}
+        events = wait_for(
+            lambda: [e for e in httpx.post(f"{served.api}/events/filter", json=body, timeout=30).json()
+                     ["events"] if e["id"] == event_id],
+            30, "the event on the server",
+        )  # fmt: skip
+        assert events[0]["payload"]["name"] == "tweets.csv"
+    finally:
+        _stop(watcher, log)
