@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = None
+    train_processes: int = Field(
+        default=1,
+        ge=0,
+        description="Data-parallel training processes; >1 trains in DDP workers (torch.distributed.run): "
+        "gloo on CPU, NCCL on CUDA with one GPU each; 0: one per visible GPU, else 1.",
+    )
 
     # Continual-learning strategy: which rows train, what anchors the old knowledge, which weights move.
     strategy: Literal["naive", "replay", "joint"] = Field(

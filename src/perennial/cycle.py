@@ -195,8 +195,7 @@ def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
 def train_challenger(settings: Settings, batch_id: str) -> dict:
     """Fine-tune a challenger with the configured strategy (warm-started from the champion unless
     the strategy is joint), log everything needed to re-run it to MLflow."""
-    from perennial.regularizers import build_regularizer
-    from perennial.training import fine_tune
+    from perennial.training_job import run_training
 
     ledger = ledger_for(settings)
     if ledger.batch(batch_id).status == TRAINED:  # trained before, then stopped: clean up first
@@ -277,7 +276,8 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
         )
         out_dir = settings.models_dir / f"challenger-{batch_id}"
         shutil.rmtree(out_dir, ignore_errors=True)
-        result = fine_tune(
+        # In this process, or data-parallel in `train_processes` workers; evaluation stays here.
+        result = run_training(
             init_from,
             labels,
             data.train,
@@ -286,7 +286,7 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
             out_dir,
             tuning=strategy.tuning,
             # A regulariser anchors to the champion; from the base model there is nothing to keep.
-            regularizer=build_regularizer(strategy.regularizer, settings) if warm else None,
+            regularizer=strategy.regularizer if warm else "none",
         )
         for entry in result.history:
             registry.log_metrics(

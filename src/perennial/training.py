@@ -2,6 +2,10 @@
 
 A plain torch loop rather than `transformers.Trainer`: length-grouped batches with dynamic padding
 keep short texts cheap, and the loop stays small enough to read in one sitting.
+
+Started by torchrun or accelerate (or inside an initialised process group), the same loop trains
+data-parallel (DDP): each rank takes its slice of every global batch (see `perennial.distributed`),
+so the steps, the schedule and the result match one process; rank 0 alone saves.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from perennial.config import Settings
+from perennial.distributed import join
 from perennial.faults import fault_point
 from perennial.regularizers import Regularizer
 
@@ -127,20 +132,22 @@ def fine_tune(
     """Fine-tune from `init_from` on `train`, keep the epoch with the best val accuracy, save it.
 
     `tuning` picks the weights that move (full, lora, head); `regularizer` adds a loss term that
-    holds the starting model's knowledge (prepared from `init_from` before the first update)."""
+    holds the starting model's knowledge (prepared from `init_from` before the first update).
+    Under a distributed launcher every rank calls this with the same arguments; only rank 0 writes
+    `out_dir`, and every rank returns the same result."""
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
-    from perennial.evaluation import predict, resolve_device
+    from perennial.evaluation import predict
     from perennial.tuning import merged_for_saving, prepare_for_tuning, trainable_fraction
 
     started = time.perf_counter()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    set_seed(settings.seed)
-    device = resolve_device(settings.device)
+    set_seed(settings.seed)  # the same on every rank: same new head, same batches
+    dp, device = join(settings.device)
     model, tokenizer = load_for_training(init_from, labels)
     model = prepare_for_tuning(model, tuning, settings)
     model.to(device)
@@ -156,8 +163,18 @@ def fine_tune(
         features = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
         return {k: v.to(device) for k, v in features.items()}
 
+    # On the unwrapped model, before DDP: every rank prepares the same thing from the same rows
+    # (LwF's teacher logits for all rows, EWC's Fisher), so a rank can index any row it is given.
     if regularizer is not None:
         regularizer.prepare(model, collate, len(encoded), settings.eval_batch_size)
+    # `net` runs the training forward (under DDP it all-reduces the gradients); the penalty,
+    # validation and saving use `model`, the module itself.
+    net: torch.nn.Module = model
+    if dp.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        torch.manual_seed(settings.seed + dp.rank)  # independent dropout masks on each rank
 
     steps_per_epoch = -(-len(encoded) // settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
@@ -172,59 +189,81 @@ def fine_tune(
     epochs_without_gain = 0
     stopped_early = False
     for epoch in range(1, settings.epochs + 1):
-        model.train()
-        batches = length_grouped_batches(lengths, settings.batch_size, rng)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", disable=not progress)
+        net.train()
+        batches = length_grouped_batches(lengths, settings.batch_size, rng)  # the same on every rank
+        bar = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{settings.epochs}",
+            unit="batch",
+            disable=not (progress and dp.is_main),
+        )
         running = 0.0
         for step, idx in enumerate(bar, start=1):
-            labels_t = torch.tensor([targets[i] for i in idx], device=device)
-            logits = model(**collate(idx)).logits
+            rows, weight = dp.share(idx)  # one process: the whole batch, weight 1
+            labels_t = torch.tensor([targets[i] for i in rows], device=device)
+            logits = net(**collate(rows)).logits
             loss = F.cross_entropy(logits, labels_t)
             if regularizer is not None:
-                loss = loss + regularizer.penalty(model, idx, logits)
+                loss = loss + regularizer.penalty(model, rows, logits)
+            if dp.active:
+                loss = loss * weight
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            running += loss.item()
+            running += loss.item()  # under DDP, rank 0's bar shows its own weighted share
             bar.set_postfix(loss=f"{running / step:.4f}")
         bar.close()
+        if dp.active:  # the weighted shares sum to world x the global batches' mean losses
+            running = dp.sum(running, device) / dp.world
 
+        # Validation sharded across the ranks, the correct counts summed: every rank gets the very
+        # same accuracy (so the same best epoch and early-stopping decision) by construction, with
+        # no reliance on bitwise-equal predictions on different GPUs, and each predicts 1/world.
+        shard = slice(dp.rank, None, dp.world)
         predictions, _ = predict(
             model,
             tokenizer,
-            list(val["text"]),
+            list(val["text"])[shard],
             batch_size=settings.eval_batch_size,
             max_length=settings.max_length,
             device=device,
         )
-        val_accuracy = float((predictions == val_targets).mean()) if len(val_targets) else 0.0
+        correct = dp.sum(float((predictions == val_targets[shard]).sum()), device)
+        val_accuracy = correct / len(val_targets) if len(val_targets) else 0.0
         history.append(
             {"epoch": epoch, "train_loss": running / max(1, len(batches)), "val_accuracy": val_accuracy}
         )
-        log.info(
-            "epoch %d: train loss %.4f, val accuracy %.4f", epoch, history[-1]["train_loss"], val_accuracy
-        )
+        if dp.is_main:
+            log.info(
+                "epoch %d: train loss %.4f, val accuracy %.4f",
+                epoch,
+                history[-1]["train_loss"],
+                val_accuracy,
+            )
         fault_point("training", settings.root)
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch, epochs_without_gain = val_accuracy, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if dp.is_main:  # only rank 0 saves
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             epochs_without_gain += 1
             if epochs_without_gain >= settings.patience:
                 stopped_early = epoch < settings.epochs
                 break
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
     fraction = trainable_fraction(model)
-    model = merged_for_saving(model)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fault_point("model-saving", settings.root)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    if dp.is_main:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        model = merged_for_saving(model)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fault_point("model-saving", settings.root)
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    dp.finish()
     return TrainResult(
         model_dir=str(out_dir),
         init_from=str(init_from),
