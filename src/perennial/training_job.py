@@ -90,18 +90,15 @@ def run_training(
     # Next to the output: inside the workspace, on the same disk, gone when the job is done.
     folder = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-job-", dir=out_dir.parent))
     try:
-        job = write_job(
-            folder,
-            init_from=init_from,
-            labels=labels,
-            train=train,
-            val=val,
-            settings=settings,
-            out_dir=out_dir,
-            tuning=tuning,
-            regularizer=regularizer,
-            progress=progress,
-        )
+        arguments = {
+            "init_from": str(init_from),
+            "labels": list(labels),
+            "out_dir": str(out_dir),
+            "tuning": tuning,
+            "regularizer": regularizer,
+            "progress": progress,
+        }
+        job = write_job(folder, train, val, settings, arguments)
         result = launch(job, processes, settings)
     except BaseException:
         shutil.rmtree(out_dir, ignore_errors=True)  # never leave a half-written model behind
@@ -130,17 +127,7 @@ def check_devices(settings: Settings, processes: int) -> None:
 
 
 def write_job(
-    folder: Path,
-    *,
-    init_from: str | Path,
-    labels: Sequence[str],
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    settings: Settings,
-    out_dir: Path,
-    tuning: str,
-    regularizer: str,
-    progress: bool,
+    folder: Path, train: pd.DataFrame, val: pd.DataFrame, settings: Settings, arguments: dict
 ) -> Path:
     """Write everything a worker needs into `folder`; returns the job file."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,17 +136,8 @@ def write_job(
     val[["text", "label"]].reset_index(drop=True).to_parquet(folder / "val.parquet", index=False)
     values = settings.model_dump(mode="json")
     values["workspace"] = str(settings.root)  # absolute: the worker may start elsewhere
-    job = {
-        "init_from": str(init_from),
-        "labels": list(labels),
-        "train": "train.parquet",
-        "val": "val.parquet",
-        "settings": values,
-        "out_dir": str(Path(out_dir).resolve()),
-        "tuning": tuning,
-        "regularizer": regularizer,
-        "progress": progress,
-    }
+    # `arguments`: fine_tune's other inputs (init_from, labels, out_dir, tuning, regularizer, progress).
+    job = {**arguments, "train": "train.parquet", "val": "val.parquet", "settings": values}
     path = folder / JOB_FILE
     path.write_text(json.dumps(job, indent=2))
     return path
