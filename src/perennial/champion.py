@@ -20,6 +20,7 @@ from perennial.config import Settings
 from perennial.ledger import MOVE_RECOVERED, ROLLBACK, AliasMove, Ledger
 from perennial.locking import WorkspaceBusy, workspace_lock
 from perennial.messages import one_line
+from perennial.retention import files_deleted
 
 CHAMPION = registry.CHAMPION
 DEFAULT_ROLLBACK_REASON = "manual rollback"
@@ -126,9 +127,11 @@ def _rollback(settings: Settings, to: str | None, reason: str | None, who: str |
     if target == current:
         raise RollbackRefused(f"v{target} is already the champion")
     try:
-        registry.version_tags(settings, target)
+        tags = registry.version_tags(settings, target)
     except registry.RegistryError as error:
         raise RollbackRefused(f"unknown version {to or target}: {error}") from error
+    if files_deleted(tags):
+        raise RollbackRefused(f"v{target}'s model files were deleted by the retention policy")
     try:
         registry.verify_loadable(settings, target)
     except registry.RegistryError as error:

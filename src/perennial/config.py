@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     patience: int = Field(default=1, ge=1, description="Epochs without val improvement before stopping.")
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    predict_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Arithmetic of `perennial predict`: auto is bfloat16 where the processor computes it "
+        "natively (CPU with AVX512-BF16 or AMX, a bf16 GPU), else float32. Evaluation is always float32.",
+    )
     torch_threads: int | None = None
     train_processes: int = Field(
         default=1,
@@ -135,6 +140,14 @@ class Settings(BaseSettings):
     )
     significance_level: float = Field(default=0.05, gt=0, lt=1, description="Alpha of the paired test.")
     bootstrap_resamples: int = Field(default=2000, ge=100)
+
+    # Retention: model files kept per workspace (see perennial.retention)
+    prune_rejected_models: bool = Field(
+        default=True, description="Delete the model files of older rejected challengers after each cycle."
+    )
+    keep_rejected_models: int = Field(
+        default=2, ge=0, description="Newest rejected challengers whose model files are kept."
+    )
 
     # Reliability: one writer per workspace, and how hard to try a slow or absent MLflow server
     lock_wait_seconds: float = Field(

@@ -480,6 +480,7 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
     fault_point("recorded", settings.root)
     log_continual_metrics(settings, run_id)
     registry.end_run(run_id, "FINISHED")
+    _apply_retention(settings)
     champ = registry.champion(settings)
     return {
         "batch_id": batch_id,
@@ -488,6 +489,17 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         "reasons": verdict.reasons,
         "champion_version": champ.version if champ else None,
     }
+
+
+def _apply_retention(settings: Settings) -> None:
+    """Delete older rejected challengers' model files. Housekeeping after the decision is recorded:
+    a failure is a warning, and the next cycle tries again."""
+    from perennial.retention import apply_retention
+
+    try:
+        apply_retention(settings)
+    except Exception as error:  # noqa: BLE001 - never fails a decided cycle
+        log.warning("retention skipped this cycle: %s", error)
 
 
 def _keep_local_copy(settings: Settings, model_dir: Path, version: str) -> None:

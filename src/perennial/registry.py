@@ -386,6 +386,18 @@ def _check_prediction(result: dict[str, Any], labels: set[str]) -> None:
         raise RegistryError(f"prediction score {score!r} is not a probability")
 
 
+def delete_model_files(settings: Settings, version: str) -> str:
+    """Delete a version's model files from the artifact store (local folder, S3, or a tracking
+    server's proxied store); the registry record, its tags and its run stay. Returns the location."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    client = connect(settings)
+    _get_version(client, settings, version)
+    location = client.get_model_version_download_uri(settings.registered_model_name, str(version))
+    get_artifact_repository(location, tracking_uri=settings.mlflow_tracking_uri).delete_artifacts()
+    return location
+
+
 # --------------------------------------------------------------------------- aliases and tags
 
 

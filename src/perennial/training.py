@@ -117,6 +117,22 @@ def make_optimizer(model: torch.nn.Module, settings: Settings, tuning: str = "fu
         return torch.optim.AdamW(groups, lr=lr, foreach=True)
 
 
+def linear_warmup_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the full rate, then linear decay to 0: the schedule of transformers'
+    `get_linear_schedule_with_warmup`, without importing `transformers.optimization` (it pulls in
+    the Trainer's utilities and peft: ~3 s per training process)."""
+    import torch
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def fine_tune(
     init_from: str | Path,
     labels: Sequence[str],
@@ -138,7 +154,6 @@ def fine_tune(
     import torch
     import torch.nn.functional as F
     from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
 
     from perennial.evaluation import predict
     from perennial.tuning import merged_for_saving, prepare_for_tuning, trainable_fraction
@@ -179,9 +194,7 @@ def fine_tune(
     steps_per_epoch = -(-len(encoded) // settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     optimizer = make_optimizer(model, settings, tuning)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(settings.warmup_ratio * total_steps), total_steps
-    )
+    scheduler = linear_warmup_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     rng = np.random.default_rng(settings.seed)
 
     best_accuracy, best_epoch, best_state = -1.0, 0, None

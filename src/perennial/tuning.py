@@ -7,6 +7,7 @@ from it like from any other.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import TYPE_CHECKING
 
@@ -47,9 +48,9 @@ def prepare_for_tuning(model: PreTrainedModel, tuning: str, settings: Settings) 
 
 def merged_for_saving(model: PreTrainedModel) -> PreTrainedModel:
     """A plain classifier: adapters folded into the weights, every parameter trainable again."""
-    from peft import PeftModel
-
-    if isinstance(model, PeftModel):
+    # A LoRA model was wrapped by peft, so peft is loaded; otherwise skip its ~3 s import.
+    peft = sys.modules.get("peft")
+    if peft is not None and isinstance(model, peft.PeftModel):
         model = model.merge_and_unload()
     for param in model.parameters():
         param.requires_grad = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,15 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     again = perennial("run", env=cli_env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing to do" in again.stdout
+    # The command exits without the interpreter's teardown (cli.entry): every flow run's last log
+    # line still reached Prefect's database before the temporary server stopped.
+    with sqlite3.connect(tmp_path / "ws" / "prefect" / "prefect.db") as db:
+        runs = db.execute("SELECT count(*) FROM flow_run").fetchone()[0]
+        finished = db.execute(
+            "SELECT count(DISTINCT flow_run_id) FROM log"
+            " WHERE message LIKE 'Finished in state%' AND task_run_id IS NULL"
+        ).fetchone()[0]
+    assert runs >= 3 and finished == runs
 
     # Scored texts logged for the drift monitor; two are too few to test, and it says so.
     logged = perennial("predict", "--log", "first input", "second input", env=cli_env, cwd=tmp_path)

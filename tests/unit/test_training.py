@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from perennial.config import Settings
-from perennial.training import _no_decay, fine_tune, length_grouped_batches
+from perennial.training import _no_decay, fine_tune, length_grouped_batches, linear_warmup_schedule
 
 
 @pytest.mark.parametrize("n", [1, 31, 32, 33, 500])
@@ -28,6 +28,29 @@ def test_length_grouped_batches_hold_similar_lengths() -> None:
     batches = length_grouped_batches(lengths, batch_size=16, rng=rng)
     spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
     assert spread < 20  # random batches of 16 would spread over ~180
+
+
+@pytest.mark.parametrize(("warmup", "total"), [(0, 10), (3, 30), (10, 10), (1, 1)])
+def test_linear_warmup_schedule_matches_transformers(warmup: int, total: int) -> None:
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    def rates(make) -> list[float]:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+        scheduler = make(optimizer)
+        seen = []
+        for _ in range(total + 2):  # past the end: the rate stays at 0
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    ours = rates(lambda o: linear_warmup_schedule(o, warmup, total))
+    theirs = rates(lambda o: get_linear_schedule_with_warmup(o, warmup, total))
+    assert ours == pytest.approx(theirs)
+    assert ours[-1] == 0.0
+    if warmup < total:  # the full rate is reached at the end of the warm-up
+        assert max(ours) == pytest.approx(0.5)
 
 
 def test_bias_and_layernorm_are_not_decayed() -> None:
