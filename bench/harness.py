@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -153,8 +153,6 @@ def write_result(name: str, result: dict, out: Path = RESULTS) -> Path:
 
 
 def _plain(value: object) -> object:
-    if hasattr(value, "__dataclass_fields__"):
-        return asdict(value)  # type: ignore[arg-type]
     if hasattr(value, "item"):
         return value.item()  # numpy scalars
     return str(value)

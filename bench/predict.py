@@ -22,6 +22,7 @@ from harness import (
     RESULTS,
     drop_batch,
     median,
+    mib,
     perennial,
     print_table,
     run_measured,
@@ -90,7 +91,7 @@ def main() -> None:
             "goal": ">= 300",
         },
         {"measure": "  its wall time", "value": scored.seconds, "unit": "s", "goal": ""},
-        {"measure": "  its peak memory", "value": scored.peak_rss_bytes / 2**20, "unit": "MiB", "goal": ""},
+        {"measure": "  its peak memory", "value": mib(scored.peak_rss_bytes), "unit": "MiB", "goal": ""},
         {"measure": "perennial --help (median of 5)", "value": median(helps), "unit": "s", "goal": "< 1"},
     ]
     print_table("predict: whole processes, start-up included", rows)
@@ -103,7 +104,7 @@ def main() -> None:
             "seconds": scored.seconds,
             "texts_per_s": rate,
             "precision": precision,
-            "peak_rss_mib": scored.peak_rss_bytes / 2**20,
+            "peak_rss_mib": mib(scored.peak_rss_bytes),
             "help_seconds": helps,
             "help_median_s": median(helps),
             "goals": {"texts_per_s": TEXTS_GOAL, "help_s": HELP_GOAL_S},
