@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from perennial.batch_store import stratified_split
 from perennial.config import Settings
 from perennial.evaluation import load_model_dir, predict_slices, resolve_device, score_slices
-from perennial.ingest import stratified_split
 from perennial.replay import ReplayMemory
 from perennial.strategy import Strategy, assemble_training_data
 from perennial.training import fine_tune

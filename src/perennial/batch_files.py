@@ -4,36 +4,36 @@ Only the file's bytes and name are looked at: nothing is written, no shell is ev
 never followed through a symbolic link by the callers (see ``ingest``). Each message names the place
 (byte offset, line, row, column) and says what to do. Checks that need one pass over a file stream it
 in chunks, so a big file costs time in proportion to its size and almost no memory.
+
+This module is the front: `read_table` checks that a text file is UTF-8 text (`check_text`), hands
+the file to the reader for its suffix (batch_csv, batch_json, batch_parquet), then checks the values'
+types (batch_values). It also says what is wrong with a file's name (`safe_name`,
+`unsafe_name_problem`, `stored_suffix`). `BadBatch` and `UnreadableBatch` are defined in
+batch_errors, which every reader imports; they can be imported from here too.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import codecs
 import re
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from perennial.batch_csv import read_csv
+from perennial.batch_errors import BadBatch, UnreadableBatch, too_many_rows
+from perennial.batch_json import read_json_records
+from perennial.batch_parquet import read_parquet
+from perennial.batch_values import check_value_types
 from perennial.messages import first_line
-from perennial.validation import REQUIRED_COLUMNS
 
 SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 _KIND = {".csv": "CSV", ".jsonl": "JSON Lines", ".json": "JSON", ".parquet": "Parquet"}
 _HEAD_BYTES = 8192  # looked at to tell text from binary
 _CHUNK = 1 << 20
 _MAX_SHOWN_NAME = 120
-
-
-class BadBatch(ValueError):
-    """A batch that cannot be used as it is; the message is one line: what, where, what to do."""
-
-
-class UnreadableBatch(BadBatch):
-    """The file cannot be parsed as a table."""
 
 
 # Names: shown in logs, the ledger, Prefect artifacts and pages; never used to build a path.
@@ -56,10 +56,13 @@ def safe_name(name: str) -> str:
 
 
 def unsafe_name_problem(name: str) -> str | None:
-    """Why a batch file's name is refused (control characters, path separators, `..`, shell
-    metacharacters), or None. The name is never used for a path or a command; such a name is refused
-    because no honest export produces one, and it would be shown in logs and pages."""
+    """Why a batch file's name is refused (leading or trailing spaces, control characters, path
+    separators, `..`, shell metacharacters), or None. The name is never used for a path or a
+    command; such a name is refused because no honest export produces one, and it would be shown in
+    logs and pages."""
     problems = []
+    if name != name.strip():  # "data.csv " looks like "data.csv" in every listing and message
+        problems.append("leading or trailing spaces")
     if any(_invisible(c) for c in name):
         problems.append("control or invisible characters")
     if "/" in name or "\\" in name:
@@ -83,10 +86,6 @@ def stored_suffix(name: str) -> str:
     return suffix if suffix in SUFFIXES else ".bin"
 
 
-def human_size(size: int) -> str:
-    return f"{size:,} bytes" if size < 1_000_000 else f"{size / 1e6:,.1f} MB"
-
-
 # Text or not
 _MAGIC = (
     (b"PAR1", "a Parquet file: give it the .parquet suffix"),
@@ -100,19 +99,80 @@ _MAGIC = (
     (b"SQLite format 3\x00", "an SQLite database"),
     (b"\x7fELF", "a program"),
 )
+
+
 # Bytes that do not occur in text: controls other than tab, newline, form feed, carriage return.
 _CONTROL = bytes([*range(0, 9), 11, *range(14, 32), 127])
 
 
 def _binary_offset(head: bytes) -> int | None:
-    """Where binary data shows in the first bytes: a NUL, or more than 5% control bytes."""
+    """Where binary data shows in the first bytes: a NUL, or more than 5% control bytes in bytes that
+    are not UTF-8 (valid UTF-8 with control characters is text: Excel writes vertical tabs, logs keep
+    escape codes, and such a value in an optional column must not lose the batch)."""
     nul = head.find(b"\x00")
     if nul >= 0:
         return nul
+    if _is_utf8_head(head):
+        return None
     controls = len(head) - len(head.translate(None, _CONTROL))
     if head and controls / len(head) > 0.05:
         return next(i for i, b in enumerate(head) if b in _CONTROL)
     return None
+
+
+def _is_utf8_head(head: bytes) -> bool:
+    """UTF-8, allowing a character cut in two at the end of the head."""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.end == len(head) and len(head) - error.start < 4
+    return True
+
+
+# UTF-32's marks first: FF FE 00 00 also starts with UTF-16's FF FE.
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
+    (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
+    (b"\xff\xfe", "UTF-16 (little-endian)"),
+    (b"\xfe\xff", "UTF-16 (big-endian)"),
+)
+_WIDE = (
+    ("utf-32-le", "UTF-32 (little-endian)"),
+    ("utf-32-be", "UTF-32 (big-endian)"),
+    ("utf-16-le", "UTF-16 (little-endian)"),
+    ("utf-16-be", "UTF-16 (big-endian)"),
+)
+_TEXT_CONTROLS = frozenset("\t\n\r\f")
+
+
+def _bomless_unicode(head: bytes) -> str | None:
+    """Which UTF-16/UTF-32 the first bytes are when they hold NUL bytes (no byte-order mark), or None.
+
+    ASCII characters in UTF-16 have a NUL every 2nd byte (three in four bytes in UTF-32). A candidate must
+    decode strictly (random binary data soon breaks surrogate or range rules) to text with no NUL and
+    few control characters. Reading UTF-16 in the wrong byte order also decodes, mostly to CJK
+    characters: the candidate that starts with an ASCII character (a header, `{` or `[`) and has the
+    most ASCII characters wins. UTF-8 text with a few stray NULs is not taken for UTF-16."""
+    nuls = head.count(b"\x00")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head.replace(b"\x00", b""))
+        if nuls <= len(head) // 4:
+            return None
+    except UnicodeDecodeError:
+        pass
+    best, best_rank = None, (False, 0)
+    for codec, label in _WIDE:
+        try:
+            text = codecs.getincrementaldecoder(codec)().decode(head)
+        except UnicodeDecodeError:
+            continue
+        if not text or "\x00" in text:
+            continue
+        controls = sum(unicodedata.category(c) == "Cc" and c not in _TEXT_CONTROLS for c in text)
+        rank = (text.lstrip()[:1] < "\x80", sum(c < "\x80" for c in text))
+        if controls <= len(text) * 0.05 and rank[1] and rank > best_rank:
+            best, best_rank = label, rank
+    return best
 
 
 def check_text(path: Path, prefix: str, chunk_size: int = _CHUNK) -> None:
@@ -122,14 +182,21 @@ def check_text(path: Path, prefix: str, chunk_size: int = _CHUNK) -> None:
     is UTF-8 up to there is said to mix encodings."""
     with path.open("rb") as handle:
         head = handle.read(_HEAD_BYTES)
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        bom = next((label for mark, label in _BOMS if head.startswith(mark)), None)
+        if bom is not None:
+            family = bom.split()[0]
             raise UnreadableBatch(
-                f"{prefix}: it is UTF-16 text (it starts with a UTF-16 byte-order mark): re-save it as UTF-8"
+                f"{prefix}: it is {bom} text (it starts with a {family} byte-order mark): re-save it as UTF-8"
             )
         what = next((what for magic, what in _MAGIC if head.startswith(magic)), None)
         if what is not None:
             raise UnreadableBatch(f"{prefix}: not a text file, it looks like {what}")
         offset = _binary_offset(head)
+        wide = _bomless_unicode(head) if offset is not None else None
+        if wide is not None:
+            raise UnreadableBatch(
+                f"{prefix}: it is {wide} text without a byte-order mark: re-save it as UTF-8"
+            )
         if offset is not None:
             raise UnreadableBatch(
                 f"{prefix}: not a text file (binary data at byte offset {offset}): "
@@ -177,204 +244,20 @@ def _scan_utf8(handle, first: bytes, prefix: str, chunk_size: int) -> None:
         chunk = handle.read(chunk_size)
 
 
-# CSV
-def _csv_header(path: Path) -> list[str] | None:
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            return next(csv.reader(handle), None)
-    except (csv.Error, OSError, UnicodeDecodeError):
-        return None
-
-
-def csv_record_line(path: Path, record: int) -> int | None:
-    """The line on which CSV record `record` starts (0 is the header; blank lines are skipped as the
-    parser skips them), or None when that cannot be worked out (e.g. a field beyond csv's size limit)."""
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            seen = 0
-            while seen < record:
-                if next(reader):
-                    seen += 1
-            # The next non-blank line starts the record.
-            line = reader.line_num + 1
-            for text in handle:
-                if text.strip():
-                    return line
-                line += 1
-            return line
-    except (csv.Error, StopIteration, OSError, UnicodeDecodeError):
-        return None
-
-
-_EOF_IN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
-_FIELD_COUNT = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
-
-
-def _csv_error(path: Path, prefix: str, error: Exception) -> UnreadableBatch:
-    message = str(error)
-    if isinstance(error, pd.errors.EmptyDataError):
-        return UnreadableBatch(
-            f"{prefix}: no header line (the file holds only blank lines): the first line must name the "
-            "columns, e.g. text,label"
-        )
-    found = _EOF_IN_QUOTE.search(message)
-    if found:
-        line = csv_record_line(path, int(found.group(1)))
-        where = f"on line {line}" if line else f"in record {int(found.group(1)) + 1}"
-        return UnreadableBatch(
-            f"{prefix}: unterminated quote: the quoted field starting {where} never closes; close it, "
-            'and write a quote inside a quoted field twice ("")'
-        )
-    found = _FIELD_COUNT.search(message)
-    if found:
-        expected, record, saw = (int(g) for g in found.groups())
-        line = csv_record_line(path, record - 1)
-        where = f"line {line}" if line else f"record {record}"
-        return UnreadableBatch(
-            f"{prefix}: {where} has {saw} fields but the header has {expected}: put quotes around fields "
-            "that contain commas"
-        )
-    return UnreadableBatch(f"{prefix}: {first_line(error)}")
-
-
-def read_csv(path: Path, prefix: str) -> pd.DataFrame:
-    header = _csv_header(path)
-    if header:
-        names = [h.strip() for h in header]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise UnreadableBatch(
-                f"{prefix}: column {repeated[0]!r} appears {names.count(repeated[0])} times in the header:"
-                " keep one"
-            )
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise _csv_error(path, prefix, error) from error
-
-
-# JSON Lines (and a JSON array in a .json file)
-def _kind_of(value: object) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return "a number"
-
-
-def read_json_records(path: Path, prefix: str) -> tuple[pd.DataFrame, list[str]]:
-    """Records of a JSON Lines file (or a JSON array), with where each came from ("line 7")."""
-    records: list[dict] = []
-    where: list[str] = []
-    with path.open(encoding="utf-8-sig") as handle:
-        first = handle.read(1)
-        while first and first.isspace():
-            first = handle.read(1)
-        handle.seek(0)
-        if first == "[" and path.suffix.lower() == ".json":  # a JSON array of objects
-            try:
-                values = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise UnreadableBatch(
-                    f"{prefix}: not valid JSON at line {error.lineno}, column {error.colno} ({error.msg})"
-                ) from None
-            numbered = [(f"record {i}", v) for i, v in enumerate(values, 1)]
-        else:
-            numbered = []
-            for number, line in enumerate(handle, 1):
-                stripped = line.strip()
-                if not stripped:
-                    continue
-                try:
-                    numbered.append((f"line {number}", json.loads(stripped)))
-                except json.JSONDecodeError as error:
-                    raise UnreadableBatch(
-                        f"{prefix}: line {number} is not valid JSON ({error.msg} at column {error.colno}): "
-                        "write one JSON object per line"
-                    ) from None
-    for place, value in numbered:
-        if not isinstance(value, dict):
-            raise UnreadableBatch(
-                f"{prefix}: {place} holds {_kind_of(value)}, not an object: write one object per line, "
-                'e.g. {"text": "...", "label": "..."}'
-            )
-        records.append(value)
-        where.append(place)
-    return pd.DataFrame.from_records(records), where
-
-
-# Values
-def _is_null(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
-def _nested(value: object) -> bool:
-    return isinstance(value, dict | list | tuple | set | np.ndarray)
-
-
-def _shown(value: object) -> str:
-    if isinstance(value, np.ndarray | np.generic):
-        value = value.tolist()
-    text = repr(value)
-    return text if len(text) <= 40 else text[:40] + "..."
-
-
-def check_value_types(frame: pd.DataFrame, name: str, where: Callable[[int], str]) -> None:
-    """Texts must be strings and labels plain values: raise BadBatch naming the first offender.
-    (CSV values are always strings; this matters for JSON Lines and Parquet, which have types.)"""
-    for column in REQUIRED_COLUMNS:
-        if column not in frame.columns:
-            continue
-        values = frame[column]
-        if column == "text" and (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
-            present = np.flatnonzero(values.notna().to_numpy())
-            if len(present):
-                first = int(present[0])
-                raise BadBatch(
-                    f"{name}: column 'text' holds {values.dtype} values, not strings ({where(first)}: "
-                    f"{_shown(values.iloc[first])}): texts must be strings"
-                )
-            continue
-        if values.dtype != object:
-            continue
-        kinds = values.map(
-            lambda v: (
-                "nested"
-                if _nested(v)
-                else "null"
-                if _is_null(v)
-                else "str"
-                if isinstance(v, str)
-                else "scalar"
-            )
-        )
-        bad = kinds == "nested" if column == "label" else kinds.isin(["nested", "scalar"])
-        positions = np.flatnonzero(bad.to_numpy())
-        if not len(positions):
-            continue
-        first = int(positions[0])
-        value = values.iloc[first]
-        count = f"{len(positions)} row{'s' if len(positions) > 1 else ''}"
-        if _nested(value):
-            what = f"nested values ({count}, first {where(first)}: {_shown(value)})"
-            advice = f"each {column} must be one plain value: flatten it"
-        else:
-            example = f"{_kind_of(value)} {_shown(value)}"
-            what = f"non-text values ({count}, first {where(first)}: {example})"
-            advice = "texts must be strings"
-        raise BadBatch(f"{name}: column {column!r} holds {what}: {advice}")
-
-
-def read_table(path: Path, name: str, suffix: str | None = None) -> pd.DataFrame:
+def read_table(
+    path: Path,
+    name: str,
+    suffix: str | None = None,
+    *,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
+) -> pd.DataFrame:
     """Parse a CSV, JSON Lines / JSON or Parquet file into a frame (columns stripped), or raise
-    BadBatch with one line naming `name`, the place and the fix. `suffix` defaults to the path's."""
+    BadBatch with one line naming `name`, the place and the fix. `suffix` defaults to the path's.
+
+    A file with more than `max_rows` rows is refused, reading at most one row more; a Parquet file
+    that expands to more than `max_bytes` is refused, from its metadata or while it is read (a text
+    file is its own size, bounded before reading by ingest's `max_file_bytes`). None: no limit."""
     suffix = (suffix or path.suffix).lower()
     if suffix not in SUFFIXES:
         raise UnreadableBatch(f"unsupported file type {suffix!r} (use one of {', '.join(SUFFIXES)})")
@@ -382,18 +265,20 @@ def read_table(path: Path, name: str, suffix: str | None = None) -> pd.DataFrame
     where: Callable[[int], str] = lambda i: f"row {i + 1}"  # noqa: E731
     try:
         if suffix == ".parquet":
-            frame = pd.read_parquet(path)
+            frame = read_parquet(path, name, max_rows, max_bytes)
         else:
             check_text(path, prefix)
             if suffix == ".csv":
-                frame = read_csv(path, prefix)
+                frame = read_csv(path, prefix, max_rows)
             else:
-                frame, places = read_json_records(path, prefix)
+                frame, places = read_json_records(path, prefix, max_rows)
                 where = places.__getitem__
     except BadBatch:
         raise
     except Exception as error:  # every other parser failure becomes one readable line
         raise UnreadableBatch(f"{prefix}: {first_line(error)}") from error
+    if max_rows is not None and len(frame) > max_rows:
+        raise too_many_rows(name, max_rows)
     frame.columns = [str(c).strip() for c in frame.columns]
     names = list(frame.columns)
     repeated = sorted({c for c in names if names.count(c) > 1})

@@ -59,7 +59,7 @@ class StrategyRun:
 
 def vader_stream(rows_per_domain: int, seed: int, settings: Settings) -> list[Slice]:
     """The demo's stream: one slice per VADER domain, split by the same code as ingestion."""
-    from perennial.ingest import stratified_split
+    from perennial.batch_store import stratified_split
     from perennial.stream import split_by_column
     from perennial.vader import DOMAINS, sample_domain
 

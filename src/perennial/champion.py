@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from perennial import registry
 from perennial.config import Settings
+from perennial.gate import REJECT
 from perennial.ledger import MOVE_RECOVERED, ROLLBACK, AliasMove, Ledger
 from perennial.locking import WorkspaceBusy, workspace_lock
 from perennial.messages import one_line
@@ -97,21 +98,44 @@ def _version(text: str) -> str:
 
 
 def rollback(
-    settings: Settings, to: str | None = None, reason: str | None = None, who: str | None = None
+    settings: Settings,
+    to: str | None = None,
+    reason: str | None = None,
+    who: str | None = None,
+    force: bool = False,
 ) -> AliasMove:
     """Move `champion` back to `to` (default: the previous champion) after checking that the version
-    exists, is not the current champion, and loads and predicts. Raises :class:`RollbackRefused`
-    (champion unchanged) otherwise. Batch statuses in the ledger are left as they are: they record
-    what each cycle decided, not which version serves now. Holds the workspace lock, so it never
-    races a cycle's promotion."""
+    exists, is not the current champion, was not turned down by the gate (unless `force`), and loads
+    and predicts. Raises :class:`RollbackRefused` (champion unchanged) otherwise. Batch statuses in
+    the ledger are left as they are: they record what each cycle decided, not which version serves
+    now. Holds the workspace lock, so it never races a cycle's promotion."""
     try:
         with workspace_lock(settings, "rollback"):
-            return _rollback(settings, to, reason, who)
+            return _rollback(settings, to, reason, who, force)
     except WorkspaceBusy as busy:
         raise RollbackRefused(str(busy)) from busy
 
 
-def _rollback(settings: Settings, to: str | None, reason: str | None, who: str | None) -> AliasMove:
+# Decisions the gate (or an interrupted cycle) left on a version that never earned the champion alias.
+_NOT_PROMOTED = (REJECT, "interrupted")
+_MAX_REASONS = 600  # characters of the gate's reasons quoted in a refusal
+
+
+def _gate_refusal(target: str, tags: dict[str, str]) -> str | None:
+    """Why a rollback to a version the gate did not promote needs --force; None if it was promoted
+    (or has no decision: registered outside perennial)."""
+    decision = tags.get("decision")
+    if decision not in _NOT_PROMOTED:
+        return None
+    said = one_line(tags.get("reasons") or "no reasons recorded")
+    if len(said) > _MAX_REASONS:
+        said = said[: _MAX_REASONS - 3] + "..."
+    return f"the gate's decision on v{target} was {decision}: {said}; pass --force to make it champion anyway"
+
+
+def _rollback(
+    settings: Settings, to: str | None, reason: str | None, who: str | None, force: bool = False
+) -> AliasMove:
     moves = alias_history(settings)
     current = _current(settings)
     if current is None:
@@ -132,6 +156,9 @@ def _rollback(settings: Settings, to: str | None, reason: str | None, who: str |
         raise RollbackRefused(f"unknown version {to or target}: {error}") from error
     if files_deleted(tags):
         raise RollbackRefused(f"v{target}'s model files were deleted by the retention policy")
+    refusal = None if force else _gate_refusal(target, tags)
+    if refusal:
+        raise RollbackRefused(refusal)
     try:
         registry.verify_loadable(settings, target)
     except registry.RegistryError as error:

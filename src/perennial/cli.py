@@ -76,7 +76,7 @@ def _use_running_server(settings: Settings) -> Settings:
 def _has_work(settings: Settings) -> bool:
     """Files in the inbox or batches still to train: a cheap look, before any heavy import."""
     from perennial.cycle import ledger_for
-    from perennial.ingest import inbox_files
+    from perennial.inbox import inbox_files
 
     return bool(inbox_files(settings)) or bool(ledger_for(settings).pending())
 
@@ -151,7 +151,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     settings = _ready(_settings(args))
     try:
-        move = rollback(settings, to=args.to, reason=args.reason)
+        move = rollback(settings, to=args.to, reason=args.reason, force=args.force)
     except RollbackRefused as error:
         print(f"rollback refused: {error} (champion unchanged)", file=sys.stderr)
         return 1
@@ -387,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--to", metavar="VERSION", help="the version to make champion (e.g. 3 or v3)")
     p.add_argument("--reason", help="why, for the alias history (default: 'manual rollback')")
+    p.add_argument(
+        "--force", action="store_true", help="roll back even to a version the gate rejected (it says why)"
+    )
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(

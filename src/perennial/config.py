@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(
         default=200_000_000, ge=1, description="A bigger batch file is quarantined without being read."
     )
+    max_rows: int = Field(
+        default=1_000_000, ge=1, description="A batch with more rows is quarantined; reading stops there."
+    )
+    max_decompressed_bytes: int = Field(
+        default=1_000_000_000,
+        ge=1,
+        description="Largest decompressed size of a Parquet batch (from its metadata, then counted while "
+        "reading in row groups); a bigger one is quarantined without being read whole.",
+    )
     inbox_settle_seconds: float = Field(
         default=2.0,
         ge=0,
@@ -134,7 +143,20 @@ class Settings(BaseSettings):
     max_forgetting: float = Field(
         default=0.03, ge=0, description="Allowed accuracy loss on any earlier slice."
     )
-    min_accuracy: float = Field(default=0.6, ge=0, le=1, description="Floor for the first champion.")
+    min_accuracy: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Optional absolute accuracy floor for the first champion, on top of the relative "
+        "one (beat the majority-class and chance baselines beyond noise, in accuracy and macro-F1).",
+    )
+    min_macro_f1_gain: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Macro-F1 the first champion must add over the best trivial baseline "
+        "(majority class, or chance).",
+    )
     require_significant_gain: bool = Field(
         default=True, description="Promote only if the gain on the new slice passes the paired test."
     )

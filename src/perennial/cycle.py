@@ -7,6 +7,7 @@ one, and tests call them directly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -16,19 +17,14 @@ from pathlib import Path
 import pandas as pd
 
 from perennial import registry
+from perennial.batch_files import safe_name
+from perennial.batch_store import load_split, rows_path, seed_from_batch, split_batch
 from perennial.champion import move_champion
 from perennial.config import Settings
 from perennial.faults import fault_point
 from perennial.gate import Decision, decide
-from perennial.ingest import (
-    IngestResult,
-    ingest_file,
-    load_split,
-    ready_inbox_files,
-    rows_path,
-    seed_from_batch,
-    split_batch,
-)
+from perennial.inbox import ready_inbox_files
+from perennial.ingest import SKIPPED, IngestResult, ingest_file
 from perennial.ledger import (
     ACCEPTED,
     PROMOTED,
@@ -39,6 +35,7 @@ from perennial.ledger import (
     TRAINED,
     Ledger,
 )
+from perennial.messages import first_line
 from perennial.model_card import publish_model_card
 from perennial.replay import ReplayMemory
 from perennial.strategy import Strategy, assemble_training_data
@@ -52,13 +49,25 @@ def ledger_for(settings: Settings) -> Ledger:
 
 # Ingest
 def ingest_inbox(settings: Settings) -> list[dict]:
-    """Ingest every file in the inbox that has stopped changing, oldest first."""
+    """Ingest every file in the inbox that has stopped changing, oldest first. One file that fails
+    in a way ingest did not foresee is skipped with a one-line message; the others go on."""
     ledger = ledger_for(settings)
     ready = ready_inbox_files(settings)
-    results: list[IngestResult] = [ingest_file(path, settings, ledger) for path in ready]
+    results: list[IngestResult] = [_ingest_one(path, settings, ledger) for path in ready]
     for result in results:
         log.info(result.message)
     return [asdict(r) for r in results]
+
+
+def _ingest_one(path: Path, settings: Settings, ledger: Ledger) -> IngestResult:
+    try:
+        return ingest_file(path, settings, ledger)
+    except Exception as error:  # noqa: BLE001 - one file must never stop the others
+        name = safe_name(path.name)
+        log.debug("ingesting %s failed", name, exc_info=True)
+        where = "left in the inbox for the next run" if path.exists() else "nothing recorded"
+        message = f"{name}: could not ingest: {first_line(error)}; {where}"
+        return IngestResult(name, "", False, SKIPPED, message)
 
 
 def pending_batches(settings: Settings) -> list[str]:
@@ -100,28 +109,36 @@ def recover_interrupted(settings: Settings, batch_id: str) -> list[str]:
 
 
 def slice_names(settings: Settings) -> dict[str, str]:
-    """batch id -> the source file's name without suffix: how people recognise a slice."""
-    return {b.batch_id: Path(b.source).stem for b in ledger_for(settings).batches()}
+    """batch id -> the source file's name without suffix: how people recognise a slice. Unique, as
+    every table keys its slices by it: the first batch of a name keeps it, a later batch of the same
+    name gets its id's first characters ("reviews #1a2b3c"). Stable: it depends only on the ledger's
+    arrival order and the sources, which never change."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for batch in ledger_for(settings).batches():
+        stem = Path(batch.source).stem
+        longer = (f"{stem} #{batch.batch_id}" + (f" ({n})" if n > 1 else "") for n in itertools.count(1))
+        # The full id (and a count) only when other files were named like these suffixes.
+        candidates = itertools.chain((stem, f"{stem} #{batch.batch_id[:6]}"), longer)
+        name = next(c for c in candidates if c not in used)
+        names[batch.batch_id] = name
+        used.add(name)
+    return names
 
 
 # Validate
 def validate_batch(settings: Settings, batch_id: str) -> dict:
     """Run the expectation suite. A failing batch is quarantined with a one-line reason (returned,
     not raised: a bad batch is an expected outcome). The first accepted batch fixes the label set."""
-    from perennial.validation import validate
-
     ledger = ledger_for(settings)
     if ledger.batch(batch_id).status == TRAINED:  # an interrupted cycle: already validated
         return {"batch_id": batch_id, "success": True, "reason": "validated earlier"}
-    frame = pd.read_parquet(rows_path(settings, batch_id))
     label_set = settings.labels or ledger.label_set()
-    report = validate(frame, settings, label_set)
-    report.save(validation_path(settings, batch_id))
-    _publish_data_docs(settings, batch_id)
-    reason = report.reason  # "" when the suite passed
-    labels = sorted(frame["label"].astype(str).unique()) if "label" in frame.columns else []
-    if not reason and label_set is None and len(labels) < 2:
-        reason = f"the first batch fixes the label set and needs at least two labels, found {labels}"
+    try:
+        reason, labels = _validation_reason(settings, batch_id, label_set)
+    except Exception as error:  # noqa: BLE001 - a batch that breaks validation must not stay pending
+        log.debug("validating batch %s failed", batch_id, exc_info=True)
+        reason, labels = f"could not validate: {first_line(error)}; drop the file again to retry", []
     if reason:
         ledger.transition(batch_id, QUARANTINED, reason)
         return {"batch_id": batch_id, "success": False, "reason": reason}
@@ -129,6 +146,24 @@ def validate_batch(settings: Settings, batch_id: str) -> dict:
     ledger.fix_label_set(label_set or labels)
     fault_point("validated", settings.root)
     return {"batch_id": batch_id, "success": True, "reason": ""}
+
+
+def _validation_reason(
+    settings: Settings, batch_id: str, label_set: list[str] | None
+) -> tuple[str, list[str]]:
+    """Why the batch fails ("" when it passes) and its labels; the report is saved and published."""
+    from perennial.validation import validate
+
+    frame = pd.read_parquet(rows_path(settings, batch_id))
+    report = validate(frame, settings, label_set)
+    report.save(validation_path(settings, batch_id))
+    _publish_data_docs(settings, batch_id)
+    reason = report.reason  # "" when the suite passed
+    # Nulls left out (pandas' string dtype keeps them as NaN, which does not sort with strings).
+    labels = sorted({str(v) for v in frame["label"].dropna()}) if "label" in frame.columns else []
+    if not reason and label_set is None and len(labels) < 2:
+        reason = f"the first batch fixes the label set and needs at least two labels, found {labels}"
+    return reason, labels
 
 
 def _publish_data_docs(settings: Settings, batch_id: str) -> None:
@@ -170,7 +205,13 @@ def champion_model_dir(settings: Settings, version: str) -> Path:
 
 
 def earlier_batches(settings: Settings, batch_id: str) -> list[str]:
-    return [b.batch_id for b in ledger_for(settings).batches(ACCEPTED) if b.batch_id != batch_id]
+    """Accepted batches other than `batch_id`, oldest first, less those whose labels the gate found
+    contradicting the champion: they feed no replay, joint training or evaluation slice."""
+    ledger = ledger_for(settings)
+    flagged = ledger.label_flags()
+    return [
+        b.batch_id for b in ledger.batches(ACCEPTED) if b.batch_id != batch_id and b.batch_id not in flagged
+    ]
 
 
 def memory_path(settings: Settings, batch_id: str) -> Path:
@@ -337,17 +378,36 @@ _STRATEGY_PARAMS = {
 
 # Evaluate
 def evaluation_slices(settings: Settings, batch_id: str) -> dict[str, pd.DataFrame]:
-    """The new batch's test split plus every earlier accepted batch's test split."""
+    """The new batch's test split plus every earlier accepted (and unflagged) batch's test split."""
     ids = [*earlier_batches(settings, batch_id), batch_id]
     return {b: load_split(settings, b, "test") for b in ids}
 
 
+def _label_check(predicted: dict[str, tuple], new_slice: str, champion_version: str | None) -> dict:
+    """The champion's confident rows and its confident errors on the new slice vs the earlier ones."""
+    from perennial.label_check import CONFIDENT, LabelCheck, confident_errors
+
+    new = confident_errors(predicted[new_slice][2], predicted[new_slice][1], CONFIDENT)
+    earlier = [confident_errors(p, r, CONFIDENT) for k, (_, r, p) in predicted.items() if k != new_slice]
+    return LabelCheck(
+        champion_version=champion_version,
+        threshold=CONFIDENT,
+        new_confident=new[0],
+        new_wrong=new[1],
+        earlier_confident=sum(c for c, _ in earlier),
+        earlier_wrong=sum(w for _, w in earlier),
+    ).to_dict()
+
+
 def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> dict:
-    """Score the challenger and the current champion on every slice; log the table to MLflow."""
+    """Score the challenger and the current champion on every slice; log the table to MLflow. Also
+    the trivial baselines on the new slice (what a first champion must beat) and the champion's
+    confident errors (whether a rejected batch's labels contradict it): see perennial.label_check."""
+    from perennial.baselines import trivial_baseline
     from perennial.evaluation import (
         load_model_dir,
         metrics_table,
-        predict_slices,
+        predict_slices_with_probabilities,
         resolve_device,
         score_slices,
     )
@@ -364,23 +424,45 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
     try:
         scores: dict[str, dict] = {}
         correct_on_new: dict[str, object] = {}
+        label_check = None
         for role, folder in models.items():
             model, tokenizer = load_model_dir(folder, device)
-            predicted = predict_slices(model, tokenizer, slices, label2id, settings)
+            with_probabilities = predict_slices_with_probabilities(
+                model, tokenizer, slices, label2id, settings
+            )
+            if role == "champion":  # its confidence too, for the label check
+                label_check = _label_check(with_probabilities, batch_id, challenger["champion_version"])
+            predicted = {k: (p, r) for k, (p, r, _) in with_probabilities.items()}
             scores[role] = score_slices(predicted)
             predictions, references = predicted[batch_id]
             correct_on_new[role] = predictions == references
             del model
+        # Both paired tests (against the majority class, against the champion) run alike.
+        test_options = {
+            "resamples": settings.bootstrap_resamples,
+            "confidence": 1 - settings.significance_level,
+            "seed": settings.seed,
+        }
+        # The trivial predictors a first champion must beat; logged for every cycle, for comparison.
+        baseline = trivial_baseline(
+            load_split(settings, batch_id, "train")["label"].to_numpy(),
+            slices[batch_id]["label"].to_numpy(),
+            correct_on_new["challenger"],
+            **test_options,
+        )
+        registry.log_metrics(
+            run_id,
+            {
+                "baseline.majority_accuracy": baseline.majority_accuracy,
+                "baseline.majority_macro_f1": baseline.majority_macro_f1,
+                "baseline.chance_macro_f1": baseline.chance_macro_f1,
+                "baseline.paired.p_value": baseline.paired.p_value,
+            },
+        )
         paired = None
         if "champion" in correct_on_new:
             # Same rows, both models: a paired test says whether the gain is more than noise.
-            paired = paired_test(
-                correct_on_new["champion"],
-                correct_on_new["challenger"],
-                resamples=settings.bootstrap_resamples,
-                confidence=1 - settings.significance_level,
-                seed=settings.seed,
-            )
+            paired = paired_test(correct_on_new["champion"], correct_on_new["challenger"], **test_options)
             registry.log_metrics(
                 run_id,
                 {
@@ -407,24 +489,39 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
         "challenger": scores["challenger"],
         "champion": scores.get("champion"),
         "paired": asdict(paired) if paired else None,
+        "baseline": baseline.to_dict(),
+        "label_check": label_check,
     }
 
 
 # Gate
 def gate(settings: Settings, scores: dict) -> dict:
+    """The gate's decision and reasons. A rejected batch whose labels contradict the champion far
+    beyond its usual error is flagged (`label_flag`: the reason and numbers; promote records it)."""
+    from perennial.baselines import Baseline
     from perennial.history import best_champion_accuracy
+    from perennial.label_check import LabelCheck, check_labels
     from perennial.significance import PairedTest
 
+    names = slice_names(settings)
     decision = decide(
         scores["challenger"],
         scores["champion"],
         scores["new_slice"],
         settings,
-        names=slice_names(settings),
+        names=names,
         paired=PairedTest(**scores["paired"]) if scores.get("paired") else None,
         best_before=best_champion_accuracy(ledger_for(settings).cycles()),
+        baseline=Baseline.from_dict(scores["baseline"]) if scores.get("baseline") else None,
     )
-    return {"promote": decision.promote, "reasons": decision.reasons}
+    flag = None
+    if not decision.promote and scores.get("champion") and scores.get("label_check"):
+        check = LabelCheck(**scores["label_check"])
+        reason = check_labels(check, names.get(scores["new_slice"], scores["new_slice"]), settings)
+        if reason:
+            flag = {"reason": reason, **check.to_dict(), "p_value": check.p_value}
+            decision = Decision(False, [*decision.reasons, reason])
+    return {"promote": decision.promote, "reasons": decision.reasons, "label_flag": flag}
 
 
 # Promote
@@ -462,6 +559,7 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         registry.end_run(run_id, "FAILED")
         raise
     _keep_local_copy(settings, Path(challenger["model_dir"]), version)
+    _record_label_flag(ledger, batch_id, verdict, decision)
     # The decision is final: describe this version. Never raises; a missing card is only a warning.
     publish_model_card(
         settings, run_id, batch_id, version, challenger, scores, verdict.label, verdict.reasons
@@ -475,7 +573,12 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         verdict.label,
         verdict.reasons,
         verdict.summary(),
-        {"challenger": scores["challenger"], "champion": scores["champion"], "paired": scores.get("paired")},
+        {
+            "challenger": scores["challenger"],
+            "champion": scores["champion"],
+            "paired": scores.get("paired"),
+            "baseline": scores.get("baseline"),
+        },
     )
     fault_point("recorded", settings.root)
     log_continual_metrics(settings, run_id)
@@ -489,6 +592,17 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         "reasons": verdict.reasons,
         "champion_version": champ.version if champ else None,
     }
+
+
+def _record_label_flag(ledger: Ledger, batch_id: str, verdict: Decision, decision: dict) -> None:
+    """Flag (or clear) the batch before its decision is recorded: a stop in between leaves it TRAINED,
+    out of replay either way, and the retried cycle sets the flag again."""
+    flag = decision.get("label_flag") if not verdict.promote else None
+    if flag:
+        details = {k: v for k, v in flag.items() if k != "reason"}
+        ledger.set_label_flag(batch_id, flag["reason"], details)
+    else:
+        ledger.set_label_flag(batch_id, None)
 
 
 def _apply_retention(settings: Settings) -> None:

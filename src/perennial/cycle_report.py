@@ -1,11 +1,15 @@
 """What one cycle did, as a reader wants it: the decision in words, the metrics side by side.
 
-Pure builders over the flow's small values; the flow publishes them as Prefect artifacts.
+Pure builders over the flow's small values; the flow publishes them as Prefect artifacts. The Prefect
+UI renders the markdown, so every value from data (file names, reasons that quote labels) is written as
+a code span or with its Markdown specials escaped: no link, image or HTML can come out of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from perennial.safe_html import markdown_code, markdown_text
 
 
 def comparison_rows(scores: Mapping, names: Mapping[str, str]) -> list[dict]:
@@ -31,30 +35,34 @@ def comparison_rows(scores: Mapping, names: Mapping[str, str]) -> list[dict]:
 
 def decision_markdown(source: str, batch_id: str, rows: int | None, outcome: Mapping) -> str:
     """The cycle's story: which batch, validation passed, which version, the decision and why."""
-    compared = f"v{outcome['compared_with']}" if outcome.get("compared_with") else "no champion yet"
+    e = markdown_text
+    compared = f"v{e(outcome['compared_with'])}" if outcome.get("compared_with") else "no champion yet"
     verdict = "promoted" if outcome["decision"] == "promote" else "rejected"
+    version, source, batch_id = e(outcome["version"]), markdown_code(source), markdown_code(batch_id)
     lines = [
-        f"# Cycle for `{source}`: v{outcome['version']} {verdict}",
+        f"# Cycle for {source}: v{version} {verdict}",
         "",
-        f"- batch: `{source}` (id `{batch_id}`, {rows if rows is not None else '?'} rows)",
+        f"- batch: {source} (id {batch_id}, {e(rows) if rows is not None else '?'} rows)",
         "- validation: passed (Great Expectations suite)",
-        f"- challenger: v{outcome['version']}, compared with {compared}",
-        f"- decision: **{outcome['decision']}**; champion is now v{outcome['champion_version']}",
+        f"- challenger: v{version}, compared with {compared}",
+        f"- decision: **{e(outcome['decision'])}**; champion is now v{e(outcome['champion_version'])}",
         "",
         "## Reasons",
         "",
-        *[f"- {reason}" for reason in outcome["reasons"]],
+        *[f"- {e(reason)}" for reason in outcome["reasons"]],
     ]
     return "\n".join(lines)
 
 
 def quarantine_markdown(source: str, batch_id: str, reason: str) -> str:
+    """The quarantine in words; the reason quotes the batch's own values, so it is shown as code."""
+    source = markdown_code(source)
     return "\n".join(
         [
-            f"# Cycle for `{source}`: quarantined",
+            f"# Cycle for {source}: quarantined",
             "",
-            f"- batch: `{source}` (id `{batch_id}`)",
+            f"- batch: {source} (id {markdown_code(batch_id)})",
             "- validation: **failed**; no model was trained on it, its raw file is kept",
-            f"- reason: {reason}",
+            f"- reason: {markdown_code(reason)}",
         ]
     )

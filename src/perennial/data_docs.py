@@ -9,10 +9,18 @@ loudly if a GX upgrade brings a CDN link it does not know. Layout under reports/
     index.html                    every validated batch, newest first
     validations/<batch_id>.html   GX's validation-results page
     static/                       the bundled CSS, JS, fonts and GX's images
+
+Every value from the batch (texts, labels, column names, the file and batch names) is shown as text:
+GX's templates print most strings as markup, so `_as_text` escapes them before GX renders the page,
+and every page carries a Content-Security-Policy that runs only the bundled scripts and the inline
+scripts written in GX's own templates (by hash).
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import html
 import json
 import logging
@@ -24,6 +32,7 @@ from typing import Any
 
 from perennial.config import Settings
 from perennial.files import write_text_atomic
+from perennial.safe_html import content_security_policy, csp_meta
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +128,113 @@ def render_validation_page(result: Mapping[str, Any], source: str = "", run_name
 
 
 def _page(document: Any) -> str:
-    """GX's HTML for a rendered document, its links pointed inside reports/data_docs/ (every page sits
-    one folder down) and its resources at the bundled copies."""
-    from great_expectations.render.view import DefaultJinjaPageView
-
-    page = DefaultJinjaPageView().render(document)
+    """GX's HTML for a rendered document, every value from data shown as text, its links pointed
+    inside reports/data_docs/ (every page sits one folder down), its resources at the bundled copies
+    and its scripts limited by a Content-Security-Policy."""
+    view = _gx_view()
+    view._validate_document(document)  # what render() checks, before the document becomes a dict
+    page = view._get_template(view._template).render(_as_text(document.to_json_dict()))
     page = _GX_HOME.sub("../index.html", page)
     page = _GX_SUITE.sub("../expectations/", page)
-    return localise(page, "../static/")
+    return with_csp(localise(page, "../static/"), gx_policy())
+
+
+@functools.cache
+def _gx_view() -> Any:
+    """One GX page view per process: its Jinja environment compiles GX's templates once (about a
+    second), not for every page."""
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    return DefaultJinjaPageView()
+
+
+# Keys whose strings GX wrote itself and prints as markup or uses as names: left as they are.
+_GX_OWN_KEYS = frozenset({"content_block_type", "styling", "tag", "markdown"})
+# Params GX prints raw on purpose (its status icon; JSON it escaped itself).
+_GX_TRUSTED_PARAMS = frozenset({"html_success_icon", "formatted_json"})
+
+
+def _as_text(node: Any) -> Any:
+    """A rendered document (as JSON) in which every string GX would print as markup is HTML-escaped
+    once: table cells, headers, section names and the page title are printed raw by GX's templates.
+    String-template params are left alone because GX escapes those itself (escaping them here would
+    show `&amp;lt;`); a param that is not a string (a list) is turned into one so GX escapes it too.
+    Templates are escaped too: GX writes a column name or an exception's traceback as the template
+    itself, and its own templates hold no markup. Markdown blocks go through mistune, which escapes
+    HTML itself."""
+    if isinstance(node, str):
+        return html.escape(node, quote=True)
+    if isinstance(node, list):
+        return [_as_text(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key in _GX_OWN_KEYS:
+            out[key] = value
+        elif key == "template" and isinstance(value, str):
+            out[key] = html.escape(value, quote=False)  # `$param` placeholders need no escaping
+        elif key == "params" and "template" in node and isinstance(value, dict):
+            out[key] = {name: _template_param(name, v) for name, v in value.items()}
+        else:
+            out[key] = _as_text(value)
+    return out
+
+
+def _template_param(name: str, value: Any) -> Any:
+    if name in _GX_TRUSTED_PARAMS or value is None or isinstance(value, (str, int, float)):
+        return value  # GX escapes strings; numbers and booleans need nothing
+    return str(value)  # GX prints other values with str() unescaped; as a string it escapes them
+
+
+# --------------------------------------------------------------------------- content security policy
+
+_GX_TEMPLATES = "render/view/templates"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+_INLINE_HANDLER = re.compile(r'\son[a-z]+="([^"]*)"', re.IGNORECASE)
+
+
+def gx_policy() -> str:
+    """The policy of a GX page: scripts and styles from the bundle beside it ('self', and file: for
+    a page opened from disk); inline scripts only when their hash is one of the fixed scripts in GX's
+    templates, and its two onclick handlers by hash ('unsafe-hashes'). Inline styles stay allowed
+    (GX's templates are full of style attributes, which cannot run code); images, fonts and
+    stylesheets only from the bundle or data: URIs. Nothing from the network."""
+    hashes = " ".join(f"'sha256-{h}'" for h in _gx_inline_script_hashes())
+    return content_security_policy(
+        f"script-src 'self' file: 'unsafe-hashes' {hashes}",
+        "style-src 'self' file: 'unsafe-inline'",
+        "img-src 'self' file: data:",
+        "font-src 'self' file: data:",
+    )
+
+
+INDEX_POLICY = content_security_policy("style-src 'self' file:", "img-src 'self' file: data:")
+
+
+@functools.cache
+def _gx_inline_script_hashes() -> tuple[str, ...]:
+    """sha256 of every inline script and onclick handler written out in GX's templates (those with a
+    Jinja expression inside are left out: their text depends on the page, so none is allowed)."""
+    import great_expectations
+
+    folder = Path(great_expectations.__file__).parent / _GX_TEMPLATES
+    scripts: set[str] = set()
+    for template in sorted(folder.glob("*.j2")):
+        source = template.read_text(encoding="utf-8")
+        found = _INLINE_SCRIPT.findall(source) + _INLINE_HANDLER.findall(source)
+        scripts.update(s for s in found if "{{" not in s and "{%" not in s)
+    return tuple(
+        sorted(base64.b64encode(hashlib.sha256(s.encode("utf-8")).digest()).decode() for s in scripts)
+    )
+
+
+def with_csp(page: str, policy: str) -> str:
+    """`page` with the policy's <meta> first in its <head>, before anything it governs."""
+    head = re.search(r"<head\b[^>]*>", page, re.IGNORECASE)
+    if head is None:
+        raise DataDocsError("a Data Docs page has no <head> to put its Content-Security-Policy in")
+    return f"{page[: head.end()]}\n    {csp_meta(policy)}{page[head.end() :]}"
 
 
 def _with_batch_names(result: Mapping[str, Any], source: str, run_name: str) -> dict[str, Any]:
@@ -248,7 +356,7 @@ def _index_row(batch: Any, outcome: Mapping[str, Any], has_page: bool) -> str:
 def _index_page(rows: Iterable[str]) -> str:
     body = "\n".join(rows) or '<tr><td colspan="6">No batch has been validated yet.</td></tr>'
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>perennial: Data Docs</title>
+<html lang="en"><head><meta charset="utf-8">{csp_meta(INDEX_POLICY)}<title>perennial: Data Docs</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="static/bootstrap/bootstrap.min.css">
 <link rel="shortcut icon" href="static/images/favicon.ico" type="image/x-icon">

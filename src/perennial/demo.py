@@ -29,9 +29,9 @@ def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
 
 def final_accuracy_matrix(settings: Settings) -> pd.DataFrame:
     """Accuracy of the champion after each cycle on every slice (future ones too: forward transfer)."""
+    from perennial.batch_store import load_split
     from perennial.cycle import champion_model_dir, labels_for, ledger_for, slice_names
     from perennial.evaluation import accuracy_matrix, evaluate_model, load_model_dir, resolve_device
-    from perennial.ingest import load_split
     from perennial.ledger import ACCEPTED
 
     names = slice_names(settings)

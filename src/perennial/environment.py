@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 from perennial.config import Settings
+from perennial.secrets import install_log_redaction
 
 OFFLINE_AND_QUIET = {
     "HF_HUB_OFFLINE": "1",
@@ -32,6 +33,7 @@ def configure(settings: Settings) -> None:
     """Set environment defaults for this process and create the workspace folders.
 
     Call it before importing Prefect: Prefect reads PREFECT_HOME once, at import."""
+    install_log_redaction()  # a token in a URI is masked in every library's log lines and warnings
     for key, value in OFFLINE_AND_QUIET.items():
         os.environ.setdefault(key, value)
     # MLflow's own retry with exponential backoff (urllib3) for a slow or absent tracking server:

@@ -165,8 +165,20 @@ def predict_slices(
     settings: Settings,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(predicted ids, reference ids) on each named slice (frames with ``text`` and ``label``)."""
+    scored = predict_slices_with_probabilities(model, tokenizer, slices, label2id, settings)
+    return {name: (predictions, references) for name, (predictions, references, _) in scored.items()}
+
+
+def predict_slices_with_probabilities(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    slices: Mapping[str, pd.DataFrame],
+    label2id: Mapping[str, int],
+    settings: Settings,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(predicted ids, reference ids, class probabilities [n, k]) on each named slice."""
     device = resolve_device(settings.device)
-    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    results: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for name, frame in slices.items():
         missing = {"text", "label"} - set(frame.columns)
         if missing:
@@ -177,7 +189,7 @@ def predict_slices(
         if unknown:
             raise ValueError(f"slice {name!r} has labels the model does not know: {unknown}")
         references = np.array([label2id[label] for label in frame["label"]], dtype=np.int64)
-        predictions, _ = predict(
+        predictions, probabilities = predict(
             model,
             tokenizer,
             frame["text"].tolist(),
@@ -185,7 +197,7 @@ def predict_slices(
             max_length=settings.max_length,
             device=device,
         )
-        results[name] = (predictions, references)
+        results[name] = (predictions, references, probabilities)
     return results
 
 

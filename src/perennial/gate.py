@@ -1,12 +1,16 @@
-"""The promotion gate: decide(challenger, champion) -> Decision with the reasons spelt out."""
+"""The promotion gate: decide(challenger, champion) -> Decision with the reasons spelt out.
+
+With no champion, the challenger is compared with the trivial baselines (perennial.baselines).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from perennial.baselines import Baseline
 from perennial.config import Settings
-from perennial.significance import PairedTest
+from perennial.significance import PairedTest, format_p
 
 PROMOTE = "promote"
 REJECT = "reject"
@@ -28,6 +32,55 @@ class Decision:
         return f"{self.label}: " + "; ".join(self.reasons)
 
 
+def _first_champion(
+    new: Mapping[str, float], baseline: Baseline | None, name: str, settings: Settings
+) -> Decision:
+    """With no champion, the challenger must beat (a) the majority class in accuracy beyond noise
+    (the same paired test as against a champion; only a positive gain when `require_significant_gain`
+    is off), (b) the best trivial baseline in macro-F1 by `min_macro_f1_gain`, and (c) `min_accuracy`
+    when that floor is set."""
+    if baseline is None:
+        return Decision(False, ["no champion yet and no baseline scores to compare with: evaluate again"])
+    accuracy, alpha, test = new[METRIC], settings.significance_level, baseline.paired
+    significant = test.significant(alpha)
+    gain = test.delta > 0
+    beats_majority = gain and (significant or not settings.require_significant_gain)
+    verdict = f"p={format_p(test.p_value)} {'<' if significant else '>='} {alpha:g}"
+    if not gain:
+        verdict += ": no gain over the majority class"
+    elif not significant:
+        verdict += (
+            ": not beyond noise" if settings.require_significant_gain else "; significance not required"
+        )
+    reasons = [
+        f"no champion yet: {METRIC} {accuracy:.3f} on {name} vs majority class {baseline.majority_label!r} "
+        f"{baseline.majority_accuracy:.3f} (paired test {verdict})"
+    ]
+    if settings.require_significant_gain and not significant:
+        # Even a perfect model is right on only the rows the majority class gets wrong: with few of
+        # them no gain can reach significance, and the user should hear that rather than wait.
+        minority_rows = round((1 - baseline.majority_accuracy) * test.n)
+        if 0.5**minority_rows >= alpha:
+            reasons.append(
+                f"{name}'s test split has only {minority_rows} rows outside the majority class, too few"
+                f" for any model to beat it at p < {alpha:g}: send bigger batches or raise test_fraction"
+            )
+    which, best = baseline.best
+    margin = new["macro_f1"] - best
+    beats_trivial = margin >= settings.min_macro_f1_gain
+    reasons.append(
+        f"macro-F1 {new['macro_f1']:.3f} vs best trivial baseline ({which}) {best:.3f} "
+        f"({margin:+.3f} {'>=' if beats_trivial else '<'} min_macro_f1_gain {settings.min_macro_f1_gain:.3f})"
+    )
+    above_floor = accuracy >= settings.min_accuracy
+    if settings.min_accuracy > 0:
+        reasons.append(
+            f"{METRIC} {accuracy:.3f} {'>=' if above_floor else '<'} "
+            f"floor min_accuracy {settings.min_accuracy:.3f}"
+        )
+    return Decision(beats_majority and beats_trivial and above_floor, reasons)
+
+
 def decide(
     challenger: Scores,
     champion: Scores | None,
@@ -36,9 +89,11 @@ def decide(
     names: Mapping[str, str] | None = None,
     paired: PairedTest | None = None,
     best_before: Mapping[str, float] | None = None,
+    baseline: Baseline | None = None,
 ) -> Decision:
     """Promote only if the challenger is good enough on the new slice and forgets nothing beyond
-    `max_forgetting` on any earlier slice. With no champion, an absolute floor applies.
+    `max_forgetting` on any earlier slice. With no champion, it must beat the trivial baselines
+    (`baseline`; see `_first_champion`).
 
     `paired` is the paired test of challenger against champion on the new slice: with
     `require_significant_gain`, a gain within noise is not enough. Forgetting on a slice is measured,
@@ -49,14 +104,9 @@ def decide(
     def named(key: str) -> str:
         return (names or {}).get(key, key)
 
-    new = challenger[new_slice][METRIC]
     if champion is None:
-        ok = new >= settings.min_accuracy
-        sign = ">=" if ok else "<"
-        floor = settings.min_accuracy
-        return Decision(
-            ok, [f"no champion yet: {METRIC} {new:.3f} on {named(new_slice)} {sign} floor {floor:.3f}"]
-        )
+        return _first_champion(challenger[new_slice], baseline, named(new_slice), settings)
+    new = challenger[new_slice][METRIC]
 
     reasons: list[str] = []
     old = champion[new_slice][METRIC]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perennial.ingest import inbox_entry
+from perennial.inbox import inbox_entry
 
 
 @dataclass
@@ -17,11 +17,14 @@ class InboxWatcher:
     """Each `poll()` returns the files that arrived since the last one and are complete.
 
     A file is complete when its size and modification time did not change between two polls, so a
-    copy still in progress is reported on a later poll. Hidden files and other suffixes (temporary
-    names like `batch.csv.part`) are never reported. This only times the event: a run started for
-    another reason ingests whatever batch files are in the inbox, so uploaders should write under a
-    temporary name and rename when done. A run applies the same rule itself: it ingests a file once
-    it has not changed for `inbox_settle_seconds`, waiting once if needed (ingest.ready_inbox_files).
+    copy still in progress is reported on a later poll. It reports the entries a run records
+    (inbox.inbox_entry): everything but names in progress (hidden, or a temporary suffix like
+    `batch.csv.part`), so unknown suffixes, bad names, links, folders and FIFOs are reported too
+    (a run quarantines them with a reason). This only times the event: a run started for another
+    reason ingests whatever is in the inbox, so uploaders should write under a name in progress and
+    rename when done (see inbox's docstring). A run applies the same rule itself: it ingests a file
+    once it has not changed for `inbox_settle_seconds`, waiting once if needed
+    (inbox.ready_inbox_files), and leaves one still being written.
     """
 
     inbox: Path
@@ -46,7 +49,7 @@ class InboxWatcher:
             return {}
         found: dict[str, tuple[int, int]] = {}
         for path in self.inbox.iterdir():
-            # The entries a run would ingest: batch files, and links (refused and recorded by the run).
+            # The entries a run records: all but names in progress (lstat only: a FIFO is never opened).
             entry = inbox_entry(path)
             if entry is not None:
                 found[path.name] = (entry.st_size, entry.st_mtime_ns)

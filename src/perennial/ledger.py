@@ -82,6 +82,15 @@ CREATE TABLE IF NOT EXISTS alias_moves (
 );
 """
 
+# Ingest's own tables, apart from `batches`: how often a quarantined batch was checked again, and
+# reads of a file's content that started and never finished (a file that kills the process).
+_INGEST_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS batch_attempts (batch_id TEXT PRIMARY KEY REFERENCES batches(batch_id),"
+    " attempts INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS read_attempts (sha256 TEXT PRIMARY KEY, unfinished INTEGER NOT NULL,"
+    " started_at TEXT NOT NULL)",
+)
+
 # Alias history: every move of a registry alias (MLflow keeps none). A move is written as `pending`
 # before the alias moves and marked `done` after, so a run that stops in between leaves a trace that
 # a reader can check against the registry (see Ledger.reconcile_alias).
@@ -150,6 +159,22 @@ class AliasMove:
     reason: str
     actor: str
     state: str  # done | recovered (shown); pending | abandoned (not a move, or not yet)
+
+
+# Batches whose labels the gate found contradicting the champion (see perennial.label_check.LabelCheck):
+# left out of replay, joint training and later evaluation slices. Created on first use.
+_FLAGS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS batch_flags (batch_id TEXT PRIMARY KEY REFERENCES batches(batch_id),"
+    " reason TEXT NOT NULL, details TEXT NOT NULL, flagged_at TEXT NOT NULL)"
+)
+
+
+@dataclass(frozen=True)
+class BatchFlag:
+    batch_id: str
+    reason: str  # one line, for the decision and `perennial status`
+    details: dict  # the numbers behind it
+    flagged_at: str
 
 
 def now() -> str:
@@ -227,6 +252,77 @@ class Ledger:
         with self._connect() as db:
             _transition(db, batch_id, status, reason, model_version)
         return self.batch(batch_id)
+
+    # Ingest bookkeeping: retries of quarantined batches, reads that never finished.
+    @contextmanager
+    def _ingest_db(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            for statement in _INGEST_SCHEMA:  # created on first use: older ledgers lack them
+                db.execute(statement)
+            yield db
+
+    def retry_batch(
+        self,
+        batch_id: str,
+        source: str,
+        raw_path: Path,
+        status: str,
+        reason: str = "",
+        rows: int | None = None,
+    ) -> Batch:
+        """A quarantined batch dropped again was checked again: its row takes the new outcome
+        (pending or quarantined), reason, row count, name and arrival time, and counts one more
+        attempt. One transaction: ingest's commit point for a retry. Only a quarantined batch is
+        retried (the same content as any other batch is a duplicate)."""
+        if status not in (PENDING, QUARANTINED):
+            raise LedgerError(f"a retried batch becomes pending or quarantined, not {status}")
+        stamp = now()
+        with self._ingest_db() as db:
+            row = db.execute("SELECT status FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+            if row is None:
+                raise LedgerError(f"unknown batch {batch_id}")
+            if row["status"] != QUARANTINED:
+                raise LedgerError(f"batch {batch_id} is {row['status']}: only a quarantined batch is retried")
+            db.execute(
+                "UPDATE batches SET status = ?, reason = ?, rows = ?, source = ?, raw_path = ?,"
+                " arrived_at = ?, model_version = NULL, updated_at = ? WHERE batch_id = ?",
+                (status, reason, rows, source, str(raw_path), stamp, stamp, batch_id),
+            )
+            db.execute(
+                "INSERT INTO batch_attempts (batch_id, attempts) VALUES (?, 2)"
+                " ON CONFLICT(batch_id) DO UPDATE SET attempts = attempts + 1",
+                (batch_id,),
+            )
+        return self.batch(batch_id)
+
+    def attempts(self, batch_id: str) -> int:
+        """How many times ingest checked the batch: 1, plus one per retry."""
+        with self._ingest_db() as db:
+            row = db.execute("SELECT attempts FROM batch_attempts WHERE batch_id = ?", (batch_id,)).fetchone()
+        return int(row["attempts"]) if row else 1
+
+    def start_read(self, sha256: str) -> int:
+        """Note that reading this content starts; returns how many earlier reads of it never finished
+        (the process was killed while reading: out of memory, or stopped)."""
+        with self._ingest_db() as db:
+            db.execute(
+                "INSERT INTO read_attempts (sha256, unfinished, started_at) VALUES (?, 1, ?)"
+                " ON CONFLICT(sha256) DO UPDATE SET unfinished = unfinished + 1,"
+                " started_at = excluded.started_at",
+                (sha256, now()),
+            )
+            row = db.execute("SELECT unfinished FROM read_attempts WHERE sha256 = ?", (sha256,)).fetchone()
+        return int(row["unfinished"]) - 1
+
+    def unfinished_reads(self, sha256: str) -> int:
+        with self._ingest_db() as db:
+            row = db.execute("SELECT unfinished FROM read_attempts WHERE sha256 = ?", (sha256,)).fetchone()
+        return int(row["unfinished"]) if row else 0
+
+    def finish_read(self, sha256: str) -> None:
+        """The read's outcome is recorded: no attempt of this content is left unfinished."""
+        with self._ingest_db() as db:
+            db.execute("DELETE FROM read_attempts WHERE sha256 = ?", (sha256,))
 
     # Cycles
     def record_cycle(
@@ -314,6 +410,34 @@ class Ledger:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM drift_checks ORDER BY check_id").fetchall()
         return [DriftCheck(**{**dict(row), "drifted": bool(row["drifted"])}) for row in rows]
+
+    # Label flags: a rejected batch whose labels contradict the champion.
+    @contextmanager
+    def _flags_db(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute(_FLAGS_SCHEMA)  # created on first use: older ledgers lack it
+            yield db
+
+    def set_label_flag(self, batch_id: str, reason: str | None, details: dict | None = None) -> None:
+        """Flag the batch with `reason` (one line) and its numbers, or clear its flag (reason None):
+        a retried cycle's decision replaces the interrupted one's."""
+        with self._flags_db() as db:
+            if reason is None:
+                db.execute("DELETE FROM batch_flags WHERE batch_id = ?", (batch_id,))
+                return
+            db.execute(
+                "INSERT OR REPLACE INTO batch_flags (batch_id, reason, details, flagged_at)"
+                " VALUES (?, ?, ?, ?)",
+                (batch_id, one_line(reason), json.dumps(details or {}), now()),
+            )
+
+    def label_flags(self) -> dict[str, BatchFlag]:
+        """batch id -> its flag, for the flagged batches only."""
+        with self._flags_db() as db:
+            rows = db.execute("SELECT * FROM batch_flags ORDER BY flagged_at").fetchall()
+        return {
+            row["batch_id"]: BatchFlag(**{**dict(row), "details": json.loads(row["details"])}) for row in rows
+        }
 
     # Alias history
     def begin_alias_move(

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import html
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import markdown
 import pandas as pd
 import pyarrow.parquet as pq
+from markdown.extensions import Extension
+from markdown.extensions.tables import TableExtension
 
+from perennial import safe_html
+from perennial.batch_store import SPLITS, split_path
 from perennial.config import Settings
 from perennial.files import write_text_atomic
-from perennial.ingest import SPLITS, split_path
 from perennial.ledger import Ledger, LedgerError
+from perennial.safe_html import content_security_policy, csp_meta, markdown_code, sanitize
 from perennial.strategy import Strategy
 
 log = logging.getLogger("perennial")
@@ -265,28 +269,43 @@ def _limitation_facts(slices: Sequence[Mapping], labels: Sequence[str]) -> dict:
 def render_markdown(facts: Mapping) -> str:
     """The card as markdown: title, decision, lineage, training, evaluation, drift, use, limits."""
     sections = [
-        [f"# {_text(facts['model'])} v{facts['version']}", "", f"Card written {facts['created_at']}."],
+        [
+            f"# {_text(facts['model'])} v{_text(facts['version'])}",
+            "",
+            f"Card written {_text(facts['created_at'])}.",
+        ],
         _decision_section(facts),
         _lineage_section(facts),
         _training_section(facts),
         _evaluation_section(facts),
         _drift_section(facts),
-        ["## Intended use", "", _text(facts["intended_use"])],
+        ["## Intended use", "", _intended_use(facts)],
         _limitations_section(facts),
     ]
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
 
+def _intended_use(facts: Mapping) -> str:
+    """The standard text keeps its `perennial drift` code span; only the labels in it are escaped."""
+    labels = ", ".join(str(label) for label in facts["limitations"]["labels"])
+    if facts["intended_use"] == INTENDED_USE.format(labels=labels):
+        return INTENDED_USE.format(labels=_text(labels))
+    return _text(facts["intended_use"])
+
+
 def _decision_section(facts: Mapping) -> list[str]:
     decision = facts["decision"]
     compared = (
-        f"champion v{facts['compared_with']}" if facts["compared_with"] else "no champion (first version)"
+        f"champion v{_text(facts['compared_with'])}"
+        if facts["compared_with"]
+        else "no champion (first version)"
     )
-    after = f"v{facts['champion_after']}" if facts["champion_after"] else "none"
+    after = f"v{_text(facts['champion_after'])}" if facts["champion_after"] else "none"
     lines = [
         "## Decision",
         "",
-        f"**{decision['label']}**: v{facts['version']}, trained on new slice {_text(facts['new_slice'])}, "
+        f"**{_text(decision['label'])}**: v{_text(facts['version'])}, trained on new slice "
+        f"{_text(facts['new_slice'])}, "
         f"was compared with {compared}. Champion after this decision: {after}.",
         "",
         "Reasons:",
@@ -304,16 +323,16 @@ def _lineage_section(facts: Mapping) -> list[str]:
     ]
     for b in facts["lineage"]["batches"]:
         rows = b["rows"] or {}
-        dates = f"{b['date_range']['from']} to {b['date_range']['to']}" if b["date_range"] else "-"
+        dates = _cell(f"{b['date_range']['from']} to {b['date_range']['to']}") if b["date_range"] else "-"
         lines.append(
             "| "
             + " | ".join(
                 [
                     _cell(b["slice"] + (" (new)" if b["new"] else "")),
-                    f"`{b['batch_id']}`",
+                    markdown_code(b["batch_id"]).replace("|", "\\|"),
                     _cell(b["source"] or "unknown"),
                     _cell(b["arrived_at"] or "unknown"),
-                    *(str(rows.get(s, "?")) for s in SPLITS),
+                    *(_cell(rows.get(s, "?")) for s in SPLITS),
                     _cell(", ".join(b["domains"])) if b["domains"] else "-",
                     dates,
                 ]
@@ -327,9 +346,9 @@ def _lineage_section(facts: Mapping) -> list[str]:
 def _replay_line(replay: Mapping) -> str:
     if replay["rows"] is None:
         return "Replayed rows: not recorded for this version."
-    line = f"Replayed rows mixed into training: {replay['rows']}"
+    line = f"Replayed rows mixed into training: {_text(replay['rows'])}"
     if replay["by_slice"]:
-        line += " (" + ", ".join(f"{_text(k)}: {v}" for k, v in replay["by_slice"].items()) + ")"
+        line += " (" + ", ".join(f"{_text(k)}: {_text(v)}" for k, v in replay["by_slice"].items()) + ")"
     return line + "."
 
 
@@ -347,12 +366,14 @@ def _training_section(facts: Mapping) -> list[str]:
         "",
         f"- base model: {_text(t['base_model'])}",
         f"- warm-started from: {_text(start)}",
-        f"- strategy: {t['strategy']} (data {t['data']}, tuning {t['tuning']}, regularizer {regularizer})",
-        f"- replay: {'on' if replay['used'] else 'off'} (memory size {replay['memory_size']}, "
+        f"- strategy: {_text(t['strategy'])} (data {_text(t['data'])}, tuning {_text(t['tuning'])}, "
+        f"regularizer {_text(regularizer)})",
+        f"- replay: {'on' if replay['used'] else 'off'} (memory size {_text(replay['memory_size'])}, "
         f"ratio {replay['ratio']:g})",
         "- hyperparameters: "
         + ", ".join(
-            f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in t["hyperparameters"].items()
+            f"{_text(k)} {v:g}" if isinstance(v, float) else f"{_text(k)} {_text(v)}"
+            for k, v in t["hyperparameters"].items()
         ),
     ]
     result = t["result"]
@@ -364,21 +385,21 @@ def _training_section(facts: Mapping) -> list[str]:
 
 
 def _result_item(key: str, value: object) -> str:
-    label = key.replace("_", " ")
+    label = _text(key.replace("_", " "))
     if isinstance(value, bool):
         return f"{label} {'yes' if value else 'no'}"
     if isinstance(value, float):
         return f"{label} {value:.4g}"
-    return f"{label} {value}"
+    return f"{label} {_text(value)}"
 
 
 def _evaluation_section(facts: Mapping) -> list[str]:
     evaluation = facts["evaluation"]
-    against = f"champion v{facts['compared_with']}" if facts["compared_with"] else "no champion"
+    against = f"champion v{_text(facts['compared_with'])}" if facts["compared_with"] else "no champion"
     lines = [
         "## Evaluation",
         "",
-        f"Test split of every slice, challenger v{facts['version']} against {against}; "
+        f"Test split of every slice, challenger v{_text(facts['version'])} against {against}; "
         "macro-F1 is the challenger's.",
         "",
         "| slice | challenger acc | champion acc | delta | macro-F1 | n |",
@@ -388,7 +409,7 @@ def _evaluation_section(facts: Mapping) -> list[str]:
     paired = evaluation["paired"]
     lines += [
         "",
-        f"Paired test on the new slice: {paired['description']}."
+        f"Paired test on the new slice: {_text(paired['description'])}."
         if paired
         else "Paired test: none (no champion to compare with).",
     ]
@@ -403,7 +424,7 @@ def _evaluation_row(s: Mapping) -> str:
         f"{theirs['accuracy']:.3f}" if theirs else "-",
         f"{s['delta']:+.3f}" if s["delta"] is not None else "-",
         f"{mine['macro_f1']:.3f}",
-        str(mine["n"]),
+        _cell(mine["n"]),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -413,11 +434,11 @@ def _drift_section(facts: Mapping) -> list[str]:
     lines = ["## Drift at training time", ""]
     if not drift["checked"]:
         return lines + ["Never checked (`perennial drift`, or the drift-monitor deployment)."]
-    against = f"champion v{drift['champion_version']}" if drift["champion_version"] else "no champion"
+    against = f"champion v{_text(drift['champion_version'])}" if drift["champion_version"] else "no champion"
     score = f", score {drift['score']:.4g}" if drift["score"] is not None else ""
     return lines + [
-        f"Latest check {drift['checked_at']} against {against}: {_text(drift['message'])} "
-        f"(action {drift['action']}{score})."
+        f"Latest check {_text(drift['checked_at'])} against {against}: {_text(drift['message'])} "
+        f"(action {_text(drift['action'])}{score})."
     ]
 
 
@@ -427,7 +448,7 @@ def _limitations_section(facts: Mapping) -> list[str]:
     for s in limits["weakest_slices"]:
         lines.append(
             f"    - {_text(s['name'])}: accuracy {s['accuracy']:.3f}, "
-            f"macro-F1 {s['macro_f1']:.3f} (n={s['n']})"
+            f"macro-F1 {s['macro_f1']:.3f} (n={_text(s['n'])})"
         )
     lines.append(
         f"- Predicts only these labels: {_text(', '.join(limits['labels']))}; "
@@ -443,13 +464,10 @@ def _limitations_section(facts: Mapping) -> list[str]:
     return lines
 
 
-_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
-
-
 def _text(value: object) -> str:
-    """Free text (file names, reasons, messages) as markdown that cannot inject HTML: Python-Markdown
-    passes raw tags through, so a `<` that would open one is written as an entity. `p < 0.05` stays."""
-    return _TAG_START.sub("&lt;", " ".join(str(value).split()))
+    """Free text (file names, domains, reasons, settings) as markdown that shows exactly that text:
+    no tag, link, image or emphasis can come out of it (see safe_html.markdown_text)."""
+    return safe_html.markdown_text(value)
 
 
 def _cell(value: object) -> str:
@@ -470,18 +488,33 @@ code { background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; font-size:
 """
 
 
-def render_html(markdown_text: str, title: str) -> str:
-    """A standalone page: the markdown rendered with tables, inline CSS, nothing fetched from anywhere."""
-    import markdown
+# Inline CSS only; images embedded or relative (the sanitiser already removed any other).
+CSP = content_security_policy("img-src 'self' data:", "style-src 'unsafe-inline'")
 
-    body = markdown.markdown(markdown_text, extensions=["tables"], output_format="html")
+
+def render_html(markdown_text: str, title: str) -> str:
+    """A standalone page: the markdown rendered with tables, inline CSS, nothing fetched from anywhere.
+    Raw HTML in the markdown is shown as text, and the result goes through nh3 (safe_html.sanitize)."""
+    body = markdown.Markdown(
+        extensions=[_NoRawHtml(), TableExtension(use_align_attribute=True)], output_format="html"
+    ).convert(markdown_text)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"{csp_meta(CSP)}\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n{body}\n</body>\n</html>\n"
+        f"<body>\n{sanitize(body)}\n</body>\n</html>\n"
     )
+
+
+class _NoRawHtml(Extension):
+    """Python-Markdown passes raw HTML through; without its HTML block and inline parsers a `<tag>`
+    in the markdown is ordinary text, escaped on output."""
+
+    def extendMarkdown(self, md: markdown.Markdown) -> None:  # noqa: N802 - Python-Markdown's name
+        md.preprocessors.deregister("html_block")
+        md.inlinePatterns.deregister("html")
 
 
 # --------------------------------------------------------------------------- files and publishing

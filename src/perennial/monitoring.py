@@ -84,7 +84,7 @@ def recent_texts(settings: Settings) -> MonitoredTexts:
 
 def reference_texts(settings: Settings, ledger: Ledger, champion_version: str) -> list[str]:
     """A seeded sample of held-out rows from every batch promoted up to the champion, balanced by batch."""
-    from perennial.ingest import split_path
+    from perennial.batch_store import split_path
 
     batches = [
         b.batch_id
@@ -106,7 +106,7 @@ def reference_texts(settings: Settings, ledger: Ledger, champion_version: str) -
 
 def pending_labelled_batches(settings: Settings, ledger: Ledger) -> int:
     """Labelled data waiting to train: batches in the ledger and files still in the inbox."""
-    from perennial.ingest import inbox_files
+    from perennial.inbox import inbox_files
 
     return len(ledger.pending()) + len(inbox_files(settings))
 

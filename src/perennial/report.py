@@ -24,6 +24,7 @@ from perennial.config import Settings
 from perennial.data_docs import data_docs_dir
 from perennial.data_docs import page_path as data_docs_page
 from perennial.files import write_text_atomic
+from perennial.safe_html import content_security_policy, csp_meta, is_relative_url
 
 REPORT_NAME = "index.html"
 # Keys of the `images` mapping that render_report embeds.
@@ -260,7 +261,7 @@ footer { margin-top: 3rem; border-top: 1px solid #8c959f; padding-top: .6rem; fo
          color: #57606a; }
 """
 # Nothing may be fetched: images are data URIs and the only style is inline.
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_CSP = content_security_policy("img-src data:", "style-src 'unsafe-inline'")
 _DECISION_TEXT = {"promote": "✓ promote", "reject": "✗ reject"}
 
 
@@ -282,7 +283,7 @@ def render_report(data: Mapping, images: Mapping[str, bytes]) -> str:
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+        f"{csp_meta(_CSP)}\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         + "\n".join(sections)
@@ -328,7 +329,11 @@ def _decision(decision: str | None) -> str:
 
 
 def _link(href: str | None, text: str, missing: str = MISSING) -> str:
-    return f'<a href="{_e(href)}">{_e(text)}</a>' if href else _e(missing)
+    """A link to a file beside the report; an href that names a scheme or a host (`javascript:`,
+    `//host`) is not one of ours, so only the text is shown."""
+    if not href or not is_relative_url(str(href)):
+        return _e(missing)
+    return f'<a href="{_e(href)}">{_e(text)}</a>'
 
 
 def _image(png: bytes, alt: str) -> str:

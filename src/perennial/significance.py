@@ -42,13 +42,14 @@ class PairedTest:
             level = f"{100 * self.confidence:g}% " if self.confidence is not None else ""
             parts.append(f"{level}CI [{100 * self.ci_low:+.1f}, {100 * self.ci_high:+.1f}]")
         parts.append(
-            f"McNemar exact p={_format_p(self.p_value)} (challenger-only right {self.c}, "
+            f"McNemar exact p={format_p(self.p_value)} (challenger-only right {self.c}, "
             f"champion-only right {self.b}, n={self.n})"
         )
         return ", ".join(parts)
 
 
-def _format_p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value for a reason line: 4 decimals, scientific below 1e-4."""
     if p == 0.0:
         return "<1e-300"  # underflowed: far beyond any threshold anyone uses
     return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
@@ -108,6 +109,28 @@ def _log_upper_tail(k: int, n: int) -> float:
     top = log_pmf.max()
     log_tail = top + math.log(float(np.exp(log_pmf - top).sum()))
     return min(1.0, math.exp(log_tail))  # exp underflows to 0.0 only for p < ~1e-308
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided exact binomial test of "more than p" (log space,
+    relative error ~1e-10)."""
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability, got {p}")
+    if k <= 0:
+        return 1.0
+    if k > n or p == 0.0:
+        return 0.0
+    if p == 1.0:
+        return 1.0
+    i = np.arange(k, n + 1)
+    lgamma = np.vectorize(math.lgamma, otypes=[float])
+    log_pmf = (
+        math.lgamma(n + 1) - lgamma(i + 1) - lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+    )
+    top = log_pmf.max()
+    return min(1.0, math.exp(top + math.log(float(np.exp(log_pmf - top).sum()))))
 
 
 def mcnemar(champion_correct: BoolArray, challenger_correct: BoolArray) -> PairedTest:

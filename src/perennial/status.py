@@ -28,6 +28,7 @@ def gather_status(settings: Settings) -> dict:
                 break
     matrix, summary = continual_metrics(settings)
     checks = ledger.drift_checks()
+    flags = ledger.label_flags()
     return {
         "workspace": str(settings.root),
         "strategy": Strategy.from_settings(settings).name,
@@ -37,6 +38,8 @@ def gather_status(settings: Settings) -> dict:
         "champion_history": [asdict(m) for m in moves],
         "label_set": settings.labels or ledger.label_set(),
         "batches": [asdict(b) for b in ledger.batches()],
+        # batch id -> why its labels were left out of replay and evaluation
+        "label_flags": {batch_id: flag.reason for batch_id, flag in flags.items()},
         "cycles": [
             {
                 "batch": names.get(c.batch_id, c.batch_id),
@@ -94,6 +97,9 @@ def format_status(status: dict) -> str:
         )
         if b["reason"]:
             lines.append(f"      {b['reason']}")
+        flag = status.get("label_flags", {}).get(b["batch_id"])
+        if flag:
+            lines.append(f"      FLAGGED: {flag}")
     lines.extend(_format_continual(status["continual"]))
     lines.extend(_format_drift(status.get("drift")))
     if status["cycles"]:

@@ -9,11 +9,13 @@ most users of this module (the CLI, the API) only need it when a batch actually 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import os
 import re
 import tempfile
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,17 +42,19 @@ _STORED_CHARS = 1000  # longer strings are cut in the stored result (a text of m
 # two checks can share one expectation type, e.g. the two length bounds).
 _NULL_TEXT = "null_text"
 _BLANK_TEXT = "blank_text"
+_INVISIBLE_TEXT = "invisible_text"
 _SHORT_TEXT = "short_text"
 _LONG_TEXT = "long_text"
 _DUPLICATES = "duplicate_text"
 _NULL_LABEL = "null_label"
+_BLANK_LABEL = "blank_label"
 _LABEL_SET = "label_set"
 _ROW_COUNT = "row_count"
 _EXTRA_COLUMNS = "extra_columns"
 _LABEL_KINDS = "label_kinds"  # not a GX check: see _label_kinds_line
 _ORDER = (
-    _ROW_COUNT, _EXTRA_COLUMNS, _NULL_TEXT, _BLANK_TEXT, _SHORT_TEXT, _LONG_TEXT, _DUPLICATES, _NULL_LABEL,
-    _LABEL_SET, _LABEL_KINDS,
+    _ROW_COUNT, _EXTRA_COLUMNS, _NULL_TEXT, _BLANK_TEXT, _INVISIBLE_TEXT, _SHORT_TEXT, _LONG_TEXT,
+    _DUPLICATES, _NULL_LABEL, _BLANK_LABEL, _LABEL_SET, _LABEL_KINDS,
 )  # fmt: skip
 
 
@@ -99,6 +103,52 @@ def _import_gx() -> Any:
     return gx
 
 
+# Characters that show nothing: controls, format characters (zero-width, bidi marks), separators,
+# and the default-ignorable code points of other categories that fonts draw as nothing (Hangul
+# fillers, variation selectors, ...) or as blank (U+2800). A text made only of these is not text.
+_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Zs", "Zl", "Zp"))
+_INVISIBLE_EXTRA = (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2065, 0x2065),
+    (0x2800, 0x2800), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),
+)  # fmt: skip
+
+
+def _escape(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+@functools.cache
+def invisible_ranges() -> tuple[tuple[int, int], ...]:
+    """The invisible code points as sorted, merged (first, last) ranges; built once (~0.3 s)."""
+    codes = {c for c in range(0x110000) if unicodedata.category(chr(c)) in _INVISIBLE_CATEGORIES}
+    codes.update(c for first, last in _INVISIBLE_EXTRA for c in range(first, last + 1))
+    ranges: list[list[int]] = []
+    for code in sorted(codes):
+        if ranges and code == ranges[-1][1] + 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return tuple((first, last) for first, last in ranges)
+
+
+@functools.cache
+def _invisible_class() -> str:
+    """A regex character class of the invisible characters, in ASCII escapes (readable in Data Docs;
+    Python `re`, GX's pandas engine through ``str.contains``, understands them)."""
+    members = "".join(
+        _escape(first) if first == last else f"{_escape(first)}-{_escape(last)}"
+        for first, last in invisible_ranges()
+    )
+    return f"[{members}]"
+
+
+def invisible_text_regex() -> str:
+    """Matches a text made only of invisible characters, at least one of them not whitespace (a
+    whitespace-only text is the blank check's)."""
+    return rf"^(?!\s*$){_invisible_class()}+$"
+
+
 def _expectations(
     settings: Settings,
     label_set: list[str] | None,
@@ -123,6 +173,9 @@ def _expectations(
     out += [
         E.ExpectColumnValuesToNotBeNull(column="text", meta={"check": _NULL_TEXT}),
         E.ExpectColumnValuesToNotMatchRegex(column="text", regex=r"^\s*$", meta={"check": _BLANK_TEXT}),
+        E.ExpectColumnValuesToNotMatchRegex(
+            column="text", regex=invisible_text_regex(), meta={"check": _INVISIBLE_TEXT}
+        ),
         E.ExpectColumnValueLengthsToBeBetween(
             column="text", min_value=settings.min_text_chars, meta={"check": _SHORT_TEXT}
         ),
@@ -136,6 +189,7 @@ def _expectations(
             meta={"check": _DUPLICATES},
         ),
         E.ExpectColumnValuesToNotBeNull(column="label", meta={"check": _NULL_LABEL}),
+        E.ExpectColumnValuesToNotMatchRegex(column="label", regex=r"^\s*$", meta={"check": _BLANK_LABEL}),
     ]
     if label_set is not None:
         out.append(
@@ -212,6 +266,12 @@ def _quote(value: Any) -> str:
     if len(text) > _EXAMPLE_CHARS:
         text = text[:_EXAMPLE_CHARS] + "..."
     return repr(text)  # repr keeps the message on one line (escapes newlines) and shows blanks
+
+
+def _quote_invisible(value: Any) -> str:
+    """Quoted with every invisible character escaped: repr leaves some (e.g. U+3164) as they are."""
+    hidden = re.compile(_invisible_class())
+    return hidden.sub(lambda m: m.group() if m.group() == " " else _escape(ord(m.group())), _quote(value))
 
 
 def _examples(values: Iterable[Any], describe: Callable[[Any], str] = _quote) -> str:
@@ -345,6 +405,9 @@ def _failure_line(
         return f"text is null: {_rows(res, total)}"
     if check == _BLANK_TEXT:
         return f"text is blank or whitespace only: {_rows(res, total)}{_examples(examples)}"
+    if check == _INVISIBLE_TEXT:
+        shown = _examples(examples, _quote_invisible)
+        return f"text has no visible characters: {_rows(res, total)}{shown}"
     if check == _SHORT_TEXT:
         return (
             f"text shorter than {settings.min_text_chars} characters: {_rows(res, total)}"
@@ -359,6 +422,8 @@ def _failure_line(
         return _duplicates_line(data, res.get("observed_value"), settings)
     if check == _NULL_LABEL:
         return f"label is null: {_rows(res, total)}"
+    if check == _BLANK_LABEL:
+        return f"label is blank or whitespace only: {_rows(res, total)}{_examples(examples)}"
     if check == _LABEL_SET:
         allowed = [str(v) for v in label_set or []]
         return (

@@ -36,8 +36,8 @@ def run_bench(script: str, tmp_path: Path, model: Path, *args: str) -> dict:
     return json.loads((out / f"{script}.json").read_text())
 
 
-def test_overhead_times_both_sides_alternately(tmp_path: Path, tiny_model_dir: Path) -> None:
-    result = run_bench("overhead", tmp_path, tiny_model_dir, "--rows", "120", "--repeats", "2")
+def test_overhead_times_both_sides_alternately(tmp_path: Path, pretrained_tiny_model_dir: Path) -> None:
+    result = run_bench("overhead", tmp_path, pretrained_tiny_model_dir, "--rows", "120", "--repeats", "2")
     assert set(result["seconds"]) == {"perennial run", "plain script"}
     assert all(len(runs) == 2 and min(runs) > 0 for runs in result["seconds"].values())
     seconds = result["seconds"]
@@ -46,8 +46,10 @@ def test_overhead_times_both_sides_alternately(tmp_path: Path, tiny_model_dir: P
     assert result["machine"]["cores"] >= 1
 
 
-def test_trainer_compares_samples_per_second_and_accuracy(tmp_path: Path, tiny_model_dir: Path) -> None:
-    result = run_bench("trainer", tmp_path, tiny_model_dir, "--rows", "160", "--epochs", "2")
+def test_trainer_compares_samples_per_second_and_accuracy(
+    tmp_path: Path, pretrained_tiny_model_dir: Path
+) -> None:
+    result = run_bench("trainer", tmp_path, pretrained_tiny_model_dir, "--rows", "160", "--epochs", "2")
     ours, theirs = result["results"]["perennial"], result["results"]["transformers.Trainer"]
     # Both saw every training row in every epoch.
     assert ours["samples"] == theirs["samples"] == 160 * 2
@@ -59,8 +61,10 @@ def test_trainer_compares_samples_per_second_and_accuracy(tmp_path: Path, tiny_m
     assert result["accuracy_gap_points"] == pytest.approx(gap)
 
 
-def test_history_series_reports_time_memory_and_storage(tmp_path: Path, tiny_model_dir: Path) -> None:
-    result = run_bench("history", tmp_path, tiny_model_dir, "--rows", "80", "--batches", "3")
+def test_history_series_reports_time_memory_and_storage(
+    tmp_path: Path, pretrained_tiny_model_dir: Path
+) -> None:
+    result = run_bench("history", tmp_path, pretrained_tiny_model_dir, "--rows", "80", "--batches", "3")
     cycles = result["cycles"]
     assert [c["earlier_batches"] for c in cycles] == [0, 1, 2]
     assert cycles[0]["status"] == "promoted"
@@ -74,8 +78,8 @@ def test_history_series_reports_time_memory_and_storage(tmp_path: Path, tiny_mod
     assert storage["registry_mib_per_cycle"] == pytest.approx(cycles[-1]["registry_total_mib"] / 3)
 
 
-def test_predict_counts_every_text_and_times_help(tmp_path: Path, tiny_model_dir: Path) -> None:
-    result = run_bench("predict", tmp_path, tiny_model_dir, "--texts", "250")
+def test_predict_counts_every_text_and_times_help(tmp_path: Path, pretrained_tiny_model_dir: Path) -> None:
+    result = run_bench("predict", tmp_path, pretrained_tiny_model_dir, "--texts", "250")
     assert result["texts"] == 250
     assert result["texts_per_s"] == pytest.approx(250 / result["seconds"])
     assert len(result["help_seconds"]) == 5 and all(s > 0 for s in result["help_seconds"])

@@ -5,7 +5,6 @@ that leaves 127.0.0.1 or the disk blocked, and saves screenshots under results/b
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,21 +23,8 @@ from processes import answers, free_port, stop_group, tiny_cli_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
-CHROMIUM = Path(os.environ.get("PERENNIAL_CHROMIUM", "/usr/bin/chromium"))
 BOOTSTRAP_BLUES = {"rgb(0, 123, 255)", "rgb(0, 105, 217)", "rgb(0, 98, 204)"}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "results" / "browser"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: `make test` installs Debian's chromium where apt can")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 class OfflinePage:
@@ -68,10 +54,10 @@ class OfflinePage:
 
 
 @contextlib.contextmanager
-def mlflow_ui(settings: Settings, tiny_model_dir: Path) -> Iterator[str]:
+def mlflow_ui(settings: Settings, pretrained_tiny_model_dir: Path) -> Iterator[str]:
     """`perennial ui` in its own process group on a free port; yields its URL once it answers."""
     port = free_port()
-    env = tiny_cli_env(settings.root, tiny_model_dir, mlflow_ui_port=str(port))
+    env = tiny_cli_env(settings.root, pretrained_tiny_model_dir, mlflow_ui_port=str(port))
     ui = subprocess.Popen(
         [sys.executable, "-m", "perennial.cli", "ui"],
         env=env, cwd=settings.root.parent, start_new_session=True,
@@ -86,7 +72,7 @@ def mlflow_ui(settings: Settings, tiny_model_dir: Path) -> Iterator[str]:
 
 
 def test_report_data_docs_and_mlflow_ui_show_the_champion_and_heatmap_offline(
-    settings: Settings, drop, browser: object, tiny_model_dir: Path
+    settings: Settings, drop, browser: object, pretrained_tiny_model_dir: Path
 ) -> None:
     for fixture in ("reviews.csv", "films.jsonl"):
         drop(settings, fixture)
@@ -125,7 +111,7 @@ def test_report_data_docs_and_mlflow_ui_show_the_champion_and_heatmap_offline(
     assert view.blocked == [] and view.failed == [], (view.blocked, view.failed)
 
     # The MLflow UI on 127.0.0.1: the champion alias sits on the champion's version.
-    with mlflow_ui(settings, tiny_model_dir) as url:
+    with mlflow_ui(settings, pretrained_tiny_model_dir) as url:
         ui = OfflinePage(browser)
         ui.page.goto(f"{url}/#/models/{settings.registered_model_name}")
         row = ui.page.get_by_role("row").filter(has_text=f"Version {champion.version}").first

@@ -177,7 +177,7 @@ def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(setting
 
 
 def test_joint_retrains_from_the_base_model_on_every_batch(settings: Settings, drop) -> None:
-    from perennial.ingest import load_split
+    from perennial.batch_store import load_split
 
     settings = settings.model_copy(update={"strategy": "joint"})
     for fixture in ("reviews.csv", "films.jsonl"):

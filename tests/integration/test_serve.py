@@ -76,12 +76,12 @@ def _batch(domain: str, seed: int, path: Path, rows: int = 60) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, pretrained_tiny_model_dir: Path) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("served")
     port = free_port()
     env = tiny_cli_env(
         root / "ws",
-        tiny_model_dir,
+        pretrained_tiny_model_dir,
         epochs="1",
         require_significant_gain="false",
         server_port=str(port),

@@ -65,7 +65,7 @@ def champion_predicts(tracking_uri: str) -> str:
 
 
 def test_two_cycles_on_postgres_backed_servers_survive_a_restart(
-    tmp_path: Path, tiny_model_dir: Path
+    tmp_path: Path, pretrained_tiny_model_dir: Path
 ) -> None:
     artifacts = tmp_path / "shared-artifacts"  # the Compose stack's shared volume
     workspace = tmp_path / "ws"
@@ -78,7 +78,7 @@ def test_two_cycles_on_postgres_backed_servers_survive_a_restart(
             prefect_server(db, tmp_path / "prefect-home", prefect_port, logs / "prefect.log") as api_url,
         ):
             # Settings only: the same command as the embedded mode, pointed at the team's servers.
-            env = tiny_cli_env(workspace, tiny_model_dir, **LENIENT)
+            env = tiny_cli_env(workspace, pretrained_tiny_model_dir, **LENIENT)
             env.update(MLFLOW_TRACKING_URI=tracking_uri, PREFECT_API_URL=api_url)
             inbox = Settings(workspace=workspace).inbox
             inbox.mkdir(parents=True)

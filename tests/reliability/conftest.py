@@ -25,12 +25,12 @@ def lenient(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def run_env(settings: Settings, tiny_model_dir: Path, prefect_harness: None) -> dict[str, str]:
+def run_env(settings: Settings, pretrained_tiny_model_dir: Path, prefect_harness: None) -> dict[str, str]:
     """Environment for `perennial run` subprocesses: the same workspace and settings as `lenient`,
     on the session's Prefect server (no temporary server per process)."""
     from prefect.settings import get_current_settings
 
-    env = tiny_cli_env(settings.root, tiny_model_dir, **{k: str(v) for k, v in LENIENT.items()})
+    env = tiny_cli_env(settings.root, pretrained_tiny_model_dir, **{k: str(v) for k, v in LENIENT.items()})
     env["PREFECT_API_URL"] = str(get_current_settings().api.url)
     return env
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +23,10 @@ import pandas as pd
 import pytest
 
 from perennial import registry
+from perennial.batch_store import load_split, rows_path, split_batch, split_path
 from perennial.config import Settings
 from perennial.cycle import ingest_inbox, ledger_for, pending_batches, validate_batch, validation_path
-from perennial.ingest import load_split, rows_path, split_batch, split_path
+from perennial.ingest import ingest_file, open_for_writing
 from perennial.ledger import PENDING, PROMOTED, QUARANTINED, Batch
 
 pytestmark = [pytest.mark.reliability]
@@ -106,6 +108,7 @@ class Case:
     needles: tuple[str, ...] = ()  # in the reason; "{companion}" is the companion batch's id
     overrides: dict = field(default_factory=dict)
     check: Callable[[pd.DataFrame], None] | None = None  # on an accepted batch's stored rows
+    before_companion: bool = False  # arrives first, so the companion's checks meet it
 
 
 def _bom_rows(frame: pd.DataFrame) -> None:
@@ -118,6 +121,10 @@ def _quoted_rows(frame: pd.DataFrame) -> None:
     assert frame["text"].iloc[0] == 'first line\nsecond line, with a comma and "quotes"'
     assert frame["text"].iloc[1] == '"quoted", then more'
     assert frame["label"].iloc[:2].tolist() == ["positive", "negative"]
+
+
+def _retried_rows(frame: pd.DataFrame) -> None:
+    assert list(frame.columns) == ["batch_id", "text", "label"] and len(frame) == N
 
 
 def _extra_rows(frame: pd.DataFrame) -> None:
@@ -405,6 +412,72 @@ CASES = [
         needles=("is a symbolic link to", "outside the inbox", "never followed"),
     ),
     Case(
+        "hard-link-outside-inbox",
+        "a hard link to a file outside the inbox",
+        "quarantined unread (the file has 2 names); the other name is left alone",
+        "linked-hard.csv",
+        good_csv,
+        needles=("has 2 names (a hard link)", "it was not read", "copy the file into the inbox instead"),
+    ),
+    Case(
+        "unknown-suffix",
+        "a file with an unsupported suffix (`.txt`)",
+        "quarantined unread, raw copy kept",
+        "reviews.txt",
+        good_csv,
+        needles=("unsupported file type '.txt'", "it was kept but not read"),
+    ),
+    Case(
+        "name-with-trailing-space",
+        "a name with a trailing space (`data.csv `)",
+        "quarantined unread, raw copy kept",
+        "data.csv ",
+        good_csv,
+        needles=("unsafe file name 'data.csv '", "leading or trailing spaces"),
+    ),
+    Case(
+        "directory-in-inbox",
+        "a directory in the inbox",
+        "recorded, never opened, moved aside to `store/set-aside/<id>`",
+        "folder.csv",
+        good_csv,
+        needles=("is a directory, not a batch file", "moved aside to store/set-aside/"),
+    ),
+    Case(
+        "fifo-in-inbox",
+        "a named pipe (FIFO) in the inbox",
+        "recorded, never opened (no blocking), moved aside",
+        "pipe.csv",
+        good_csv,
+        needles=("is a named pipe (FIFO), not a batch file", "never opened"),
+    ),
+    Case(
+        "no-text-column-first",
+        "a batch without a `text` column, ahead of a good one",
+        "quarantined by validation; the good batch after it is untouched",
+        "review.csv",
+        lambda: csv_bytes(list(zip(texts("case"), labels(), strict=True)), header="review,label"),
+        needles=("missing required column 'text'",),
+        before_companion=True,
+    ),
+    Case(
+        "retry-after-quarantine",
+        "the same bytes as a quarantined batch, after the limit that refused it was raised",
+        "retried: checked again with the current settings, accepted",
+        "retried.csv",
+        good_csv,
+        expect="accepted",
+        check=_retried_rows,
+    ),
+    Case(
+        "writer-paused",
+        "a writer that pauses longer than `inbox_settle_seconds` with the file open",
+        "left in the inbox for the next run (nothing recorded); ingested whole once closed",
+        "paused.csv",
+        good_csv,
+        expect="waiting",
+    ),
+    Case(
         "file-still-being-written",
         "a file still being written",
         "left in the inbox for the next run (one log line); ingested whole once it stops changing",
@@ -444,15 +517,33 @@ def test_bad_input(case: Case, settings: Settings, tmp_path: Path, caplog: pytes
     content = case.content()
     bad = settings.inbox / case.name
     outside = tmp_path / "outside" / "secret.csv"
+    age = 180 if case.before_companion else 60
     if case.id == "symlink-outside-inbox":
         outside.parent.mkdir()
         outside.write_bytes(content)
         bad.symlink_to(outside)
         os.utime(bad, (time.time() - 60,) * 2, follow_symlinks=False)
+    elif case.id == "hard-link-outside-inbox":
+        outside.parent.mkdir()
+        _write(outside, content, age=60)
+        os.link(outside, bad)
+    elif case.id == "directory-in-inbox":
+        bad.mkdir()
+        (bad / "inner.csv").write_bytes(content)
+        os.utime(bad, (time.time() - 60,) * 2)
+    elif case.id == "fifo-in-inbox":
+        os.mkfifo(bad)
+        os.utime(bad, (time.time() - 60,) * 2)
     elif case.id == "file-still-being-written":
         return _growing_file(settings, bad, content, caplog)
+    elif case.id == "writer-paused":
+        return _paused_writer(settings, bad, content)
     else:
-        _write(bad, content, age=60)
+        _write(bad, content, age=age)
+    if case.id == "retry-after-quarantine":  # refused once by a limit since raised
+        strict = settings.model_copy(update={"max_file_bytes": 100})
+        assert ingest_file(bad, strict, ledger_for(settings)).status == QUARANTINED
+        _write(bad, content, age=age)
     before = _outside_listing(tmp_path, settings.root)
 
     started = time.perf_counter()
@@ -480,6 +571,9 @@ def test_bad_input(case: Case, settings: Settings, tmp_path: Path, caplog: pytes
         assert Path(batch.raw_path).read_bytes() == content
         frame = pd.read_parquet(rows_path(settings, batch.batch_id))
         case.check(frame)
+        if case.id == "retry-after-quarantine":
+            retried = next(r for r in results if r["source"] == case.name)
+            assert f"retrying batch {batch.batch_id}, quarantined earlier: " in retried["message"]
         counts = split_batch(settings, batch.batch_id)  # and downstream still works
         assert sum(counts.values()) == N
         assert list(load_split(settings, batch.batch_id, "train").columns) == ["batch_id", "text", "label"]
@@ -498,6 +592,17 @@ def test_bad_input(case: Case, settings: Settings, tmp_path: Path, caplog: pytes
         assert str(outside) in record and "not read" in record
         assert outside.read_bytes() == content  # the target is left alone...
         assert all(p.read_bytes() != content for p in settings.raw_dir.iterdir())  # ...and not copied
+    elif case.id == "hard-link-outside-inbox":
+        assert outside.read_bytes() == content  # the other name is left alone...
+        assert all(p.read_bytes() != content for p in settings.raw_dir.iterdir())  # ...never read
+        assert b"sentence" not in Path(batch.raw_path).read_bytes() and "sentence" not in reason
+    elif case.id in ("directory-in-inbox", "fifo-in-inbox"):
+        aside = settings.root / "store" / "set-aside" / batch.batch_id
+        if case.id == "directory-in-inbox":
+            assert (aside / "inner.csv").read_bytes() == content  # moved whole, never opened
+        else:
+            assert stat.S_ISFIFO(aside.lstat().st_mode)
+        assert "never opened" in Path(batch.raw_path).read_text()  # the note kept as its raw file
     else:
         assert Path(batch.raw_path).read_bytes() == content  # kept byte for byte
         assert Path(batch.raw_path).parent == settings.raw_dir
@@ -507,6 +612,31 @@ def test_bad_input(case: Case, settings: Settings, tmp_path: Path, caplog: pytes
     if case.id == "multi-megabyte-text":
         stored = validation_path(settings, batch.batch_id)
         assert stored.stat().st_size < 200_000  # the text of megabytes is not copied into the result
+
+
+def _paused_writer(settings: Settings, path: Path, content: bytes) -> None:
+    """A writer writes half the file and pauses, far past the settle time, with the file still open:
+    the run leaves it (the kernel says it is open for writing) and records nothing; once the writer
+    finishes and closes it, the next run takes it whole."""
+    settings = settings.model_copy(update={"inbox_settle_seconds": 0.2})
+    with path.open("wb") as handle:
+        handle.write(content[:200])
+        handle.flush()
+        with path.open("rb") as probe:
+            if open_for_writing(probe.fileno()) is None:
+                pytest.skip("the kernel cannot tell whether the file is open for writing here")
+        os.utime(path, (time.time() - 60,) * 2)  # the pause: unchanged for a minute
+        results = _run(settings)
+        assert [b.source for b in ledger_for(settings).batches()] == [COMPANION]  # nothing recorded
+        [left] = [r for r in results if r["source"] == path.name]
+        assert left["status"] == "skipped" and "still being written; left for the next run" in left["message"]
+        assert path.read_bytes() == content[:200]
+        handle.write(content[200:])
+    _run(settings)
+    batch = next(b for b in ledger_for(settings).batches() if b.source == path.name)
+    assert batch.status == PENDING and batch.rows == N
+    assert Path(batch.raw_path).read_bytes() == content
+    assert list(settings.inbox.iterdir()) == []
 
 
 def _growing_file(settings: Settings, path: Path, content: bytes, caplog: pytest.LogCaptureFixture) -> None:

@@ -175,3 +175,40 @@ def test_rollback_without_a_champion_is_refused(
     assert last == "rollback refused: no champion yet: nothing to roll back (champion unchanged)"
     code, out, err = perennial(settings, capsys, "status", "--history")
     assert code == 0 and out.strip() == "champion history: no moves yet"
+
+
+def test_rollback_to_a_version_the_gate_rejected_needs_force(
+    settings: Settings, drop: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    lenient = settings.model_copy(
+        update={"min_delta": -1.0, "max_forgetting": 1.0, "require_significant_gain": False}
+    )
+    drop(lenient, "reviews.csv")
+    assert continual_training(lenient, return_state=True).is_completed()
+    strict = lenient.model_copy(update={"min_delta": 1.0})  # no challenger gains a full point
+    drop(strict, "films.jsonl")
+    assert continual_training(strict, return_state=True).is_completed()
+    tags = registry.version_tags(settings, "2")
+    assert tags["decision"] == "reject" and "min_delta" in tags["reasons"]
+    assert registry.champion(settings).version == "1"
+    before = history_lines(settings, capsys)
+
+    code, out, err = perennial(settings, capsys, "rollback", "--to", "v2")
+    assert code == 1 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("rollback refused: the gate's decision on v2 was reject: ")
+    assert "min_delta" in err and "--force" in err and "champion unchanged" in err
+    assert registry.champion(settings).version == "1"
+    assert history_lines(settings, capsys) == before
+
+    code, out, err = perennial(
+        settings, capsys, "rollback", "--to", "v2", "--force", "--reason", "on purpose"
+    )
+    assert code == 0, err
+    assert "champion: v1 -> v2 (on purpose)" in out
+    assert registry.champion(settings).version == "2"
+    lines = history_lines(settings, capsys)
+    assert len(lines) == len(before) + 1 and lines[-1].endswith(f"{ROLLBACK} {actor()} on purpose")
+    # Back to v1, which the gate promoted: no --force needed.
+    code, out, err = perennial(settings, capsys, "rollback", "--to", "1")
+    assert code == 0, err

@@ -1,12 +1,19 @@
-"""The promotion gate's truth table. Scores are binary fractions, so boundaries compare exactly."""
+"""The promotion gate's truth table. Scores are binary fractions, so boundaries compare exactly.
+With no champion: the trivial baselines, including Hypothesis properties over random label vectors."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import HealthCheck, assume, given
+from hypothesis import settings as settings_profile
+from hypothesis import strategies as st
 
+from perennial.baselines import Baseline, macro_f1, majority_label, trivial_baseline
+from perennial.batch_store import stratified_split
 from perennial.config import Settings
 from perennial.gate import PROMOTE, REJECT, Decision, Scores, decide
 from perennial.significance import PairedTest, paired_test
@@ -21,7 +28,7 @@ def _no_outside_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def gate_settings(
-    tmp_path: Path, min_delta: float = 0.0, max_forgetting: float = 0.125, min_accuracy: float = 0.5
+    tmp_path: Path, min_delta: float = 0.0, max_forgetting: float = 0.125, min_accuracy: float = 0.0
 ) -> Settings:
     return Settings(
         workspace=tmp_path, min_delta=min_delta, max_forgetting=max_forgetting, min_accuracy=min_accuracy
@@ -44,34 +51,207 @@ def check_shape(decision: Decision) -> None:
     assert decision.summary() == f"{decision.label}: " + "; ".join(decision.reasons)
 
 
-# No champion: an absolute floor.
+# No champion: beat the trivial baselines (majority class beyond noise, best trivial macro-F1).
 
 
-@pytest.mark.parametrize(
-    ("accuracy", "promote"),
-    [(0.75, True), (0.5, True), (0.4375, False), (0.0, False), (1.0, True)],
-)
-def test_no_champion_floor(tmp_path: Path, accuracy: float, promote: bool) -> None:
-    decision = decide(scores(new=accuracy), None, NEW, gate_settings(tmp_path, min_accuracy=0.5))
+def first_scores(predictions: list[str], references: list[str]) -> Scores:
+    """The challenger's scores on NEW from its predicted and true labels."""
+    predicted, actual = np.array(predictions, dtype=object), np.array(references, dtype=object)
+    return {NEW: {"accuracy": float((predicted == actual).mean()), "macro_f1": macro_f1(predicted, actual)}}
+
+
+def first_decision(
+    predictions: list[str], references: list[str], train: list[str], settings: Settings
+) -> tuple[Decision, Baseline]:
+    correct = np.array(predictions, dtype=object) == np.array(references, dtype=object)
+    # Object arrays, as pandas gives the cycle its splits' labels.
+    train_labels, test_labels = np.array(train, dtype=object), np.array(references, dtype=object)
+    baseline = trivial_baseline(train_labels, test_labels, correct, resamples=200, seed=0)
+    decision = decide(first_scores(predictions, references), None, NEW, settings, baseline=baseline)
     check_shape(decision)
-    assert decision.promote is promote
-    assert len(decision.reasons) == 1
-    assert "floor" in decision.reasons[0]
-    assert "no champion" in decision.reasons[0]
-    assert ("<" in decision.reasons[0]) is not promote
+    return decision, baseline
 
 
-def test_no_champion_below_floor_rejects(tmp_path: Path) -> None:
-    decision = decide(scores(new=0.25), None, NEW, gate_settings(tmp_path, min_accuracy=0.5))
+def fixed_baseline(
+    p_value: float, delta: float, majority_f1: float = 0.4, chance_f1: float = 0.5
+) -> Baseline:
+    test = PairedTest(n=100, b=5, c=5 + round(100 * delta), delta=delta, p_value=p_value)
+    return Baseline("positive", 0.67, majority_f1, chance_f1, test)
+
+
+@pytest.mark.parametrize("significant", [True, False])
+@pytest.mark.parametrize("f1_margin", [0.02, 0.0])
+@pytest.mark.parametrize("above_floor", [True, False, None])  # None: min_accuracy not set
+def test_no_champion_truth_table(
+    tmp_path: Path, significant: bool, f1_margin: float, above_floor: bool | None
+) -> None:
+    settings = gate_settings(tmp_path, min_accuracy={True: 0.75, False: 0.875, None: 0.0}[above_floor])
+    baseline = fixed_baseline(0.01 if significant else 0.2, 0.08)
+    challenger = {NEW: {"accuracy": 0.75, "macro_f1": 0.5 + f1_margin}}  # best trivial: chance 0.5
+    decision = decide(challenger, None, NEW, settings, baseline=baseline)
+    check_shape(decision)
+    assert decision.promote is (significant and f1_margin >= 0.02 and above_floor is not False)
+    assert decision.reasons[0].startswith("no champion yet: accuracy 0.750 on batch-new vs majority class")
+    assert ("< 0.05)" in decision.reasons[0]) is significant
+    assert ("not beyond noise" in decision.reasons[0]) is not significant
+    assert "best trivial baseline (chance) 0.500" in decision.reasons[1]
+    assert (">= min_macro_f1_gain 0.020" in decision.reasons[1]) is (f1_margin >= 0.02)
+    assert len(decision.reasons) == (2 if above_floor is None else 3)
+    if above_floor is not None:
+        assert ("accuracy 0.750 >=" in decision.reasons[2]) is above_floor
+
+
+def test_no_champion_a_loss_to_the_majority_class_is_never_enough(tmp_path: Path) -> None:
+    settings = gate_settings(tmp_path).model_copy(update={"require_significant_gain": False})
+    decision = decide(
+        {NEW: {"accuracy": 0.6, "macro_f1": 0.9}}, None, NEW, settings, baseline=fixed_baseline(0.9, -0.07)
+    )
     assert decision.promote is False
-    assert decision.label == "reject"
-    assert "floor" in decision.reasons[0]
-    assert "0.250" in decision.reasons[0] and "0.500" in decision.reasons[0]
-
-
-def test_no_champion_ignores_other_slices(tmp_path: Path) -> None:
-    decision = decide(scores(new=0.75, old=0.0), None, NEW, gate_settings(tmp_path))
+    assert "no gain over the majority class" in decision.reasons[0]
+    # Without require_significant_gain a gain within noise is enough, as against a champion.
+    decision = decide(
+        {NEW: {"accuracy": 0.7, "macro_f1": 0.9}}, None, NEW, settings, baseline=fixed_baseline(0.3, 0.03)
+    )
     assert decision.promote is True
+    assert "significance not required" in decision.reasons[0]
+
+
+def test_no_champion_without_baseline_scores_rejects(tmp_path: Path) -> None:
+    decision = decide(scores(new=1.0), None, NEW, gate_settings(tmp_path))
+    check_shape(decision)
+    assert decision.promote is False and "no baseline" in decision.reasons[0]
+
+
+def test_constant_model_on_an_imbalanced_slice_is_rejected(tmp_path: Path) -> None:
+    # 67% positive: always saying "positive" scores 0.67 accuracy but macro-F1 0.40.
+    references = ["positive"] * 67 + ["negative"] * 33
+    train = ["positive"] * 670 + ["negative"] * 330
+    decision, baseline = first_decision(
+        ["positive"] * 100, references, train, gate_settings(tmp_path, min_accuracy=0)
+    )
+    assert decision.promote is False
+    assert baseline.majority_label == "positive" and baseline.majority_accuracy == pytest.approx(0.67)
+    assert baseline.majority_macro_f1 == pytest.approx(0.401, abs=1e-3)
+    assert "majority class 'positive' 0.670" in decision.reasons[0]
+    assert "no gain over the majority class" in decision.reasons[0]
+    assert "best trivial baseline (chance) 0.500" in decision.reasons[1]  # chance by 67/33 priors
+
+
+def test_a_real_model_on_the_imbalanced_slice_is_promoted(tmp_path: Path) -> None:
+    references = ["positive"] * 67 + ["negative"] * 33
+    # Right on all negatives and on 60 of 67 positives: 0.93 accuracy.
+    predictions = ["positive"] * 60 + ["negative"] * 7 + ["negative"] * 33
+    decision, _ = first_decision(
+        predictions, references, references * 10, gate_settings(tmp_path, min_accuracy=0)
+    )
+    assert decision.promote is True, decision.summary()
+    assert "p=" in decision.reasons[0] and "< 0.05" in decision.reasons[0]
+
+
+def six_class_model(per_class: int, right: int) -> tuple[list[str], list[str]]:
+    """Six balanced classes; per class `right` rows predicted correctly, the rest as the next class."""
+    labels = [f"c{k}" for k in range(6)]
+    references, predictions = [], []
+    for k, label in enumerate(labels):
+        references += [label] * per_class
+        predictions += [label] * right + [labels[(k + 1) % 6]] * (per_class - right)
+    return predictions, references
+
+
+def test_a_six_class_model_at_042_is_promoted_with_enough_rows(tmp_path: Path) -> None:
+    # The old absolute floor (0.6) kept such a model out forever; chance here is 1/6.
+    predictions, references = six_class_model(per_class=50, right=21)  # 126 of 300 = 0.42
+    decision, baseline = first_decision(
+        predictions, references, references * 4, gate_settings(tmp_path, min_accuracy=0)
+    )
+    assert baseline.chance_macro_f1 == pytest.approx(1 / 6)
+    assert baseline.majority_accuracy == pytest.approx(1 / 6)
+    assert decision.promote is True, decision.summary()
+    assert "accuracy 0.420" in decision.reasons[0]
+    # The same rate on 12 rows is within noise.
+    predictions, references = six_class_model(per_class=2, right=1)
+    decision, _ = first_decision(
+        predictions, references, references * 4, gate_settings(tmp_path, min_accuracy=0)
+    )
+    assert decision.promote is False
+    assert "not beyond noise" in decision.reasons[0]
+
+
+def test_a_slice_too_small_for_any_model_says_so(tmp_path: Path) -> None:
+    """8 test rows, 4 outside the majority class: even a perfect model has p = 1/16."""
+    references = np.array(["negative", "positive"] * 4)
+    decision, _ = first_decision(references, references, references, gate_settings(tmp_path))
+    assert decision.promote is False
+    assert any("only 4 rows outside the majority class, too few" in r for r in decision.reasons)
+    # 20 rows, 10 outside: a perfect model is significant, and nothing is said about size.
+    references = np.array(["negative", "positive"] * 10)
+    decision, _ = first_decision(references, references, references, gate_settings(tmp_path))
+    assert decision.promote is True, decision.summary()
+    assert not any("too few" in r for r in decision.reasons)
+
+
+def test_macro_f1_matches_sklearn() -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        predictions = rng.choice(["a", "b", "c", "d"], size=int(rng.integers(1, 30)))
+        references = rng.choice(["a", "b", "c"], size=len(predictions))
+        expected = f1_score(references, predictions, average="macro", zero_division=0)
+        assert macro_f1(predictions, references) == pytest.approx(expected)
+
+
+def test_majority_label_breaks_ties_by_name() -> None:
+    assert majority_label(["b", "a", "b", "a"]) == "a"
+    assert majority_label(["b", "b", "a"]) == "b"
+    assert majority_label(pd.Series(["b", "a", "b"]).to_numpy()) == "b"  # object dtype, as from a split
+    with pytest.raises(ValueError):
+        majority_label([])
+
+
+LABELS = ["a", "b", "c", "d"]
+
+
+@settings_profile(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    train=st.lists(st.sampled_from(LABELS), min_size=1, max_size=200),
+    test=st.lists(st.sampled_from(LABELS), min_size=1, max_size=200),
+    require=st.booleans(),
+)
+def test_property_the_train_majority_constant_is_never_promoted(
+    tmp_path: Path, train: list[str], test: list[str], require: bool
+) -> None:
+    settings = gate_settings(tmp_path, min_accuracy=0).model_copy(
+        update={"require_significant_gain": require}
+    )
+    constant = [majority_label(train)] * len(test)
+    decision, _ = first_decision(constant, test, train, settings)
+    assert decision.promote is False
+
+
+@settings_profile(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=300), min_size=2, max_size=6),
+    constant=st.integers(min_value=0, max_value=5),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_property_no_constant_predictor_is_promoted_on_a_stratified_split(
+    tmp_path: Path, counts: list[int], constant: int, seed: int
+) -> None:
+    """Any constant label, on train and test splits made the way perennial makes them."""
+    labels = [f"l{k}" for k, n in enumerate(counts) for _ in range(n)]
+    assume(labels)
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels})
+    splits = stratified_split(frame, seed, 0.1, 0.1)
+    train, test = splits["train"]["label"].tolist(), splits["test"]["label"].tolist()
+    assume(train and test)
+    predictions = [f"l{constant % len(counts)}"] * len(test)
+    decision, _ = first_decision(predictions, test, train, gate_settings(tmp_path, min_accuracy=0))
+    assert decision.promote is False, decision.summary()
 
 
 # With a champion.

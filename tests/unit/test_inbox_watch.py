@@ -28,7 +28,7 @@ def test_a_growing_file_waits_until_it_is_complete(tmp_path: Path) -> None:
     assert watcher.poll() == [path]
 
 
-def test_hidden_and_foreign_files_are_ignored(tmp_path: Path) -> None:
+def test_names_in_progress_are_ignored_and_everything_else_reported(tmp_path: Path) -> None:
     watcher = InboxWatcher(tmp_path)
     (tmp_path / ".upload.csv").write_text("x")
     (tmp_path / "batch.csv.part").write_text("x")
@@ -36,7 +36,8 @@ def test_hidden_and_foreign_files_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "sub.csv").mkdir()
     (tmp_path / "ok.parquet").write_bytes(b"PAR1")
     watcher.poll()
-    assert watcher.poll() == [tmp_path / "ok.parquet"]
+    # The run records an unknown suffix and a folder (nothing is left silently): reported too.
+    assert watcher.poll() == [tmp_path / "notes.md", tmp_path / "ok.parquet", tmp_path / "sub.csv"]
 
 
 def test_a_name_that_leaves_and_comes_back_is_a_new_arrival(tmp_path: Path) -> None:

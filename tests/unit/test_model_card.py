@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from perennial.batch_store import split_path, write_parquet
 from perennial.config import Settings
-from perennial.ingest import split_path, write_parquet
 from perennial.ledger import Ledger
 from perennial.model_card import (
     gather_card_facts,

@@ -157,3 +157,20 @@ def test_invalid_bootstrap_settings() -> None:
         paired_bootstrap(champion, challenger, confidence=1.0)
     with pytest.raises(ValueError, match="resamples"):
         paired_bootstrap(champion, challenger, resamples=0)
+
+
+def test_binomial_tail_matches_the_exact_sum() -> None:
+    from fractions import Fraction
+    from math import comb
+
+    from perennial.significance import binomial_tail
+
+    for n, p in ((0, 0.3), (1, 0.5), (10, 0.05), (40, 0.3), (200, 0.01)):
+        q = Fraction(p)
+        for k in range(-1, n + 2):
+            exact = sum(comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(max(k, 0), n + 1))
+            assert binomial_tail(k, n, p) == pytest.approx(float(exact), rel=1e-9, abs=1e-300)
+    assert binomial_tail(3, 10, 0.0) == 0.0 and binomial_tail(3, 10, 1.0) == 1.0
+    assert binomial_tail(20, 40, 0.5) == pytest.approx(binomial_upper_tail(20, 40))
+    with pytest.raises(ValueError):
+        binomial_tail(1, 5, 1.5)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from perennial.config import Settings
-from perennial.ingest import inbox_files, read_batch
+from perennial.inbox import inbox_files
+from perennial.ingest import read_batch
 from perennial.stream import split_by_column, split_by_time, stream_file, write_stream
 
 DATA = Path(__file__).parent.parent / "data"

@@ -1,0 +1,92 @@
+"""Does a rejected batch's labelling contradict the champion far beyond its usual error?
+
+Flipped or corrupted labels are stopped by the gate's forgetting check, but the batch's rows would
+still feed the replay memory, joint training and the evaluation slices of every later cycle. The
+champion's *confident* predictions are the witness: see `LabelCheck` for the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from perennial.config import Settings
+from perennial.significance import binomial_tail, format_p
+
+CONFIDENT = 0.9  # a row counts as confident when the champion's top class probability is at least this
+FLAG_RATIO = 2.0  # the new slice's confident-error rate must be at least this multiple of the usual one
+FLAG_MARGIN = 0.10  # ... and this many points above it
+FLAG_LEFT_OUT = "left out of replay and evaluation"
+
+
+def confident_errors(
+    probabilities: np.ndarray, references: np.ndarray, threshold: float = CONFIDENT
+) -> tuple[int, int]:
+    """(rows where the top class probability >= threshold, of those the rows whose top class is not
+    the label), from class probabilities [n, k] and reference ids [n]."""
+    probabilities, references = np.asarray(probabilities), np.asarray(references)
+    if len(probabilities) == 0:
+        return 0, 0
+    confident = probabilities.max(axis=1) >= threshold
+    wrong = probabilities.argmax(axis=1) != references
+    return int(np.count_nonzero(confident)), int(np.count_nonzero(confident & wrong))
+
+
+@dataclass(frozen=True)
+class LabelCheck:
+    """The champion's confident rows and how many contradict their labels, on the new slice and on
+    the earlier slices together (where its labels were accepted).
+
+    Rule: the batch is flagged when, among the new slice's confident rows, the share the champion
+    contradicts (k of m) is (1) above its usual confident-error rate r0 by a one-sided exact binomial
+    test, P(X >= k | m, r0) < significance_level, (2) at least FLAG_RATIO x r0 and (3) at least r0 +
+    FLAG_MARGIN. r0 = (k0 + 1) / (m0 + 2) on the earlier slices (smoothed: a champion that never erred
+    there is not taken to be infallible). Conditioning on confident rows keeps plain drift out: a
+    champion on an unfamiliar domain is mostly less sure, not confidently contradicted."""
+
+    champion_version: str | None
+    threshold: float
+    new_confident: int
+    new_wrong: int
+    earlier_confident: int
+    earlier_wrong: int
+
+    @property
+    def new_rate(self) -> float:
+        return self.new_wrong / self.new_confident if self.new_confident else 0.0
+
+    @property
+    def usual_rate(self) -> float:
+        return (self.earlier_wrong + 1) / (self.earlier_confident + 2)
+
+    @property
+    def p_value(self) -> float:
+        return binomial_tail(self.new_wrong, self.new_confident, self.usual_rate)
+
+    def flagged(self, alpha: float) -> bool:
+        if not self.new_confident or not self.earlier_confident:
+            return False  # nothing to compare: no confident row on one side
+        rate, usual = self.new_rate, self.usual_rate
+        return self.p_value < alpha and rate >= FLAG_RATIO * usual and rate >= usual + FLAG_MARGIN - 1e-12
+
+    def describe(self, slice_name: str, alpha: float) -> str:
+        champion = f"v{self.champion_version}" if self.champion_version else "the champion"
+        return (
+            f"labels disagree with the champion: {champion} is confident (max prob >= {self.threshold:.2f}) "
+            f"on {self.new_confident} rows of {slice_name} and contradicts {self.new_wrong} of their labels "
+            f"({self.new_rate:.0%}) vs {self.earlier_wrong} of {self.earlier_confident} on earlier slices "
+            f"(usual rate {self.usual_rate:.0%}; binomial p={format_p(self.p_value)} < {alpha:g}, "
+            f">= {FLAG_RATIO:g}x and +{100 * FLAG_MARGIN:.0f} points); {FLAG_LEFT_OUT}"
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_labels(check: LabelCheck | None, slice_name: str, settings: Settings) -> str | None:
+    """The flag's reason when a rejected batch's labels contradict the champion (see LabelCheck),
+    else None."""
+    if check is None or not check.flagged(settings.significance_level):
+        return None
+    return check.describe(slice_name, settings.significance_level)

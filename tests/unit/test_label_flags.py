@@ -1,0 +1,274 @@
+"""Flipped labels on a rejected batch: the champion-disagreement check, the flag in the ledger, and
+the flagged batch left out of replay, joint training and evaluation. No model, no MLflow: the
+champion is simulated by class probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from perennial import cycle
+from perennial.batch_store import split_path
+from perennial.config import Settings
+from perennial.gate import Decision
+from perennial.label_check import (
+    CONFIDENT,
+    FLAG_LEFT_OUT,
+    FLAG_MARGIN,
+    FLAG_RATIO,
+    LabelCheck,
+    check_labels,
+    confident_errors,
+)
+from perennial.ledger import PROMOTED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.status import format_status
+
+ALPHA = 0.05
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PERENNIAL_CONFIG", raising=False)
+    return Settings(workspace=tmp_path / "ws", replay_memory_size=1000)
+
+
+def champion_probabilities(references: np.ndarray, sureness: tuple[float, float], seed: int) -> np.ndarray:
+    """Two-class probabilities of a simulated, calibrated champion: per row a confidence c drawn from
+    Beta(*sureness), and the champion is right with probability c (so on a domain it knows, c is
+    mostly high; on an unfamiliar one, mostly low)."""
+    rng = np.random.default_rng(seed)
+    n = len(references)
+    top = np.clip(rng.beta(*sureness, size=n), 0.5, 0.999)
+    right = rng.random(n) < top
+    predicted = np.where(right, references, 1 - references)
+    probabilities = np.empty((n, 2))
+    probabilities[np.arange(n), predicted] = top
+    probabilities[np.arange(n), 1 - predicted] = 1 - top
+    return probabilities
+
+
+KNOWN = (20.0, 1.0)  # mean sureness ~0.95: a domain the champion was trained on
+UNFAMILIAR = (3.0, 2.0)  # mean ~0.6
+
+
+def check_of(new_refs: np.ndarray, new_probs: np.ndarray, old_refs: np.ndarray, old_probs: np.ndarray):
+    new, old = confident_errors(new_probs, new_refs), confident_errors(old_probs, old_refs)
+    return LabelCheck("1", CONFIDENT, new[0], new[1], old[0], old[1])
+
+
+def old_slice(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    references = np.random.default_rng(seed).integers(0, 2, 400)
+    return references, champion_probabilities(references, KNOWN, seed + 1)
+
+
+# The rule.
+
+
+def test_flipped_labels_are_flagged() -> None:
+    old_refs, old_probs = old_slice()
+    references = np.random.default_rng(5).integers(0, 2, 120)
+    probabilities = champion_probabilities(references, KNOWN, 6)  # the champion knows this domain
+    flipped = references.copy()
+    flip = np.random.default_rng(7).random(len(flipped)) < 0.4
+    flipped[flip] = 1 - flipped[flip]
+    check = check_of(flipped, probabilities, old_refs, old_probs)
+    assert check.flagged(ALPHA)
+    assert check.new_rate >= 0.3 and check.usual_rate < 0.05
+    reason = check_labels(check, "films", Settings(significance_level=ALPHA))
+    assert reason is not None
+    assert reason.startswith("labels disagree with the champion: v1 is confident")
+    assert "films" in reason and reason.endswith(FLAG_LEFT_OUT) and "\n" not in reason
+    # The same rows with their true labels are not.
+    assert not check_of(references, probabilities, old_refs, old_probs).flagged(ALPHA)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_plain_drift_is_not_flagged(seed: int) -> None:
+    # A new domain: the champion drops from ~0.95 to ~0.65 accuracy, and is sure of fewer rows.
+    old_refs, old_probs = old_slice(seed)
+    references = np.random.default_rng(seed + 10).integers(0, 2, 300)
+    probabilities = champion_probabilities(references, UNFAMILIAR, seed + 11)
+    check = check_of(references, probabilities, old_refs, old_probs)
+    assert (references != probabilities.argmax(axis=1)).mean() > 0.3  # far worse than on old slices
+    assert not check.flagged(ALPHA)
+    assert check_labels(check, "films", Settings(significance_level=ALPHA)) is None
+
+
+def test_each_part_of_the_rule_is_needed() -> None:
+    usual = LabelCheck("1", CONFIDENT, 0, 0, 1000, 49)  # usual rate 50/1002 ~ 5%
+    # Significant and +10 points but short of 2x? Not possible at 5%; at 20% usual, +10 points is 1.5x.
+    high_usual = LabelCheck("1", CONFIDENT, 2000, 600, 1000, 199)  # 30% vs 20%: p tiny, 1.5x
+    assert high_usual.p_value < 1e-6 and not high_usual.flagged(ALPHA)
+    # Twice the usual rate but only +5 points.
+    small = LabelCheck("1", CONFIDENT, 4000, 400, 1000, 49)  # 10% vs 5%
+    assert small.p_value < 1e-6 and small.new_rate >= FLAG_RATIO * small.usual_rate
+    assert not small.flagged(ALPHA)
+    # Big effect on too few rows: not significant.
+    few = LabelCheck("1", CONFIDENT, 2, 1, 1000, 49)
+    assert few.new_rate == 0.5 and few.p_value > ALPHA and not few.flagged(ALPHA)
+    # All three: flagged.
+    assert LabelCheck("1", CONFIDENT, 100, 40, 1000, 49).flagged(ALPHA)
+    # Nothing to compare with: never flagged.
+    assert not LabelCheck("1", CONFIDENT, 0, 0, 1000, 49).flagged(ALPHA)
+    assert not LabelCheck("1", CONFIDENT, 100, 90, 0, 0).flagged(ALPHA)
+    assert usual.usual_rate == pytest.approx(50 / 1002)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    new_confident=st.integers(0, 500),
+    new_wrong=st.integers(0, 500),
+    earlier_confident=st.integers(0, 500),
+    earlier_wrong=st.integers(0, 500),
+)
+def test_property_a_flag_always_meets_all_three_conditions(
+    new_confident: int, new_wrong: int, earlier_confident: int, earlier_wrong: int
+) -> None:
+    check = LabelCheck(
+        "1", CONFIDENT, new_confident, min(new_wrong, new_confident), earlier_confident,
+        min(earlier_wrong, earlier_confident),
+    )  # fmt: skip
+    if check.flagged(ALPHA):
+        assert check.p_value < ALPHA
+        assert check.new_rate >= FLAG_RATIO * check.usual_rate
+        assert check.new_rate >= check.usual_rate + FLAG_MARGIN - 1e-9
+    if check.new_wrong <= check.usual_rate * check.new_confident:
+        assert not check.flagged(ALPHA)  # no more errors than usual
+
+
+def test_confident_errors_counts() -> None:
+    probabilities = np.array([[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.05, 0.95], [0.9, 0.1]])
+    references = np.array([0, 1, 1, 0, 0])
+    assert confident_errors(probabilities, references) == (4, 2)
+    assert confident_errors(np.empty((0, 2)), np.empty(0, dtype=int)) == (0, 0)
+
+
+# The cycle: gate() flags, promote records, the flagged batch is left out.
+
+FLIPPED = LabelCheck("1", CONFIDENT, 40, 30, 200, 4).to_dict()
+DRIFTED = LabelCheck("1", CONFIDENT, 40, 4, 200, 4).to_dict()
+
+
+def add_batch(ledger: Ledger, settings: Settings, n: int, status: str) -> str:
+    batch_id = f"{n:016x}"
+    ledger.add_batch(batch_id, f"sha-{n}", f"batch-{n}.csv", Path(f"/raw/{batch_id}.csv"), rows=30)
+    ledger.transition(batch_id, TRAINED)
+    ledger.record_decision(batch_id, status, None, str(n), None, "x", [], "x", {})
+    for split in ("train", "val", "test"):
+        path = split_path(settings, batch_id, split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(
+            {
+                "batch_id": [batch_id] * 10,
+                "text": [f"{split} text {i} of {batch_id}" for i in range(10)],
+                "label": ["negative", "positive"] * 5,
+            }
+        ).to_parquet(path, index=False)
+    return batch_id
+
+
+def scores_for(new: str, old: str, label_check: dict | None, new_accuracy: float) -> dict:
+    return {
+        "batch_id": new,
+        "new_slice": new,
+        "challenger": {new: {"accuracy": new_accuracy, "macro_f1": 0.5, "n": 40}, old: {"accuracy": 0.5}},
+        "champion": {new: {"accuracy": 0.25, "macro_f1": 0.2, "n": 40}, old: {"accuracy": 0.9}},
+        "paired": None,
+        "baseline": None,
+        "label_check": label_check,
+    }
+
+
+def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings) -> None:
+    ledger = cycle.ledger_for(settings)
+    old = add_batch(ledger, settings, 1, PROMOTED)
+    new = "00000000000000ff"
+    ledger.add_batch(new, "sha-new", "films.jsonl", Path("/raw/new.jsonl"), rows=40)
+
+    # Forgets the old slice (0.9 -> 0.5): rejected, and the labels contradict the champion.
+    decision = cycle.gate(settings, scores_for(new, old, FLIPPED, 0.9))
+    assert decision["promote"] is False
+    flag = decision["label_flag"]
+    assert flag and flag["reason"] == decision["reasons"][-1]
+    assert flag["reason"].startswith("labels disagree with the champion: v1 is confident")
+    assert "films" in flag["reason"] and FLAG_LEFT_OUT in flag["reason"]
+    assert flag["new_wrong"] == 30 and flag["p_value"] < ALPHA
+    assert any(r.startswith("forgets slice batch-1") for r in decision["reasons"])
+
+    # Drift (the champion is right where it is sure): rejected for forgetting, not flagged.
+    decision = cycle.gate(settings, scores_for(new, old, DRIFTED, 0.9))
+    assert decision["promote"] is False and decision["label_flag"] is None
+    assert not any("labels disagree" in r for r in decision["reasons"])
+
+    # Promoted: never flagged, whatever the champion thinks of the labels.
+    lenient = settings.model_copy(update={"max_forgetting": 1.0})
+    decision = cycle.gate(lenient, scores_for(new, old, FLIPPED, 0.9))
+    assert decision["promote"] is True and decision["label_flag"] is None
+
+
+def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(settings: Settings) -> None:
+    ledger = cycle.ledger_for(settings)
+    first = add_batch(ledger, settings, 1, PROMOTED)
+    flipped = add_batch(ledger, settings, 2, REJECTED_MODEL)
+    third = add_batch(ledger, settings, 3, REJECTED_MODEL)  # rejected, not flagged: still used
+    new = "00000000000000ff"
+    ledger.add_batch(new, "sha-new", "new.csv", Path("/raw/new.csv"), rows=30)
+    for name in ("train", "val", "test"):
+        src = split_path(settings, first, name)
+        dst = split_path(settings, new, name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        pd.read_parquet(src).assign(batch_id=new).to_parquet(dst, index=False)
+    assert cycle.earlier_batches(settings, new) == [first, flipped, third]
+
+    decision = {"promote": False, "reasons": ["r"], "label_flag": {"reason": "labels disagree", "k": 1}}
+    cycle._record_label_flag(ledger, flipped, Decision(False, ["r"]), decision)
+    flags = ledger.label_flags()
+    assert list(flags) == [flipped] and flags[flipped].details == {"k": 1}
+
+    assert cycle.earlier_batches(settings, new) == [first, third]
+    assert list(cycle.evaluation_slices(settings, new)) == [first, third, new]
+    memory = cycle.replay_memory(settings, cycle.earlier_batches(settings, new))
+    assert set(memory.rows["batch_id"]) == {first, third}
+
+    # A retried cycle that did not flag the batch clears the flag.
+    cycle._record_label_flag(ledger, flipped, Decision(False, ["r"]), {"label_flag": None})
+    assert ledger.label_flags() == {}
+    assert cycle.earlier_batches(settings, new) == [first, flipped, third]
+
+
+def test_status_says_the_batch_was_left_out() -> None:
+    reason = LabelCheck("1", CONFIDENT, 40, 30, 200, 4).describe("films", ALPHA)
+    status = {
+        "workspace": "/ws",
+        "registered_model": "m",
+        "strategy": "replay",
+        "champion": None,
+        "champion_history": [],
+        "label_set": ["negative", "positive"],
+        "champion_metrics": {},
+        "batches": [
+            {
+                "batch_id": "b2",
+                "source": "films.jsonl",
+                "rows": 40,
+                "status": REJECTED_MODEL,
+                "model_version": "2",
+                "reason": "reject: forgets slice reviews",
+            }
+        ],
+        "label_flags": {"b2": reason},
+        "continual": {"matrix": {"index": [], "columns": [], "values": []}, "summary": None},
+        "drift": None,
+        "cycles": [],
+    }
+    text = format_status(status)
+    flagged = [line for line in text.splitlines() if "FLAGGED" in line]
+    assert len(flagged) == 1
+    assert "labels disagree with the champion" in flagged[0] and flagged[0].endswith(FLAG_LEFT_OUT)
