@@ -66,7 +66,14 @@ def main() -> None:
         (batch,) = vader_batches(1, 300)
         drop_batch(workspace, batch, "first")
         # One short cycle makes a champion; its accuracy does not matter here, only that it exists.
-        env = workspace_env(workspace, PERENNIAL_EPOCHS="1", PERENNIAL_MIN_ACCURACY="0")
+        env = workspace_env(
+            workspace,
+            PERENNIAL_EPOCHS="1",
+            # Any first model is promoted: no baseline to beat, no significance needed.
+            PERENNIAL_MIN_DELTA="-1",
+            PERENNIAL_REQUIRE_SIGNIFICANT_GAIN="false",
+            PERENNIAL_MIN_MACRO_F1_GAIN="-1",
+        )
         run_measured(perennial("run"), env, logs / "prepare.log")
 
         texts = short_texts(args.texts)

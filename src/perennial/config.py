@@ -139,7 +139,11 @@ class Settings(BaseSettings):
     )
 
     # Promotion gate
-    min_delta: float = Field(default=0.0, description="Required gain over the champion on the new slice.")
+    min_delta: float = Field(
+        default=0.0,
+        description="Required gain on the new slice over the champion (with none yet: over the "
+        "majority class).",
+    )
     max_forgetting: float = Field(
         default=0.03, ge=0, description="Allowed accuracy loss on any earlier slice."
     )
@@ -152,10 +156,10 @@ class Settings(BaseSettings):
     )
     min_macro_f1_gain: float = Field(
         default=0.02,
-        ge=0,
+        ge=-1,
         le=1,
         description="Macro-F1 the first champion must add over the best trivial baseline "
-        "(majority class, or chance).",
+        "(majority class, or chance); -1 turns the check off.",
     )
     require_significant_gain: bool = Field(
         default=True, description="Promote only if the gain on the new slice passes the paired test."

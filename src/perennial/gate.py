@@ -36,14 +36,16 @@ def _first_champion(
     new: Mapping[str, float], baseline: Baseline | None, name: str, settings: Settings
 ) -> Decision:
     """With no champion, the challenger must beat (a) the majority class in accuracy beyond noise
-    (the same paired test as against a champion; only a positive gain when `require_significant_gain`
-    is off), (b) the best trivial baseline in macro-F1 by `min_macro_f1_gain`, and (c) `min_accuracy`
-    when that floor is set."""
+    (the same paired test and `min_delta` as against a champion; with `require_significant_gain` off
+    a gain within noise is enough), (b) the best trivial baseline in macro-F1 by `min_macro_f1_gain`,
+    and (c) `min_accuracy` when that floor is set."""
     if baseline is None:
         return Decision(False, ["no champion yet and no baseline scores to compare with: evaluate again"])
     accuracy, alpha, test = new[METRIC], settings.significance_level, baseline.paired
     significant = test.significant(alpha)
-    gain = test.delta > 0
+    # The majority class plays the champion's part: a gain of at least min_delta, and a real one
+    # unless min_delta is negative (a user who lowers it accepts any model, as against a champion).
+    gain = test.delta >= settings.min_delta and (test.delta > 0 or settings.min_delta < 0)
     beats_majority = gain and (significant or not settings.require_significant_gain)
     verdict = f"p={format_p(test.p_value)} {'<' if significant else '>='} {alpha:g}"
     if not gain:

@@ -15,7 +15,12 @@ from perennial.config import Settings
 from processes import tiny_cli_env
 
 # Every evaluated challenger is promoted: the tests are about what happens around the decision.
-LENIENT = {"min_delta": -1.0, "max_forgetting": 1.0, "require_significant_gain": False}
+LENIENT = {
+    "min_delta": -1.0,
+    "max_forgetting": 1.0,
+    "require_significant_gain": False,
+    "min_macro_f1_gain": -1.0,
+}
 SAMPLE_TEXTS = ["a lovely, warm film", "dull and far too long"]
 
 

@@ -475,3 +475,19 @@ def test_forgetting_is_measured_from_the_best_earlier_champion(tmp_path: Path) -
     assert any("vs best earlier champion 0.875" in r for r in decision.reasons)
     # A best_before below the champion's own score changes nothing.
     assert decide(challenger, champion, NEW, settings, best_before={"old": 0.5}).promote is True
+
+
+def test_no_champion_lenient_settings_accept_any_model(tmp_path: Path) -> None:
+    """A user (or a benchmark) that lowers min_delta, drops significance and sets min_macro_f1_gain to
+    -1 accepts even a constant model as the first champion; the reasons still give the numbers."""
+    lenient = gate_settings(tmp_path).model_copy(
+        update={"min_delta": -1.0, "require_significant_gain": False, "min_macro_f1_gain": -1.0}
+    )
+    references = ["positive"] * 67 + ["negative"] * 33
+    constant = ["positive"] * 100
+    decision, _ = first_decision(constant, references, references, lenient)
+    assert decision.promote is True, decision.summary()
+    assert "macro-F1 0.401 vs best trivial baseline" in decision.reasons[1]
+    # The default settings refuse the same model.
+    decision, _ = first_decision(constant, references, references, gate_settings(tmp_path))
+    assert decision.promote is False
