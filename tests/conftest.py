@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as settings_profiles
 
 from perennial.config import Settings
 from perennial.environment import configure
 from processes import tiny_cli_env  # tests/ is on sys.path
 
 DATA = Path(__file__).parent / "data"
+
+# CI runs every property test on the same derandomised examples, so a red CI always means the code
+# changed; a developer's run explores new examples (and Hypothesis keeps any failure it finds).
+settings_profiles.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings_profiles.load_profile("ci")
 LABELS = ["negative", "positive"]
 
 

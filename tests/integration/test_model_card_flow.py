@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import pytest
 from mlflow import MlflowClient
 
@@ -33,7 +36,10 @@ def test_each_version_gets_a_card_naming_its_champion_decision_and_slices(settin
     assert v2.startswith(f"# {settings.registered_model_name} v2\n")
     assert "compared with champion v1" in v2
     assert f"**{second.decision}**" in v2
-    assert second.reasons and all(f"- {reason}" in v2 for reason in second.reasons)
+    # Values from data are Markdown-escaped in the card ("\\[+0.0", "&lt;"): compare the text it
+    # renders as.
+    shown = html.unescape(re.sub(r"\\(.)", r"\1", v2))
+    assert second.reasons and all(f"- {reason}" in shown for reason in second.reasons)
     for slice_name in ("reviews", "films"):
         assert f"| {slice_name}" in v2  # in the lineage and evaluation tables
     assert "| films (new) |" in v2

@@ -481,9 +481,13 @@ def card_page(facts: dict) -> str:
 @example(values=["[x](javascript:alert(1)).csv", "![](http://evil.example/x.png)"] * 6)
 @example(values=["\x02wzxhzdk:0\x03", "<http://evil.example/>", "[a]: javascript:alert(1)"] * 4)
 @example(values=["# heading", "> quote", "- item", "1. item", "| x | y |", "`"] * 2)
+# Found in a clean-clone run: a blank value is an empty paragraph, which Markdown leaves out; the
+# benign page is built with the same blanks, so only injected structure differs.
+@example(values=["<script>alert(1)</script>"] * 9 + [" "] + ["<script>alert(1)</script>"] * 2)
 def test_model_card_shows_hostile_values_as_text(values: list[str]) -> None:
     page = card_page(card_facts(lambda i: values[i]))
-    assert_safe(page, card_page(card_facts(lambda i: BENIGN[i])))
+    harmless = [value if not value.strip() else BENIGN[i] for i, value in enumerate(values)]
+    assert_safe(page, card_page(card_facts(lambda i: harmless[i])))
 
 
 def test_model_card_markdown_has_no_link_image_or_tag_from_data() -> None:
