@@ -474,6 +474,7 @@ def _exit_now(code: int) -> None:
     import logging
     import threading
 
+    _stop_idle_executors()
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
@@ -484,6 +485,19 @@ def _exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _stop_idle_executors() -> None:
+    """Tell every ThreadPoolExecutor's workers to finish (MLflow's artifact uploads leave some idle).
+
+    Their threads are not daemons and end only when told: a normal exit tells them in
+    `threading._shutdown`, which the quick exit skips, so joining them would wait forever. This is the
+    function the interpreter registers for that (private, hence guarded): queued work still runs."""
+    try:
+        from concurrent.futures.thread import _python_exit
+    except ImportError:  # a Python without it: its workers are then joined as they are
+        return
+    _python_exit()
 
 
 if __name__ == "__main__":

@@ -38,8 +38,15 @@ def redacting(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def handler() -> Iterator[tuple[logging.Handler, io.StringIO, list[logging.LogRecord]]]:
-    """A handler on the root logger that writes formatted lines and keeps the records it saw."""
+def handler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[logging.Handler, io.StringIO, list[logging.LogRecord]]]:
+    """A handler on the root logger that writes formatted lines and keeps the records it saw. The
+    libraries' loggers propagate to it here: once MLflow (or uvicorn) configured its logging in this
+    process, its records stop at its own handler, and the test would see nothing."""
+    for name in ("mlflow", "urllib3", "uvicorn"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
     stream = io.StringIO()
     records: list[logging.LogRecord] = []
     stream_handler = logging.StreamHandler(stream)
