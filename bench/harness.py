@@ -129,11 +129,15 @@ def median(values: Sequence[float]) -> float:
 def machine() -> dict:
     import torch
 
+    from perennial.precision import cpu_has_native_bf16
+
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
+        # Whether bfloat16 is native here decides what train/predict_precision "auto" runs.
+        "native_bf16": cpu_has_native_bf16(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "platform": platform.platform(),

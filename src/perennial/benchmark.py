@@ -143,6 +143,13 @@ def run_strategy(
     return run
 
 
+def _resolved_train_precision(settings: Settings) -> str:
+    from perennial.evaluation import resolve_device
+    from perennial.precision import resolve_precision
+
+    return resolve_precision(settings.train_precision, resolve_device(settings.device))
+
+
 def baseline_accuracy(settings: Settings, stream: Sequence[Slice]) -> list[float]:
     """The base model with a fresh (seeded) head on every slice: the reference for forward transfer."""
     from perennial.evaluation import evaluate_model, resolve_device
@@ -266,6 +273,7 @@ def _report(
         "epochs": settings.epochs,
         "replay_memory_size": settings.replay_memory_size,
         "replay_ratio": settings.replay_ratio,
+        "train_precision": _resolved_train_precision(settings),
         "wall_seconds": time.perf_counter() - started,
         "wall_seconds_per_seed": list(seed_seconds),
         "strategies": results,

@@ -100,6 +100,20 @@ class Settings(BaseSettings):
         description="Arithmetic of `perennial predict`: auto is bfloat16 where the processor computes it "
         "natively (CPU with AVX512-BF16 or AMX, a bf16 GPU), else float32. Evaluation is always float32.",
     )
+    predict_engine: Literal["auto", "torch", "onnxruntime"] = Field(
+        default="auto",
+        description="What runs `perennial predict`. onnxruntime: an ONNX export of the champion (made once "
+        "per version, kept beside its local copy) on the CPU in float32, the same labels as torch "
+        "float32 and faster on CPUs without native bfloat16; auto: torch on a GPU or where "
+        "predict_precision resolves to bfloat16, else onnxruntime when it is installed. Where the "
+        "export fails, torch predicts (with one log line).",
+    )
+    train_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Arithmetic of training: auto is bfloat16 autocast where the device computes it "
+        "natively (as predict_precision), else float32. Weights and optimizer state stay float32; "
+        "LwF/EWC terms and evaluation run in float32.",
+    )
     torch_threads: int | None = None
     train_processes: int = Field(
         default=1,

@@ -284,6 +284,7 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
                     "max_length",
                     "patience",
                     "seed",
+                    "train_precision",
                     "replay_memory_size",
                     "replay_ratio",
                     *_STRATEGY_PARAMS.get(settings.regularizer, ()),
@@ -344,6 +345,8 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
                 "trainable_fraction": result.trainable_fraction,
             },
         )
+        # What `train_precision` resolved to on the machine that trained (auto differs by CPU/GPU).
+        registry.set_run_tags(run_id, {"train_precision": result.precision})
     except BaseException:
         registry.end_run(run_id, "FAILED")
         raise
@@ -364,6 +367,7 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 2),
+        "train_precision": result.precision,
     }
 
 

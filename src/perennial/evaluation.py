@@ -103,6 +103,16 @@ def encoded_batches(
     Similar lengths share a batch, so per-batch padding stays short. Longest first: a batch that does
     not fit in memory fails at once rather than at the end. Characters are a cheap proxy for tokens.
     """
+    for idx in longest_first_batches(texts, batch_size, desc):
+        encoded = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        yield idx, encoded.to(device)
+
+
+def longest_first_batches(texts: Sequence[str], batch_size: int, desc: str) -> Iterator[list[int]]:
+    """The input positions of `texts` in batches of similar lengths, longest first (see
+    `encoded_batches`), with a progress bar named `desc` on a terminal for long runs."""
     n = len(texts)
     order = sorted(range(n), key=lambda i: len(texts[i]), reverse=True)
     starts: Iterable[int] = range(0, n, batch_size)
@@ -112,11 +122,7 @@ def encoded_batches(
 
         starts = tqdm(starts, desc=desc, unit="batch", leave=False)
     for start in starts:
-        idx = order[start : start + batch_size]
-        encoded = tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
-        yield idx, encoded.to(device)
+        yield order[start : start + batch_size]
 
 
 def predict(

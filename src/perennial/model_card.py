@@ -174,6 +174,7 @@ def _training_facts(settings: Settings, challenger: Mapping) -> dict:
         "stopped_early",
         "best_val_accuracy",
         "seconds",
+        "train_precision",
     )
     return {
         "base_model": settings.base_model,

@@ -40,6 +40,10 @@ RUN_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # Listed explicitly because MLflow's inference adds torchvision, which is not installed here.
 SERVING_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors")
 VERIFY_TEXT = "This is a short sentence to check that the model predicts."
+# Texts per forward pass when the pyfunc (`mlflow models serve`, the load check) predicts a list;
+# the pipeline's own default is 1. Overridable at serve time without re-logging:
+# MLFLOW_PYFUNC_INFERENCE_CONFIG='{"batch_size": 8}'.
+SERVING_BATCH_SIZE = 32
 
 # Layout of a transformers-flavour model in the artifact store (MLflow 3.17).
 _WEIGHTS_SUBDIR = "model"
@@ -289,6 +293,9 @@ def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[
         model_card=card,
         # Explicit: inference would add torchvision, which is not installed and fails the log.
         pip_requirements=_pip_requirements(),
+        # Passed to the pipeline call by the pyfunc: batched forward passes instead of one per text.
+        # MEASUREMENT_PLACEHOLDER
+        model_config={"batch_size": SERVING_BATCH_SIZE},
     )
     version = mlflow.register_model(
         info.model_uri,

@@ -48,6 +48,7 @@ class TrainResult:
     tuning: str = "full"
     regularizer: str = "none"
     trainable_fraction: float = 1.0
+    precision: str = "float32"  # the arithmetic of the forward pass and loss (weights stay float32)
     history: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -133,6 +134,19 @@ def linear_warmup_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def forward_logits(
+    net: torch.nn.Module, features: dict, precision: str, device: torch.device
+) -> torch.Tensor:
+    """The training forward pass: under bfloat16 autocast where `precision` says so, logits returned
+    in float32 so the loss and the LwF/EWC terms are float32. Weights, gradients and AdamW's state
+    stay float32 either way (autocast casts per operation; it never changes the parameters)."""
+    from perennial.precision import training_precision
+
+    with training_precision(precision, device):
+        logits = net(**features).logits
+    return logits.float()
+
+
 def fine_tune(
     init_from: str | Path,
     labels: Sequence[str],
@@ -156,6 +170,7 @@ def fine_tune(
     from tqdm.auto import tqdm
 
     from perennial.evaluation import predict
+    from perennial.precision import resolve_precision
     from perennial.tuning import merged_for_saving, prepare_for_tuning, trainable_fraction
 
     started = time.perf_counter()
@@ -166,6 +181,7 @@ def fine_tune(
     model, tokenizer = load_for_training(init_from, labels)
     model = prepare_for_tuning(model, tuning, settings)
     model.to(device)
+    precision = resolve_precision(settings.train_precision, device)
     label2id = {label: i for i, label in enumerate(labels)}
 
     # Tokenise once, without padding; each batch is padded to its own longest text.
@@ -214,7 +230,7 @@ def fine_tune(
         for step, idx in enumerate(bar, start=1):
             rows, weight = dp.share(idx)  # one process: the whole batch, weight 1
             labels_t = torch.tensor([targets[i] for i in rows], device=device)
-            logits = net(**collate(rows)).logits
+            logits = forward_logits(net, collate(rows), precision, device)
             loss = F.cross_entropy(logits, labels_t)
             if regularizer is not None:
                 loss = loss + regularizer.penalty(model, rows, logits)
@@ -291,5 +307,6 @@ def fine_tune(
         tuning=tuning,
         regularizer=regularizer.name if regularizer is not None else "none",
         trainable_fraction=fraction,
+        precision=precision,
         history=history,
     )

@@ -49,25 +49,95 @@ def test_overhead_times_both_sides_alternately(tmp_path: Path, pretrained_tiny_m
     result = run_bench("overhead", tmp_path, pretrained_tiny_model_dir, "--rows", "120", "--repeats", "2")
     assert set(result["seconds"]) == {"perennial run", "plain script"}
     assert all(len(runs) == 2 and min(runs) > 0 for runs in result["seconds"].values())
-    seconds = result["seconds"]
-    expected = statistics.median(seconds["perennial run"]) / statistics.median(seconds["plain script"])
+    ours, theirs = result["seconds"]["perennial run"], result["seconds"]["plain script"]
+    expected = statistics.median(ours) / statistics.median(theirs)
     assert result["ratio"] == pytest.approx(expected)
+    paired = [a / b for a, b in zip(ours, theirs, strict=True)]
+    assert result["paired_ratios"] == pytest.approx(paired)
+    assert result["paired_ratio_range"] == pytest.approx([min(paired), max(paired)])
+    # With two pairs every bootstrap resample's ratio is one pair's ratio or both together's (the
+    # ratio of medians, which lies between them), so the interval spans exactly the two pairs' ratios.
+    interval = result["ratio_interval"]
+    assert "bootstrap" in interval["method"]
+    assert interval["low"] == pytest.approx(min(paired))
+    assert interval["high"] == pytest.approx(max(paired))
+    assert interval["low"] <= result["ratio"] <= interval["high"]
     assert result["machine"]["cores"] >= 1
 
 
-def test_trainer_compares_samples_per_second_and_accuracy(
-    tmp_path: Path, pretrained_tiny_model_dir: Path
-) -> None:
-    result = run_bench("trainer", tmp_path, pretrained_tiny_model_dir, "--rows", "160", "--epochs", "2")
-    ours, theirs = result["results"]["perennial"], result["results"]["transformers.Trainer"]
-    # Both saw every training row in every epoch.
-    assert ours["samples"] == theirs["samples"] == 160 * 2
-    for side in (ours, theirs):
-        assert side["samples_per_s"] == pytest.approx(side["samples"] / side["seconds"])
-        assert 0.0 <= side["test_accuracy"] <= 1.0
-    assert result["speedup"] == pytest.approx(ours["samples_per_s"] / theirs["samples_per_s"])
-    gap = 100 * (ours["test_accuracy"] - theirs["test_accuracy"])
-    assert result["accuracy_gap_points"] == pytest.approx(gap)
+def test_trainer_compares_precisions_over_seeds(tmp_path: Path, pretrained_tiny_model_dir: Path) -> None:
+    from perennial.precision import cpu_has_native_bf16
+
+    result = run_bench(
+        "trainer", tmp_path, pretrained_tiny_model_dir,
+        "--rows", "160", "--epochs", "2", "--seeds", "2", "--probe-steps", "3",
+    )  # fmt: skip
+    arms = result["arms"]
+    names = ["perennial float32", "perennial auto", "transformers.Trainer float32"]
+    bf16_arm = "transformers.Trainer bf16=True"
+    assert list(arms) == [*names, bf16_arm]
+    native = result["bf16"]["native_on_device"]
+    assert result["bf16"]["cpu_native_bf16"] == cpu_has_native_bf16()
+    assert result["bf16"]["auto_resolves_to"] == arms["perennial auto"]["resolved_to"]
+    assert result["seeds"] == [42, 43]
+    trained = [*names, bf16_arm] if native else names
+    for name in trained:
+        arm = arms[name]
+        runs = arm["runs"]
+        assert [r["seed"] for r in runs] == [42, 43]
+        # Every run saw every training row in every epoch.
+        assert all(r["samples"] == 160 * 2 for r in runs)
+        for r in runs:
+            assert r["samples_per_s"] == pytest.approx(r["samples"] / r["seconds"])
+            assert 0.0 <= r["test_accuracy"] <= 1.0
+            assert r["bf16_autocast"] == (arm["precision"] == "bfloat16")
+        accuracies = [r["test_accuracy"] for r in runs]
+        assert arm["test_accuracy"]["mean"] == pytest.approx(statistics.fmean(accuracies))
+        assert arm["test_accuracy"]["std"] == pytest.approx(statistics.stdev(accuracies))
+        total = sum(r["samples"] for r in runs) / sum(r["seconds"] for r in runs)
+        assert arm["samples_per_s"] == pytest.approx(total)
+    for name in ("perennial float32", "perennial auto"):
+        for r in arms[name]["runs"]:
+            assert r["reported_precision"] == arms[name]["precision"]
+    speedups = {tuple(s["arms"]): s for s in result["speedups"]}
+    f32 = speedups[("perennial float32", "transformers.Trainer float32")]
+    ratio = arms["perennial float32"]["samples_per_s"] / arms["transformers.Trainer float32"]["samples_per_s"]
+    assert f32["speedup"] == pytest.approx(ratio)
+    assert f32["status"] == ("met" if ratio >= 1.3 else "not met")
+    gaps = {tuple(g["arms"]): g["points"] for g in result["accuracy_gaps"]}
+    mean = {name: arms[name]["test_accuracy"]["mean"] for name in trained}
+    gap = 100 * (mean["perennial float32"] - mean["transformers.Trainer float32"])
+    assert gaps[("perennial float32", "transformers.Trainer float32")] == pytest.approx(gap)
+    if native:
+        assert arms["perennial auto"]["precision"] == "bfloat16" and not result["probes"]
+        return
+    # No native bf16: auto is the float32 run, and the bf16 arms are probed for a few steps only.
+    assert arms["perennial auto"]["runs"] == arms["perennial float32"]["runs"]
+    assert arms["perennial auto"]["resolved_to"] == "float32"
+    assert arms[bf16_arm]["mode"] == "probe only" and not arms[bf16_arm]["runs"]
+    assert speedups[("perennial auto", "perennial float32")]["speedup"] is None
+    assert speedups[("perennial auto", bf16_arm)]["speedup"] is None
+    assert set(gaps) == {("perennial float32", "transformers.Trainer float32")}
+    probes = result["probes"]
+    assert set(probes) == {
+        "perennial float32",
+        "perennial bfloat16",
+        "transformers.Trainer float32",
+        bf16_arm,
+    }
+    for name, p in probes.items():
+        assert p["steps"] == 3 and p["measured_steps"] == 2
+        assert p["samples"] == 2 * 16  # the tiny settings' batch size
+        assert p["samples_per_s"] == pytest.approx(p["samples"] / p["seconds"])
+        assert p["wall_seconds"] > p["seconds"] > 0
+        assert p["bf16_autocast"] == (name in ("perennial bfloat16", bf16_arm))
+    slowdown = result["bf16_slowdown"]
+    assert slowdown["perennial"] == pytest.approx(
+        probes["perennial float32"]["samples_per_s"] / probes["perennial bfloat16"]["samples_per_s"]
+    )
+    assert slowdown["transformers.Trainer"] == pytest.approx(
+        probes["transformers.Trainer float32"]["samples_per_s"] / probes[bf16_arm]["samples_per_s"]
+    )
 
 
 def test_history_series_reports_time_memory_and_storage(
@@ -92,3 +162,16 @@ def test_predict_counts_every_text_and_times_help(tmp_path: Path, pretrained_tin
     assert result["texts"] == 250
     assert result["texts_per_s"] == pytest.approx(250 / result["seconds"])
     assert len(result["help_seconds"]) == 5 and all(s > 0 for s in result["help_seconds"])
+
+
+def test_serve_sends_every_text_to_the_served_champion(
+    tmp_path: Path, pretrained_tiny_model_dir: Path
+) -> None:
+    result = run_bench("serve", tmp_path, pretrained_tiny_model_dir, "--texts", "250", "--request-size", "40")
+    assert (result["texts"], result["request_size"]) == (250, 40)
+    # 6 full requests and one of 10; the bench itself checks every text came back with a label.
+    assert result["requests"] == len(result["request_seconds"]) == 7
+    assert result["texts_per_s"] == pytest.approx(250 / result["seconds"])
+    assert result["seconds"] >= sum(result["request_seconds"]) > 0
+    assert result["start_seconds"] > 0 and result["server_rss_mib"] > 50
+    assert (tmp_path / "results" / "logs" / "serve" / "server.log").stat().st_size > 0

@@ -72,6 +72,32 @@ def test_register_promote_download_and_verify(settings: Settings, tiny_model_dir
     assert registry.version_tags(settings, version)["promoted"] == "true"
 
 
+def test_served_pyfunc_predicts_a_list_in_batches(
+    settings: Settings, pretrained_tiny_model_dir: Path
+) -> None:
+    """What `mlflow models serve` loads batches a list of texts, and gives each text the label and
+    score it gets alone (padding to the batch's longest text changes nothing)."""
+    import mlflow
+
+    _, version = _register(settings, pretrained_tiny_model_dir, "served")
+    uri = f"models:/{settings.registered_model_name}/{version}"
+    config = mlflow.models.get_model_info(uri).flavors["python_function"].get("config")
+    assert config == {"batch_size": registry.SERVING_BATCH_SIZE}
+    assert registry.SERVING_BATCH_SIZE > 1
+
+    # Two full batches and a partial one, of very different lengths.
+    texts = [
+        ("a fine, warm movie " if i % 2 else "a dull and tiresome film ") * (1 + i % 7) + str(i)
+        for i in range(2 * registry.SERVING_BATCH_SIZE + 3)
+    ]
+    batched = mlflow.pyfunc.load_model(uri).predict(texts)
+    alone = mlflow.pyfunc.load_model(uri, model_config={"batch_size": 1}).predict(texts)
+    assert len(batched) == len(texts)
+    assert set(batched["label"]) <= {"negative", "positive"}
+    assert batched["label"].tolist() == alone["label"].tolist()
+    assert batched["score"].to_numpy() == pytest.approx(alone["score"].to_numpy(), abs=1e-4)
+
+
 def test_second_version_moves_the_alias(settings: Settings, tiny_model_dir: Path) -> None:
     _, first = _register(settings, tiny_model_dir, "batch-one")
     registry.set_alias(settings, registry.CHAMPION, first)
