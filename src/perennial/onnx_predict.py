@@ -1,12 +1,12 @@
 """`perennial predict` through ONNX Runtime: the champion exported once to ONNX, then scored without torch.
 
 On CPUs without native bfloat16, float32 is torch's fastest exact path; ONNX Runtime runs the same
-float32 graph faster and gives the same labels. MiniLM fine-tuned on 600 VADER rows (val accuracy
-0.83), 3,000 held-out sentences of <= 200 characters, batches of 128, 2 threads on the project's
-AVX2-only 2-core EPYC (best of two passes, in-process): torch float32 42 texts/s, ONNX Runtime float32
-50 (every label the same, probabilities within 2e-6). Int8 (dynamic quantisation, torch's or ONNX
-Runtime's) ran 60 and 82 but changed 4-5% of the labels, so it is not offered. Not importing torch
-also saves seconds of every `perennial predict` start-up.
+float32 graph faster and gives the same labels. On the project's AVX2-only 2-core EPYC, MiniLM, 2
+threads, nothing else running: torch float32 392-434 texts/s, ONNX Runtime 644-658 (short texts,
+batches of 64, in-process). On a MiniLM fine-tuned on 600 VADER rows and 3,000 held-out sentences,
+every label was the same as torch float32's (probabilities within 2e-6). Int8 (dynamic quantisation,
+torch's or ONNX Runtime's) was 1.2-1.6x faster than float32 but changed 4-5% of those labels, so it
+is not offered. Not importing torch also saves seconds of every `perennial predict` start-up.
 
 The export is made once per champion version, beside its local copy (retention deletes it with that
 copy), through a temporary file renamed into place. Whatever goes wrong on this path (an unreadable
