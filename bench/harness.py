@@ -184,3 +184,21 @@ def _cell(value: object) -> str:
 
 def mib(n: int) -> float:
     return n / 2**20
+
+
+def workspace_with_champion(workspace: Path, log: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A workspace whose champion comes from one short cycle on 300 VADER tweets, and its environment.
+
+    The champion's accuracy does not matter to the benchmarks that need one, only that it exists:
+    one epoch, and any first model is promoted (no baseline to beat, no significance needed)."""
+    (batch,) = vader_batches(1, 300)
+    drop_batch(workspace, batch, "first")
+    env = workspace_env(
+        workspace,
+        PERENNIAL_EPOCHS="1",
+        PERENNIAL_MIN_DELTA="-1",
+        PERENNIAL_REQUIRE_SIGNIFICANT_GAIN="false",
+        PERENNIAL_MIN_MACRO_F1_GAIN="-1",
+    )
+    run_measured(perennial("run"), env, log)
+    return batch, env

@@ -24,14 +24,12 @@ from pathlib import Path
 import pandas as pd
 from harness import (
     RESULTS,
-    drop_batch,
     median,
     mib,
     perennial,
     print_table,
     run_measured,
-    vader_batches,
-    workspace_env,
+    workspace_with_champion,
     write_result,
 )
 
@@ -107,18 +105,7 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     workspace = Path(tempfile.mkdtemp(prefix="perennial-bench-predict-"))
     try:
-        (batch,) = vader_batches(1, 300)
-        drop_batch(workspace, batch, "first")
-        # One short cycle makes a champion; its accuracy does not matter here, only that it exists.
-        env = workspace_env(
-            workspace,
-            PERENNIAL_EPOCHS="1",
-            # Any first model is promoted: no baseline to beat, no significance needed.
-            PERENNIAL_MIN_DELTA="-1",
-            PERENNIAL_REQUIRE_SIGNIFICANT_GAIN="false",
-            PERENNIAL_MIN_MACRO_F1_GAIN="-1",
-        )
-        run_measured(perennial("run"), env, logs / "prepare.log")
+        batch, env = workspace_with_champion(workspace, logs / "prepare.log")
 
         # The first predict of a champion makes its ONNX export (when that engine runs): timed apart.
         first = run_measured(perennial("predict", "warm up"), env, logs / "first.log")

@@ -18,7 +18,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,25 +26,17 @@ from pathlib import Path
 from harness import (
     BIN,
     RESULTS,
-    drop_batch,
     mib,
-    perennial,
     print_table,
-    run_measured,
-    vader_batches,
-    workspace_env,
+    workspace_with_champion,
     write_result,
 )
 from predict import short_texts
 
+from perennial.startup import _free_port as free_port  # one free-port probe for the project
+
 TEXTS_GOAL = 500.0
 START_TIMEOUT_S = 300.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tracking_uri(workspace: Path) -> str:
@@ -135,22 +126,11 @@ def main() -> None:
     workspace = Path(tempfile.mkdtemp(prefix="perennial-bench-serve-"))
     server = None
     try:
-        (batch,) = vader_batches(1, 300)
-        drop_batch(workspace, batch, "first")
-        # One short cycle makes a champion; its accuracy does not matter here, only that it exists.
-        env = workspace_env(
-            workspace,
-            PERENNIAL_EPOCHS="1",
-            # Any first model is promoted: no baseline to beat, no significance needed.
-            PERENNIAL_MIN_DELTA="-1",
-            PERENNIAL_REQUIRE_SIGNIFICANT_GAIN="false",
-            PERENNIAL_MIN_MACRO_F1_GAIN="-1",
-        )
-        run_measured(perennial("run"), env, logs / "prepare.log")
+        batch, env = workspace_with_champion(workspace, logs / "prepare.log")
         labels = set(batch["label"].astype(str))
         texts = short_texts(args.texts)
 
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         model = f"models:/{_model_name(workspace)}@champion"
         command = [
