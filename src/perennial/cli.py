@@ -7,8 +7,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perennial.config import Settings
+
+if TYPE_CHECKING:
+    from perennial.benchmark import StreamFactory
 from perennial.secrets import redact
 
 
@@ -228,17 +232,67 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = _ready(_settings(args))
     strategies = args.strategies.split(",") if args.strategies else list(STRATEGIES)
     seeds = range(args.seeds if args.seeds else (1 if args.quick else 3))
-    rows = args.rows or (QUICK_ROWS_PER_DOMAIN if args.quick else settings.demo_rows_per_domain)
+    own_stream = args.stream or args.stream_dir or args.from_workspace
+    # The shipped streams are sampled to a size; a user's own stream runs whole unless --rows says.
+    rows = args.rows or (
+        None if own_stream else QUICK_ROWS_PER_DOMAIN if args.quick else settings.demo_rows_per_domain
+    )
     try:
-        report = run_benchmark(settings, args.out, strategies=strategies, seeds=seeds, rows_per_domain=rows)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        make_stream = _bench_stream(args, settings, rows)
+        report = run_benchmark(
+            settings,
+            args.out,
+            strategies=strategies,
+            seeds=seeds,
+            rows_per_domain=rows,
+            make_stream=make_stream,
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     print()
     print(format_report(report))
     print(f"\nresults: {args.out / 'forgetting.json'}\nplot:    {args.out / 'forgetting.png'}")
     print(f"benchmark finished in {report['wall_seconds']:.0f} s")
     return 0
+
+
+def _bench_stream(args: argparse.Namespace, settings: Settings, rows: int | None) -> StreamFactory:
+    """The stream the benchmark runs, as a function of the seed (see benchmark_streams)."""
+    from perennial import benchmark_streams as streams
+
+    sizes = streams.SplitSizes.parse(args.split_rows) if args.split_rows else None
+    if args.stream is not None:
+        if (args.by is None) == (args.by_time is None):
+            raise ValueError("--stream needs exactly one of --by COLUMN or --by-time COLUMN")
+        # Read and split once up front, so a bad file fails before any training starts.
+        streams.file_stream(
+            args.stream,
+            0,
+            settings,
+            by=args.by,
+            by_time=args.by_time,
+            every=args.every,
+            sizes=sizes,
+            rows=rows,
+        )
+        return lambda seed, s: streams.file_stream(
+            args.stream, seed, s, by=args.by, by_time=args.by_time, every=args.every, sizes=sizes, rows=rows
+        )
+    if args.by is not None or args.by_time is not None:
+        raise ValueError("--by and --by-time split a --stream FILE")
+    if args.stream_dir is not None:
+        streams.dir_stream(args.stream_dir, 0, settings, sizes=sizes, rows=rows)
+        return lambda seed, s: streams.dir_stream(args.stream_dir, seed, s, sizes=sizes, rows=rows)
+    if args.from_workspace:
+        if sizes is not None:
+            raise ValueError(
+                "--split-rows does not apply to --from-workspace: it uses the pipeline's own splits"
+            )
+        stream = streams.workspace_stream(settings)
+        return lambda seed, s: stream
+    build = streams.DEV_STREAMS[args.dataset]
+    return lambda seed, s: build(seed, s, rows=rows, sizes=sizes)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -439,15 +493,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: the input's format")
     p.set_defaults(func=cmd_stream)
 
-    p = sub.add_parser("bench", help="benchmarks that measure and report (see bench/)")
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks that measure and report (see bench/)",
+        description="forgetting: every strategy on one stream against the joint bound. The stream is a "
+        "shipped development stream (--dataset), your own labelled file split into slices (--stream FILE "
+        "--by COLUMN, or --by-time COLUMN --every month), a folder of batch files in name order "
+        "(--stream-dir), or this workspace's accepted batches (--from-workspace).",
+    )
     p.add_argument("name", choices=["forgetting"], help="forgetting: strategies against the joint bound")
     p.add_argument("--quick", action="store_true", help="subsampled, one seed: minutes, not hours")
     p.add_argument("--seeds", type=int, help="number of seeds (default: 3, or 1 with --quick)")
     p.add_argument(
-        "--rows", type=int, help="rows per domain (default: demo_rows_per_domain, 300 with --quick)"
+        "--rows",
+        type=int,
+        help="rows sampled per slice of a --dataset stream (default: demo_rows_per_domain, 300 with --quick)",
     )
     p.add_argument("--strategies", help="comma-separated specs, e.g. naive,replay+lwf,joint")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results/)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--dataset",
+        choices=["vader", "trec-classes", "trec-subtypes"],
+        default="vader",
+        help="a shipped development stream (default: vader, the easy one)",
+    )
+    source.add_argument("--stream", type=Path, metavar="FILE", help="a labelled CSV, JSONL or Parquet file")
+    source.add_argument(
+        "--stream-dir", type=Path, metavar="DIR", help="batch files, one slice each, in name order"
+    )
+    source.add_argument(
+        "--from-workspace", action="store_true", help="the workspace's accepted batches, in order"
+    )
+    p.add_argument(
+        "--by", metavar="COLUMN", help="with --stream: one slice per value, in order of first appearance"
+    )
+    p.add_argument(
+        "--by-time", metavar="COLUMN", help="with --stream: one slice per period of this date column"
+    )
+    p.add_argument("--every", choices=["week", "month", "quarter", "year"], default="month")
+    p.add_argument(
+        "--split-rows",
+        metavar="TRAIN,VAL,TEST",
+        help="exact rows per split of every slice (default: the val_fraction and test_fraction settings)",
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 

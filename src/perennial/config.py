@@ -135,6 +135,18 @@ class Settings(BaseSettings):
         default="full",
         description="full: every weight; lora: low-rank adapters, merged on save; head: the encoder frozen.",
     )
+    merge: Literal["none", "wise"] = Field(
+        default="none",
+        description="wise: average the trained challenger's weights with the champion's (WiSE-FT).",
+    )
+    bias_correction: Literal["none", "logit-adjust"] = Field(
+        default="none",
+        description="logit-adjust: shift the head's biases by the label priors it trained on (Menon et al.).",
+    )
+    wise_alpha: float = Field(
+        default=0.5, ge=0, le=1, description="wise: the challenger's share of the average (1 = no averaging)."
+    )
+    logit_adjust_tau: float = Field(default=1.0, ge=0, description="logit-adjust: strength of the shift.")
     # Experience replay: a capped, class- and batch-balanced memory; `replay_ratio` memory rows are
     # mixed in per new training row.
     replay_memory_size: int = Field(default=2000, ge=0)
@@ -150,6 +162,15 @@ class Settings(BaseSettings):
     lora_dropout: float = Field(default=0.1, ge=0, lt=1)
     adapter_learning_rate: float = Field(
         default=5e-4, gt=0, description="Learning rate for lora and head tuning: few weights, larger steps."
+    )
+
+    retry_on_forgetting: bool = Field(
+        default=True,
+        description="When the gate rejects a challenger for forgetting alone, train once more with a "
+        "recipe that protects earlier slices (more replay, averaged with the champion) before deciding.",
+    )
+    retry_replay_ratio: float = Field(
+        default=2.0, ge=0, description="The retry's replay: memory rows per new row (at least the usual)."
     )
 
     # Promotion gate

@@ -96,6 +96,21 @@ def maximum_forgetting(R: MatrixLike) -> float | None:
     return max(forgetting.values()) if forgetting else None
 
 
+def forgetting_at_any_cycle(R: MatrixLike) -> dict[Hashable, float]:
+    """Per old slice: the deepest drop at any later cycle below the best accuracy before it. A slice
+    can collapse and recover; final-row forgetting hides that, this does not."""
+    values, names = _matrix(R)
+    T = values.shape[0]
+    if T < 2:
+        return {}
+    cells = [(i, j) for j in range(T - 1) for i in range(j, T)]
+    _require(values, cells, "the lower triangle", names)
+    return {
+        names[j]: float(max(values[j:i, j].max() - values[i, j] for i in range(j + 1, T)))
+        for j in range(T - 1)
+    }
+
+
 def forward_transfer(R: MatrixLike, baseline: Baseline | None) -> float | None:
     """Mean of R[j-1][j] - baseline[j] for j >= 1: how much earlier cycles help on a slice not yet trained on.
 
@@ -138,6 +153,7 @@ class ContinualMetrics:
     fwt: float | None
     forgetting: dict[Hashable, float] = field(default_factory=dict)
     acc_over_cycles: list[float] = field(default_factory=list)
+    max_forgetting_any_cycle: float | None = None  # worst drop at any cycle, not only the last
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready copy (slice names as strings), e.g. for MLflow or a report."""
@@ -159,6 +175,7 @@ def summarize(R: MatrixLike, baseline: Baseline | None = None) -> ContinualMetri
         fwt=forward_transfer(R, baseline),
         forgetting=forgetting,
         acc_over_cycles=accuracy_over_cycles(R),
+        max_forgetting_any_cycle=max(forgetting_at_any_cycle(R).values(), default=None),
     )
 
 
@@ -173,7 +190,10 @@ def format_summary(m: ContinualMetrics) -> str:
         first += (
             f", BWT {100 * m.bwt:+.1f} points, max forgetting {100 * m.max_forgetting:.1f} points ({worst})"
         )
-        lines = [first, f"average forgetting {100 * m.avg_forgetting:.1f} points"]
+        second = f"average forgetting {100 * m.avg_forgetting:.1f} points"
+        if m.max_forgetting_any_cycle is not None and m.max_forgetting_any_cycle > m.max_forgetting:
+            second += f"; worst drop at any cycle {100 * m.max_forgetting_any_cycle:.1f} points"
+        lines = [first, second]
     if m.fwt is not None:
         lines.append(f"FWT {100 * m.fwt:+.1f} points")
     if m.acc_over_cycles:

@@ -22,7 +22,8 @@ from perennial.batch_store import load_split, rows_path, seed_from_batch, split_
 from perennial.champion import move_champion
 from perennial.config import Settings
 from perennial.faults import fault_point
-from perennial.gate import Decision, decide
+from perennial.finishing import finish_model
+from perennial.gate import LABELS, Decision, decide
 from perennial.inbox import ready_inbox_files
 from perennial.ingest import SKIPPED, IngestResult, ingest_file
 from perennial.ledger import (
@@ -289,6 +290,8 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
                     "replay_ratio",
                     *_STRATEGY_PARAMS.get(settings.regularizer, ()),
                     *_STRATEGY_PARAMS.get(settings.tuning, ()),
+                    *_STRATEGY_PARAMS.get(settings.merge, ()),
+                    *_STRATEGY_PARAMS.get(settings.bias_correction, ()),
                 )
             },
         },
@@ -330,6 +333,16 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
             # A regulariser anchors to the champion; from the base model there is nothing to keep.
             regularizer=strategy.regularizer if warm else "none",
         )
+        finished = finish_model(
+            strategy,
+            Path(result.model_dir),
+            Path(init_from) if warm else None,
+            data.train["label"],
+            labels,
+            settings,
+        )
+        if finished:
+            registry.log_metrics(run_id, finished)
         for entry in result.history:
             registry.log_metrics(
                 run_id,
@@ -377,7 +390,25 @@ _STRATEGY_PARAMS = {
     "ewc": ("ewc_weight", "ewc_fisher_rows"),
     "lora": ("lora_rank", "lora_alpha", "lora_dropout", "adapter_learning_rate"),
     "head": ("adapter_learning_rate",),
+    "wise": ("wise_alpha",),
+    "logit-adjust": ("logit_adjust_tau",),
 }
+
+
+# Retry (see perennial.retry): the first attempt's run is closed as retried, the second links to it.
+def retire_first_attempt(settings: Settings, challenger: dict, decision: dict) -> dict:
+    """End the first attempt's MLflow run, tagged `decision=retried` with its reasons; return what
+    the second attempt's record needs of it."""
+    run_id = challenger["run_id"]
+    registry.set_run_tags(run_id, {"decision": "retried", "reasons": " | ".join(decision["reasons"])[:4900]})
+    registry.end_run(run_id, "FINISHED")
+    shutil.rmtree(challenger["model_dir"], ignore_errors=True)
+    return {"run_id": run_id, "strategy": challenger["strategy"]}
+
+
+def link_second_attempt(challenger: dict, first: dict) -> dict:
+    registry.set_run_tags(challenger["run_id"], {"attempt": "2", "retry_of": first["run_id"]})
+    return {**challenger, "attempt": 2, "retry_of": first["run_id"]}
 
 
 # Evaluate
@@ -524,8 +555,13 @@ def gate(settings: Settings, scores: dict) -> dict:
         reason = check_labels(check, names.get(scores["new_slice"], scores["new_slice"]), settings)
         if reason:
             flag = {"reason": reason, **check.to_dict(), "p_value": check.p_value}
-            decision = Decision(False, [*decision.reasons, reason])
-    return {"promote": decision.promote, "reasons": decision.reasons, "label_flag": flag}
+            decision = Decision(False, [*decision.reasons, reason], (*decision.failed_on, LABELS))
+    return {
+        "promote": decision.promote,
+        "reasons": decision.reasons,
+        "label_flag": flag,
+        "failed_on": list(decision.failed_on),
+    }
 
 
 # Promote
@@ -669,7 +705,7 @@ def log_continual_metrics(settings: Settings, run_id: str) -> None:
     if summary:
         values = {
             k: summary[k]
-            for k in ("avg_acc", "bwt", "avg_forgetting", "max_forgetting")
+            for k in ("avg_acc", "bwt", "avg_forgetting", "max_forgetting", "max_forgetting_any_cycle")
             if summary[k] is not None
         }
         registry.log_metrics(run_id, {f"cl.{k}": v for k, v in values.items()})

@@ -19,10 +19,17 @@ METRIC = "accuracy"  # the metric the gate compares; macro-F1 is reported alongs
 Scores = Mapping[str, Mapping[str, float]]  # slice -> metric -> value
 
 
+# What a rejection failed on; a cycle retries with a protective recipe only when it is forgetting alone.
+NEW_SLICE = "new-slice"  # not good enough on the new slice (gain, significance, first-champion bars)
+FORGETTING = "forgetting"  # lost more than max_forgetting on an earlier slice
+LABELS = "labels"  # the batch's labels contradict the champion (perennial.label_check)
+
+
 @dataclass(frozen=True)
 class Decision:
     promote: bool
     reasons: list[str] = field(default_factory=list)
+    failed_on: tuple[str, ...] = ()  # NEW_SLICE and/or FORGETTING when rejected
 
     @property
     def label(self) -> str:
@@ -80,7 +87,8 @@ def _first_champion(
             f"{METRIC} {accuracy:.3f} {'>=' if above_floor else '<'} "
             f"floor min_accuracy {settings.min_accuracy:.3f}"
         )
-    return Decision(beats_majority and beats_trivial and above_floor, reasons)
+    promote = beats_majority and beats_trivial and above_floor
+    return Decision(promote, reasons, () if promote else (NEW_SLICE,))
 
 
 def decide(
@@ -113,7 +121,7 @@ def decide(
     reasons: list[str] = []
     old = champion[new_slice][METRIC]
     delta = new - old
-    ok = delta >= settings.min_delta
+    new_ok = ok = delta >= settings.min_delta
     sign = ">=" if ok else "<"
     reasons.append(
         f"new slice {named(new_slice)}: {new:.3f} vs champion {old:.3f} "
@@ -124,21 +132,23 @@ def decide(
         significant = paired.significant(alpha)
         verdict = f"p {'<' if significant else '>='} {alpha:g}"
         if not significant and settings.require_significant_gain:
-            ok = False
+            new_ok = ok = False
             reasons.append(f"gain within noise: {paired.describe()}, {verdict}")
         else:
             reasons.append(f"paired test: {paired.describe()}, {verdict}")
     earlier = sorted(set(challenger) & set(champion) - {new_slice})
+    forgot = False
     for name in earlier:
         reference = max(champion[name][METRIC], (best_before or {}).get(name, -1.0))
         which = "champion" if reference == champion[name][METRIC] else "best earlier champion"
         drop = reference - challenger[name][METRIC]
         if drop > settings.max_forgetting:
-            ok = False
+            ok, forgot = False, True
             reasons.append(
                 f"forgets slice {named(name)}: {challenger[name][METRIC]:.3f} vs {which} "
                 f"{reference:.3f} (-{drop:.3f} > max_forgetting {settings.max_forgetting:.3f})"
             )
     if ok and earlier:
         reasons.append(f"no earlier slice ({len(earlier)}) lost more than {settings.max_forgetting:.3f}")
-    return Decision(ok, reasons)
+    failed_on = (*(() if new_ok else (NEW_SLICE,)), *((FORGETTING,) if forgot else ()))
+    return Decision(ok, reasons, failed_on)

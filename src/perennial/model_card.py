@@ -164,7 +164,8 @@ def _training_facts(settings: Settings, challenger: Mapping) -> dict:
     warm = bool(champion) and not strategy.starts_from_base
     # The same rule as fine_tune: adapters and the head alone take the larger adapter rate.
     rate = settings.learning_rate if strategy.tuning == "full" else settings.adapter_learning_rate
-    extras = [*_STRATEGY_PARAMS.get(strategy.regularizer, ()), *_STRATEGY_PARAMS.get(strategy.tuning, ())]
+    parts = (strategy.regularizer, strategy.tuning, strategy.merge, strategy.bias)
+    extras = [key for part in parts for key in _STRATEGY_PARAMS.get(part, ())]
     result_keys = (
         "train_rows",
         "replay_rows",
@@ -183,6 +184,8 @@ def _training_facts(settings: Settings, challenger: Mapping) -> dict:
         "data": strategy.data,
         "tuning": strategy.tuning,
         "regularizer": strategy.regularizer,
+        "merge": strategy.merge,
+        "bias_correction": strategy.bias,
         # A regulariser anchors to the champion; from the base model it is not applied.
         "regularizer_applied": warm and strategy.regularizer != "none",
         "hyperparameters": {

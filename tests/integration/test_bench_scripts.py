@@ -175,3 +175,19 @@ def test_serve_sends_every_text_to_the_served_champion(
     assert result["seconds"] >= sum(result["request_seconds"]) > 0
     assert result["start_seconds"] > 0 and result["server_rss_mib"] > 50
     assert (tmp_path / "results" / "logs" / "serve" / "server.log").stat().st_size > 0
+
+
+def test_pipeline_runs_a_dev_stream_through_the_gate_against_joint(
+    tmp_path: Path, pretrained_tiny_model_dir: Path
+) -> None:
+    result = run_bench(
+        "pipeline", tmp_path, pretrained_tiny_model_dir, "--dataset", "trec-classes", "--rows", "80"
+    )
+    champion = result["champion"]
+    assert len(champion["decisions"]) == 3  # one cycle per slice, in order
+    assert champion["promoted"] >= 1  # this test's gate lets any model through
+    final = champion["matrix"]["data"][-1]
+    assert champion["avg_acc"] == pytest.approx(sum(final) / len(final))
+    assert 0 < result["joint_avg_acc"] <= 1
+    assert result["champion_vs_joint"] == pytest.approx(champion["avg_acc"] / result["joint_avg_acc"])
+    assert result["goal_met"] == (result["champion_vs_joint"] >= 0.97)

@@ -176,6 +176,95 @@ def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(setting
     assert "accuracy matrix" in text and "average accuracy" in text
 
 
+def test_wise_and_logit_adjust_finish_the_challenger_and_are_recorded(settings: Settings, drop) -> None:
+    from perennial.model_card import card_paths
+
+    settings = settings.model_copy(
+        update={
+            "merge": "wise",
+            "bias_correction": "logit-adjust",
+            "wise_alpha": 0.6,
+            "require_significant_gain": False,
+            "max_forgetting": 1.0,
+        }
+    )
+    for fixture in ("reviews.csv", "films.jsonl"):
+        drop(settings, fixture)
+        state = continual_training(settings, return_state=True)
+        assert state.is_completed(), state.message
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    first, second = (client.get_run(c.run_id) for c in ledger_for(settings).cycles())
+    for run in (first, second):
+        assert run.data.params["strategy"] == "replay+wise+logit-adjust"
+        assert run.data.params["wise_alpha"] == "0.6"
+        assert run.data.metrics["logit_adjust_tau"] == settings.logit_adjust_tau
+    # The first challenger starts from the base model: there is no champion to average with.
+    assert "wise_alpha" not in first.data.metrics
+    assert second.data.metrics["wise_alpha"] == 0.6
+    assert _batch(settings, "films.jsonl").status == PROMOTED
+    card = card_paths(settings, "2")[0].read_text()
+    assert "replay+wise+logit-adjust" in card and "wise_alpha" in card
+
+
+def test_a_challenger_rejected_for_forgetting_alone_is_retried_and_both_attempts_recorded(
+    settings: Settings, drop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perennial import cycle
+    from perennial.gate import FORGETTING, Decision
+    from perennial.model_card import card_paths
+
+    real_decide = cycle.decide
+    calls: list[Decision] = []
+
+    def first_attempt_forgets(*args, **kwargs) -> Decision:
+        # The real gate decides every time; the second batch's first attempt is then made to have
+        # forgotten, as on a drifting stream, so the retry path runs deterministically.
+        decision = real_decide(*args, **kwargs)
+        calls.append(decision)
+        if len(calls) == 2:
+            return Decision(
+                False,
+                [*decision.reasons, "forgets slice reviews.csv: 0.500 vs champion 0.900"],
+                (FORGETTING,),
+            )
+        return decision
+
+    monkeypatch.setattr(cycle, "decide", first_attempt_forgets)
+    settings = settings.model_copy(
+        update={"require_significant_gain": False, "max_forgetting": 1.0, "min_delta": -1.0}
+    )
+    for fixture in ("reviews.csv", "films.jsonl"):
+        drop(settings, fixture)
+        state = continual_training(settings, return_state=True)
+        assert state.is_completed(), state.message
+    assert len(calls) == 3  # batch 1; batch 2's first attempt; batch 2's retry
+    second = _batch(settings, "films.jsonl")
+    assert second.status == PROMOTED, second.reason  # the protective retry passed the real gate
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(registry.EXPERIMENT_NAME).experiment_id],
+        filter_string=f"tags.batch_id = '{second.batch_id}'",
+    )
+    by_decision = {run.data.tags.get("decision"): run for run in runs}
+    assert set(by_decision) == {"retried", "promote"}
+    first, retry = by_decision["retried"], by_decision["promote"]
+    assert first.info.status == "FINISHED" and "forgets slice reviews.csv" in first.data.tags["reasons"]
+    assert first.data.params["strategy"] == "replay"
+    assert retry.data.tags["retry_of"] == first.info.run_id and retry.data.tags["attempt"] == "2"
+    assert retry.data.params["strategy"] == "replay+wise"
+    assert retry.data.params["replay_ratio"] == str(settings.retry_replay_ratio)
+    assert retry.data.metrics["wise_alpha"] == settings.wise_alpha
+
+    cycle_record = ledger_for(settings).cycles()[-1]
+    assert cycle_record.run_id == retry.info.run_id
+    assert cycle_record.reasons[0].startswith(
+        f"attempt 1 (replay, run {first.info.run_id}) rejected for forgetting"
+    )
+    card = card_paths(settings, "2")[0].read_text()
+    assert "attempt 1 (replay" in card and "replay+wise" in card
+
+
 def test_joint_retrains_from_the_base_model_on_every_batch(settings: Settings, drop) -> None:
     from perennial.batch_store import load_split
 

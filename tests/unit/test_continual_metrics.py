@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from perennial.continual_metrics import (
     ContinualMetrics,
@@ -16,6 +18,7 @@ from perennial.continual_metrics import (
     average_accuracy,
     average_forgetting,
     backward_transfer,
+    forgetting_at_any_cycle,
     forgetting_per_slice,
     format_summary,
     forward_transfer,
@@ -195,3 +198,33 @@ def test_nan_in_a_needed_lower_triangle_entry(r3: pd.DataFrame) -> None:
         average_accuracy(final_gap)
     with pytest.raises(ValueError, match="final row"):
         backward_transfer(final_gap)
+
+
+def test_a_slice_that_collapses_and_recovers_shows_in_the_worst_drop_only() -> None:
+    # Slice a: 0.9 when learned, 0.3 after cycle 2, back to 0.85 at the end.
+    R = [[0.9, 0.1, 0.1], [0.3, 0.8, 0.2], [0.85, 0.7, 0.9]]
+    assert forgetting_per_slice(R) == pytest.approx({0: 0.05, 1: 0.1})
+    assert forgetting_at_any_cycle(R) == pytest.approx({0: 0.6, 1: 0.1})
+    summary = summarize(R)
+    assert summary.max_forgetting == pytest.approx(0.1)
+    assert summary.max_forgetting_any_cycle == pytest.approx(0.6)
+    assert "worst drop at any cycle 60.0 points" in format_summary(summary)
+
+
+def test_a_summary_stored_before_the_worst_drop_existed_still_loads(r3: pd.DataFrame) -> None:
+    stored = summarize(r3).to_dict()
+    del stored["max_forgetting_any_cycle"]
+    assert ContinualMetrics(**stored).max_forgetting_any_cycle is None
+    assert "worst drop" not in format_summary(ContinualMetrics(**stored))
+
+
+@given(
+    st.integers(2, 6).flatmap(
+        lambda n: st.lists(st.lists(st.floats(0, 1), min_size=n, max_size=n), min_size=n, max_size=n)
+    )
+)
+def test_the_worst_drop_is_never_below_the_final_forgetting(rows: list[list[float]]) -> None:
+    final, anytime = forgetting_per_slice(rows), forgetting_at_any_cycle(rows)
+    assert final.keys() == anytime.keys()
+    for name in final:
+        assert anytime[name] >= final[name] - 1e-12

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from perennial.baselines import Baseline, macro_f1, majority_label, trivial_baseline
 from perennial.batch_store import stratified_split
 from perennial.config import Settings
-from perennial.gate import PROMOTE, REJECT, Decision, Scores, decide
+from perennial.gate import FORGETTING, NEW_SLICE, PROMOTE, REJECT, Decision, Scores, decide
 from perennial.significance import PairedTest, paired_test
 
 NEW = "batch-new"
@@ -375,14 +375,14 @@ def test_macro_f1_does_not_drive_the_gate(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("challenger_new", "champion_new", "challenger_old", "champion_old", "promote"),
+    ("challenger_new", "champion_new", "challenger_old", "champion_old", "promote", "failed_on"),
     [
-        (0.75, 0.5, 0.5, 0.5, True),
-        (0.5, 0.5, 0.5, 0.5, True),
-        (0.5, 0.75, 0.5, 0.5, False),
-        (0.75, 0.5, 0.375, 0.5, True),  # drop 0.125 == max_forgetting
-        (0.75, 0.5, 0.25, 0.5, False),  # drop 0.25 > max_forgetting
-        (0.25, 0.75, 0.25, 0.75, False),
+        (0.75, 0.5, 0.5, 0.5, True, ()),
+        (0.5, 0.5, 0.5, 0.5, True, ()),
+        (0.5, 0.75, 0.5, 0.5, False, (NEW_SLICE,)),
+        (0.75, 0.5, 0.375, 0.5, True, ()),  # drop 0.125 == max_forgetting
+        (0.75, 0.5, 0.25, 0.5, False, (FORGETTING,)),  # drop 0.25 > max_forgetting: forgetting alone
+        (0.25, 0.75, 0.25, 0.75, False, (NEW_SLICE, FORGETTING)),
     ],
 )
 def test_truth_table(
@@ -392,6 +392,7 @@ def test_truth_table(
     challenger_old: float,
     champion_old: float,
     promote: bool,
+    failed_on: tuple[str, ...],
 ) -> None:
     decision = decide(
         scores(new=challenger_new, old=challenger_old),
@@ -401,6 +402,7 @@ def test_truth_table(
     )
     check_shape(decision)
     assert decision.promote is promote
+    assert decision.failed_on == failed_on
 
 
 def test_decision_label_and_summary() -> None:

@@ -11,12 +11,22 @@ import pytest
 
 from perennial.config import Settings
 from perennial.replay import COLUMNS, ReplayMemory, replay_size
-from perennial.strategy import DATA, REGULARIZERS, Strategy, TrainingData, assemble_training_data
+from perennial.strategy import (
+    BIASES,
+    DATA,
+    MERGES,
+    REGULARIZERS,
+    Strategy,
+    TrainingData,
+    assemble_training_data,
+)
 from perennial.tuning import TUNINGS
 
 pytestmark = pytest.mark.usefixtures("no_outside_settings")
 
-ALL_STRATEGIES = [Strategy(*parts) for parts in itertools.product(DATA, REGULARIZERS, TUNINGS)]
+ALL_STRATEGIES = [
+    Strategy(*parts) for parts in itertools.product(DATA, REGULARIZERS, TUNINGS, MERGES, BIASES)
+]
 
 
 # Parsing and naming
@@ -37,6 +47,8 @@ ALL_STRATEGIES = [Strategy(*parts) for parts in itertools.product(DATA, REGULARI
         ("replay+none+full", Strategy("replay", "none", "full")),
         ("", Strategy("naive", "none", "full")),
         ("replay+lwf+", Strategy("replay", "lwf", "full")),  # empty words are skipped
+        ("replay+wise", Strategy("replay", merge="wise")),
+        ("naive+logit-adjust+wise", Strategy("naive", merge="wise", bias="logit-adjust")),
     ],
 )
 def test_parse(spec: str, expected: Strategy) -> None:
@@ -48,7 +60,7 @@ def test_parse_rejects_unknown_words_and_lists_the_known_ones(spec: str) -> None
     with pytest.raises(ValueError, match="unknown strategy word") as info:
         Strategy.parse(spec)
     message = str(info.value)
-    for word in (*DATA, *REGULARIZERS, *TUNINGS):
+    for word in (*DATA, *REGULARIZERS, *TUNINGS, *MERGES, *BIASES):
         assert word in message
 
 
@@ -70,7 +82,9 @@ def test_constructor_defaults() -> None:
     assert Strategy() == Strategy("replay", "none", "full")
 
 
-@pytest.mark.parametrize("strategy", ALL_STRATEGIES, ids=lambda s: f"{s.data}-{s.regularizer}-{s.tuning}")
+@pytest.mark.parametrize(
+    "strategy", ALL_STRATEGIES, ids=lambda s: f"{s.data}-{s.regularizer}-{s.tuning}-{s.merge}-{s.bias}"
+)
 def test_name_round_trips_through_parse(strategy: Strategy) -> None:
     assert Strategy.parse(strategy.name) == strategy
     assert "none" not in strategy.name.split("+")
@@ -85,6 +99,7 @@ def test_name_round_trips_through_parse(strategy: Strategy) -> None:
         (Strategy("naive", "none", "lora"), "naive+lora"),
         (Strategy("replay", "ewc", "head"), "replay+ewc+head"),
         (Strategy("joint", "lwf", "full"), "joint+lwf"),
+        (Strategy("replay", "lwf", "full", "wise", "logit-adjust"), "replay+lwf+wise+logit-adjust"),
     ],
 )
 def test_name(strategy: Strategy, name: str) -> None:
@@ -94,13 +109,17 @@ def test_name(strategy: Strategy, name: str) -> None:
 def test_from_settings(tmp_path: Path) -> None:
     settings = Settings(workspace=tmp_path, strategy="joint", regularizer="ewc", tuning="head")
     assert Strategy.from_settings(settings) == Strategy("joint", "ewc", "head")
+    merged = Settings(workspace=tmp_path, merge="wise", bias_correction="logit-adjust")
+    assert Strategy.from_settings(merged) == Strategy("replay", merge="wise", bias="logit-adjust")
     defaults = Settings(workspace=tmp_path)
     assert Strategy.from_settings(defaults) == Strategy(
         defaults.strategy, defaults.regularizer, defaults.tuning
     )
 
 
-@pytest.mark.parametrize("strategy", ALL_STRATEGIES, ids=lambda s: f"{s.data}-{s.regularizer}-{s.tuning}")
+@pytest.mark.parametrize(
+    "strategy", ALL_STRATEGIES, ids=lambda s: f"{s.data}-{s.regularizer}-{s.tuning}-{s.merge}-{s.bias}"
+)
 def test_only_joint_starts_from_the_base_model(strategy: Strategy) -> None:
     assert strategy.starts_from_base == (strategy.data == "joint")
 

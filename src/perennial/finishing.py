@@ -1,0 +1,70 @@
+"""What happens to a freshly trained model before it is scored: the strategy's finishing steps.
+
+- merge `wise`: average its weights with the model it warm-started from (weight_average.py); with
+  no champion to start from (the first cycle, or joint from the base) there is nothing to average.
+- bias `logit-adjust`: shift the head's biases by the label priors of the rows it trained on, so
+  classes it saw little of in this cycle are not drowned by the ones it saw a lot (bias_correction.py).
+
+Both rewrite the saved model folder in place (atomically), so what is scored, registered and served
+is one plain transformers classifier.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perennial.config import Settings
+    from perennial.strategy import Strategy
+
+
+def finish_model(
+    strategy: Strategy,
+    model_dir: Path,
+    started_from: Path | None,
+    train_labels: Sequence[str],
+    labels: Sequence[str],
+    settings: Settings,
+) -> dict[str, float]:
+    """Apply the strategy's merge and bias steps to the model saved in `model_dir`; return what was
+    done (e.g. {"wise_alpha": 0.5}) for the run's record. `started_from`: the champion it
+    warm-started from, or None."""
+    done: dict[str, float] = {}
+    if strategy.merge == "wise" and started_from is not None:
+        from perennial.weight_average import average_model_dirs
+
+        merged = model_dir.with_name(f".{model_dir.name}.merged")
+        shutil.rmtree(merged, ignore_errors=True)
+        average_model_dirs(Path(started_from), model_dir, settings.wise_alpha, merged)
+        _replace_dir(merged, model_dir)
+        done["wise_alpha"] = settings.wise_alpha
+    if strategy.bias == "logit-adjust":
+        _adjust_logits(model_dir, train_labels, labels, settings.logit_adjust_tau)
+        done["logit_adjust_tau"] = settings.logit_adjust_tau
+    return done
+
+
+def _adjust_logits(model_dir: Path, train_labels: Sequence[str], labels: Sequence[str], tau: float) -> None:
+    from perennial.bias_correction import apply_logit_adjustment, class_priors, logit_adjustment
+    from perennial.evaluation import load_model_dir
+
+    model, tokenizer = load_model_dir(model_dir, "cpu")
+    apply_logit_adjustment(model, logit_adjustment(class_priors(list(train_labels), list(labels)), tau))
+    adjusted = model_dir.with_name(f".{model_dir.name}.adjusted")
+    shutil.rmtree(adjusted, ignore_errors=True)
+    model.save_pretrained(adjusted, safe_serialization=True)
+    tokenizer.save_pretrained(adjusted)
+    _replace_dir(adjusted, model_dir)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap `new` into `target`'s place: a crash leaves either the old folder or the new one."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)

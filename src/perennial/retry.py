@@ -1,0 +1,67 @@
+"""A second attempt when the gate rejects a challenger only for forgetting.
+
+A gate that refuses every forgetful challenger, with nothing better to offer, leaves a stale champion:
+the pipeline stops learning. So when the first challenger is good on the new slice but loses an
+earlier one, the cycle trains once more with a recipe that protects the old slices: replay on
+(`retry_replay_ratio` memory rows per new row, at least the usual ratio) and the result averaged with
+the champion it started from (WiSE-FT). The same gate, with the same thresholds, then decides; both
+attempts are recorded (the first attempt's MLflow run is tagged `retried`, the decision's reasons
+start with what the first attempt failed on, and the model card shows them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from perennial.gate import FORGETTING
+
+if TYPE_CHECKING:
+    from perennial.config import Settings
+
+
+def should_retry(settings: Settings, decision: Mapping, challenger: Mapping) -> bool:
+    """Retry only a rejection for forgetting alone (not the new slice, not contradicting labels), of
+    a challenger warm-started from a champion, once, when `retry_on_forgetting` is on."""
+    return (
+        settings.retry_on_forgetting
+        and not decision["promote"]
+        and list(decision.get("failed_on") or []) == [FORGETTING]
+        and challenger.get("champion_version") is not None
+        and settings.strategy != "joint"  # joint starts from the base model: nothing to average with
+        and not challenger.get("attempt", 1) > 1
+    )
+
+
+def retry_recipe(settings: Settings) -> dict:
+    """The setting changes of the protective second attempt."""
+    return {
+        "strategy": "replay",
+        "replay_ratio": max(settings.replay_ratio, settings.retry_replay_ratio),
+        "merge": "wise",
+    }
+
+
+def retry_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update=retry_recipe(settings))
+
+
+def describe_recipe(settings: Settings) -> str:
+    recipe = retry_recipe(settings)
+    return (
+        f"replay {recipe['replay_ratio']:g} memory rows per new row, averaged with the champion "
+        f"(wise_alpha {settings.wise_alpha:g})"
+    )
+
+
+def first_attempt_reason(settings: Settings, first: Mapping, decision: Mapping) -> str:
+    """One line for the final decision's reasons: what the first attempt was and why it was retried."""
+    failed = "; ".join(r for r in decision["reasons"] if r.startswith("forgets slice")) or "forgetting"
+    return (
+        f"attempt 1 ({first['strategy']}, run {first['run_id']}) rejected for forgetting ({failed}); "
+        f"attempt 2 retrained with {describe_recipe(settings)}"
+    )
+
+
+def with_first_attempt(decision: Mapping, reason: str) -> dict:
+    return {**decision, "reasons": [reason, *decision["reasons"]]}

@@ -1,0 +1,90 @@
+"""Weight-space averaging of a challenger with the champion (WiSE-FT, Wortsman et al., 2022).
+
+A fine-tuned challenger and the champion it started from usually lie in one basin of the loss, so
+the straight line between their weights stays good: a point on it keeps much of what the champion
+knew while gaining what the challenger learned, which softens forgetting after a cycle on drifted
+data. Also known as model merging or weight interpolation.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+# Parameter names that belong to a sequence classifier's head in transformers models.
+_HEAD_NAMES = ("classifier", "score")
+
+
+def average_state_dicts(
+    start: Mapping[str, torch.Tensor], end: Mapping[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
+    """(1 - alpha) * start + alpha * end for every floating-point tensor, in `end`'s dtypes.
+
+    Integer and bool buffers (position ids, token type ids) are not weights: they are taken from `end`
+    unchanged. alpha = 0 gives `start` exactly and alpha = 1 gives `end` exactly."""
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:  # also refuses NaN
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    only_start = [key for key in start if key not in end]
+    only_end = [key for key in end if key not in start]
+    if only_start or only_end:
+        key, side = (only_start[0], "first") if only_start else (only_end[0], "second")
+        raise ValueError(f"the models' parameters differ: {key!r} is only in the {side} model")
+    averaged: dict[str, torch.Tensor] = {}
+    for key, target in end.items():
+        source = start[key]
+        if source.shape != target.shape:
+            hint = ""
+            if any(part in _HEAD_NAMES for part in key.split(".")):
+                hint = " (the classification heads differ in size: the label set changed between the models)"
+            raise ValueError(
+                f"cannot average {key!r}: shape {tuple(source.shape)} vs {tuple(target.shape)}{hint}"
+            )
+        if not torch.is_floating_point(target):
+            averaged[key] = target.detach().clone()
+            continue
+        # Half-precision weights are mixed in float32 so the result is rounded once, on the way back.
+        work = torch.promote_types(target.dtype, torch.float32)
+        mixed = (1.0 - alpha) * source.detach().to(work) + alpha * target.detach().to(work)
+        averaged[key] = mixed.to(target.dtype)
+    return averaged
+
+
+def average_model_dirs(champion_dir: Path, challenger_dir: Path, alpha: float, out_dir: Path) -> Path:
+    """Save to `out_dir` the challenger with its weights averaged with the champion's (alpha = 1: the
+    challenger itself), with the challenger's config and tokenizer: a plain transformers model.
+
+    The folder appears whole or not at all: it is written into a temporary sibling and then renamed.
+    `out_dir` must not exist yet or be empty (a rename cannot replace a full folder)."""
+    from perennial.evaluation import load_model_dir
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"output folder already exists and is not empty: {out_dir}")
+    champion, _ = load_model_dir(champion_dir, "cpu")
+    challenger, tokenizer = load_model_dir(challenger_dir, "cpu")
+    if dict(champion.config.id2label) != dict(challenger.config.id2label):
+        raise ValueError(
+            "cannot average models with different labels: champion has "
+            f"{dict(champion.config.id2label)}, challenger has {dict(challenger.config.id2label)}"
+        )
+    averaged = average_state_dicts(champion.state_dict(), challenger.state_dict(), alpha)
+    challenger.load_state_dict(averaged)
+    del champion  # free its weights before writing
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes owner-only folders; a model folder is meant to be shared
+        challenger.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,106 @@
+"""The strategy's finishing steps on a saved model: weight averaging with the champion it started
+from, and the head's bias correction for the label priors it trained on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertForSequenceClassification
+
+from conftest import build_tiny_model
+from perennial.bias_correction import class_priors, logit_adjustment
+from perennial.config import Settings
+from perennial.finishing import finish_model
+from perennial.strategy import Strategy
+
+LABELS = ["a", "b", "c"]
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {
+        k: v.clone() for k, v in BertForSequenceClassification.from_pretrained(folder).state_dict().items()
+    }
+
+
+@pytest.fixture
+def champion_and_challenger(tmp_path: Path) -> tuple[Path, Path]:
+    champion = build_tiny_model(tmp_path / "champion", LABELS)
+    challenger = tmp_path / "challenger"
+    shutil.copytree(champion, challenger)
+    model = BertForSequenceClassification.from_pretrained(challenger)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.1)  # as if a cycle had trained it
+    model.save_pretrained(challenger)
+    return champion, challenger
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 1.0])
+def test_wise_leaves_the_average_of_champion_and_challenger(
+    champion_and_challenger: tuple[Path, Path], tmp_path: Path, alpha: float
+) -> None:
+    champion, challenger = champion_and_challenger
+    before = _weights(challenger)
+    start = _weights(champion)
+    settings = Settings(workspace=tmp_path / "ws", wise_alpha=alpha)
+    done = finish_model(Strategy("replay", merge="wise"), challenger, champion, ["a", "b"], LABELS, settings)
+    assert done == {"wise_alpha": alpha}
+    after = _weights(challenger)
+    for key, value in after.items():
+        expected = (
+            (1 - alpha) * start[key] + alpha * before[key] if value.is_floating_point() else before[key]
+        )
+        assert torch.allclose(value, expected, atol=1e-6), key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["challenger", "champion"]  # no leftovers
+
+
+def test_nothing_to_average_without_a_champion(
+    champion_and_challenger: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, challenger = champion_and_challenger
+    before = _weights(challenger)
+    settings = Settings(workspace=tmp_path / "ws")
+    assert finish_model(Strategy("replay", merge="wise"), challenger, None, ["a"], LABELS, settings) == {}
+    assert all(torch.equal(before[k], v) for k, v in _weights(challenger).items())
+
+
+def test_logit_adjust_shifts_only_the_head_bias_by_the_training_priors(
+    champion_and_challenger: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, challenger = champion_and_challenger
+    before = _weights(challenger)
+    trained_on = ["a"] * 30 + ["b"] * 10  # "c" not seen this cycle
+    settings = Settings(workspace=tmp_path / "ws", logit_adjust_tau=0.5)
+    done = finish_model(
+        Strategy("naive", bias="logit-adjust"), challenger, None, trained_on, LABELS, settings
+    )
+    assert done == {"logit_adjust_tau": 0.5}
+    after = _weights(challenger)
+    shift = torch.tensor(logit_adjustment(class_priors(trained_on, LABELS), 0.5), dtype=torch.float32)
+    assert torch.allclose(after["classifier.bias"], before["classifier.bias"] + shift, atol=1e-6)
+    assert shift[2] > shift[1] > shift[0]  # the class seen least is lifted most
+    assert all(torch.equal(before[k], v) for k, v in after.items() if k != "classifier.bias")
+
+
+def test_logit_adjust_after_balanced_training_changes_nothing(
+    champion_and_challenger: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, challenger = champion_and_challenger
+    before = _weights(challenger)
+    settings = Settings(workspace=tmp_path / "ws")
+    finish_model(Strategy("naive", bias="logit-adjust"), challenger, None, LABELS * 7, LABELS, settings)
+    assert all(torch.equal(before[k], v) for k, v in _weights(challenger).items())
+
+
+def test_the_default_strategy_finishes_nothing(
+    champion_and_challenger: tuple[Path, Path], tmp_path: Path
+) -> None:
+    champion, challenger = champion_and_challenger
+    before = _weights(challenger)
+    settings = Settings(workspace=tmp_path / "ws")
+    assert finish_model(Strategy.from_settings(settings), challenger, champion, ["a"], LABELS, settings) == {}
+    assert all(torch.equal(before[k], v) for k, v in _weights(challenger).items())

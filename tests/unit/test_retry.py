@@ -1,0 +1,90 @@
+"""When a cycle tries a second, protective recipe: only after a rejection for forgetting alone."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from perennial.config import Settings
+from perennial.gate import FORGETTING, LABELS, NEW_SLICE
+from perennial.retry import (
+    first_attempt_reason,
+    retry_recipe,
+    retry_settings,
+    should_retry,
+    with_first_attempt,
+)
+from perennial.strategy import Strategy
+
+pytestmark = pytest.mark.usefixtures("no_outside_settings")
+
+FAILURES = [(), (FORGETTING,), (NEW_SLICE,), (NEW_SLICE, FORGETTING), (FORGETTING, LABELS)]
+
+
+@pytest.mark.parametrize(
+    ("promote", "failed_on", "champion", "setting", "strategy", "attempt"),
+    list(
+        itertools.product(
+            [True, False], FAILURES, ["1", None], [True, False], ["replay", "naive", "joint"], [1, 2]
+        )
+    ),
+)
+def test_truth_table(
+    tmp_path: Path,
+    promote: bool,
+    failed_on: tuple[str, ...],
+    champion: str | None,
+    setting: bool,
+    strategy: str,
+    attempt: int,
+) -> None:
+    settings = Settings(workspace=tmp_path, retry_on_forgetting=setting, strategy=strategy)
+    decision = {"promote": promote, "reasons": [], "failed_on": list(failed_on)}
+    challenger = {"champion_version": champion, "attempt": attempt}
+    expected = (
+        setting
+        and not promote
+        and failed_on == (FORGETTING,)
+        and champion is not None
+        and strategy != "joint"
+        and attempt == 1
+    )
+    assert should_retry(settings, decision, challenger) is expected
+
+
+def test_a_decision_from_before_failed_on_existed_is_never_retried(tmp_path: Path) -> None:
+    decision = {"promote": False, "reasons": ["forgets slice a"]}
+    assert not should_retry(Settings(workspace=tmp_path), decision, {"champion_version": "1"})
+
+
+@pytest.mark.parametrize(
+    ("ratio", "retry_ratio", "expected"), [(1.0, 2.0, 2.0), (3.0, 2.0, 3.0), (0.5, 1.5, 1.5)]
+)
+def test_the_recipe_replays_more_and_averages_with_the_champion(
+    tmp_path: Path, ratio: float, retry_ratio: float, expected: float
+) -> None:
+    settings = Settings(
+        workspace=tmp_path, strategy="naive", replay_ratio=ratio, retry_replay_ratio=retry_ratio
+    )
+    assert retry_recipe(settings) == {"strategy": "replay", "replay_ratio": expected, "merge": "wise"}
+    retried = retry_settings(settings)
+    assert Strategy.from_settings(retried) == Strategy("replay", merge="wise")
+    assert retried.replay_ratio == expected and retried.workspace == settings.workspace
+    # Everything else, the gate's thresholds included, is the user's.
+    assert retried.max_forgetting == settings.max_forgetting and retried.min_delta == settings.min_delta
+
+
+def test_the_first_attempt_leads_the_final_reasons(tmp_path: Path) -> None:
+    settings = Settings(workspace=tmp_path)
+    first = {"run_id": "abc123", "strategy": "replay"}
+    rejected = {
+        "promote": False,
+        "reasons": ["new slice b: 0.900 vs champion 0.700", "forgets slice a: 0.600 vs champion 0.800"],
+    }
+    reason = first_attempt_reason(settings, first, rejected)
+    assert reason.startswith("attempt 1 (replay, run abc123) rejected for forgetting (forgets slice a")
+    assert "attempt 2 retrained with replay 2 memory rows per new row" in reason
+    final = with_first_attempt({"promote": True, "reasons": ["new slice b: ok"]}, reason)
+    assert final["reasons"] == [reason, "new slice b: ok"] and final["promote"] is True
