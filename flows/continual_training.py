@@ -8,11 +8,23 @@ from prefect.states import Completed, Failed, State
 
 from perennial import registry
 from perennial.config import Settings
-from perennial.cycle import ledger_for, link_second_attempt, retire_first_attempt, slice_names
+from perennial.cycle import (
+    discard_failed_retry,
+    ledger_for,
+    link_second_attempt,
+    retire_first_attempt,
+    slice_names,
+)
 from perennial.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
 from perennial.environment import configure
 from perennial.locking import WorkspaceBusy, workspace_lock
-from perennial.retry import first_attempt_reason, retry_settings, should_retry, with_first_attempt
+from perennial.retry import (
+    first_attempt_reason,
+    retry_settings,
+    should_retry,
+    with_failed_retry,
+    with_first_attempt,
+)
 from perennial.tasks.evaluate import evaluate
 from perennial.tasks.gate import gate
 from perennial.tasks.ingest import ingest_inbox, pending_batches
@@ -42,12 +54,22 @@ def cycle(settings: Settings, batch_id: str) -> dict | State:
     if should_retry(settings, decision, challenger):
         # Good on the new slice but forgetful: one more try that protects the old slices.
         get_run_logger().info("retrying batch %s: %s", batch_id, "; ".join(decision["reasons"]))
-        trained_with = retry_settings(settings)
-        first = retire_first_attempt(settings, challenger, decision)
-        challenger = link_second_attempt(train(trained_with, batch_id), first)
-        scores = evaluate(trained_with, batch_id, challenger)
-        reason = first_attempt_reason(settings, first, decision)
-        decision = with_first_attempt(gate(settings, scores), reason)
+        retry = retry_settings(settings)
+        try:
+            second = train(retry, batch_id, attempt=2)
+            second_scores = evaluate(retry, batch_id, second)
+        except Exception as error:  # noqa: BLE001 - the first attempt is whole and decided: keep it
+            get_run_logger().warning(
+                "retry of batch %s failed; the first attempt stands: %s", batch_id, error
+            )
+            discard_failed_retry(settings, batch_id)
+            decision = with_failed_retry(decision, error)
+        else:
+            first = retire_first_attempt(settings, challenger, decision)
+            challenger, scores, trained_with = link_second_attempt(second, first), second_scores, retry
+            decision = with_first_attempt(
+                gate(settings, scores), first_attempt_reason(settings, first, decision)
+            )
     outcome = promote(trained_with, batch_id, challenger, scores, decision)
     summary = {**outcome, "compared_with": challenger["champion_version"]}
     create_markdown_artifact(

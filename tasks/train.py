@@ -6,6 +6,6 @@ from perennial.config import Settings
 
 
 @task(name="train", cache_policy=NONE)
-def train(settings: Settings, batch_id: str) -> dict:
-    """Fine-tune a challenger warm-started from the champion, with replay."""
-    return cycle.train_challenger(settings, batch_id)
+def train(settings: Settings, batch_id: str, attempt: int = 1) -> dict:
+    """Fine-tune a challenger warm-started from the champion, with replay (attempt 2: the retry)."""
+    return cycle.train_challenger(settings, batch_id, attempt)

@@ -63,8 +63,9 @@ class SplitSizes:
                 f"split sizes are three whole numbers TRAIN,VAL,TEST (e.g. 480,60,240), not {text!r}"
             )
         train, val, test = map(int, parts)
-        if train < 1 or test < 1:
-            raise ValueError(f"split sizes need at least one training and one test row, not {text!r}")
+        if min(train, val, test) < 1:
+            # No validation rows: early stopping would see 0 accuracy every epoch and keep epoch 1.
+            raise ValueError(f"split sizes need at least one train, val and test row, not {text!r}")
         return cls(train, val, test)
 
     @property
@@ -124,7 +125,10 @@ def make_slice(
     """One slice from labelled rows: checked, each text once, split stratified by label."""
     rows = clean_rows(name, frame)
     if sizes is not None:
-        splits = exact_split(rows, sizes, seed)
+        try:
+            splits = exact_split(rows, sizes, seed)
+        except ValueError as error:
+            raise ValueError(f"slice {name!r}: {error}") from None
     else:
         splits = stratified_split(rows, seed, settings.val_fraction, settings.test_fraction)
     for split in ("train", "test"):
@@ -159,6 +163,10 @@ def _from_parts(
     sizes: SplitSizes | None,
     rows: int | None = None,
 ) -> list[Slice]:
+    names = [name for name, _ in parts]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"two slices are named {twice[0]!r}: rename one (slice names key the results)")
     return [
         make_slice(name, _sample(clean_rows(name, part), rows, seed + n), seed + n, settings, sizes)
         for n, (name, part) in enumerate(parts)
@@ -210,8 +218,9 @@ def trec_class_stream(
 def trec_subtype_stream(
     seed: int, settings: Settings, rows: int | None = None, sizes: SplitSizes | None = None, slices_n: int = 5
 ) -> Stream:
-    """TREC's six classes in every slice, but each slice asks about different subtypes (dates in one,
-    counts in another): subpopulation shift, the domain-incremental stream with real forgetting."""
+    """TREC's six classes spread over slices that ask about different subtypes (people in one, dates
+    and counts in others): subpopulation shift with the label priors moving; each slice holds 3 to 5
+    of the classes."""
     from perennial.trec import CITATION, load_questions
 
     questions = load_questions()
@@ -228,7 +237,7 @@ def trec_subtype_stream(
     slices = _from_parts(parts, seed, settings, sizes, rows)
     return Stream(
         "trec-subtypes",
-        f"TREC question types, 6 classes in {slices_n} slices of different subtypes; subpopulation shift",
+        f"TREC question types, 6 classes over {slices_n} slices of different subtypes; subpopulation shift",
         slices,
         _labels_of(slices, None),
         CITATION,

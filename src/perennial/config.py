@@ -144,9 +144,15 @@ class Settings(BaseSettings):
         description="logit-adjust: shift the head's biases by the label priors it trained on (Menon et al.).",
     )
     wise_alpha: float = Field(
-        default=0.5, ge=0, le=1, description="wise: the challenger's share of the average (1 = no averaging)."
+        default=0.5,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="wise: the challenger's share of the average (1 = no averaging).",
     )
-    logit_adjust_tau: float = Field(default=1.0, ge=0, description="logit-adjust: strength of the shift.")
+    logit_adjust_tau: float = Field(
+        default=1.0, ge=0, allow_inf_nan=False, description="logit-adjust: strength of the shift."
+    )
     # Experience replay: a capped, class- and batch-balanced memory; `replay_ratio` memory rows are
     # mixed in per new training row.
     replay_memory_size: int = Field(default=2000, ge=0)
@@ -170,7 +176,10 @@ class Settings(BaseSettings):
         "recipe that protects earlier slices (more replay, averaged with the champion) before deciding.",
     )
     retry_replay_ratio: float = Field(
-        default=2.0, ge=0, description="The retry's replay: memory rows per new row (at least the usual)."
+        default=2.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="The retry's replay: memory rows per new row (at least the usual).",
     )
 
     # Promotion gate

@@ -234,7 +234,7 @@ def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
     return memory
 
 
-def train_challenger(settings: Settings, batch_id: str) -> dict:
+def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dict:
     """Fine-tune a challenger with the configured strategy (warm-started from the champion unless
     the strategy is joint), log everything needed to re-run it to MLflow."""
     from perennial.training_job import run_training
@@ -319,7 +319,9 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
             },
             "lineage.json",
         )
-        out_dir = settings.models_dir / f"challenger-{batch_id}"
+        # A retry trains beside the first attempt, which stays whole until the retry has succeeded.
+        suffix = f"-attempt{attempt}" if attempt > 1 else ""
+        out_dir = settings.models_dir / f"challenger-{batch_id}{suffix}"
         shutil.rmtree(out_dir, ignore_errors=True)
         # In this process, or data-parallel in `train_processes` workers; evaluation stays here.
         result = run_training(
@@ -381,6 +383,7 @@ def train_challenger(settings: Settings, batch_id: str) -> dict:
         "stopped_early": result.stopped_early,
         "seconds": round(result.seconds, 2),
         "train_precision": result.precision,
+        "attempt": attempt,
     }
 
 
@@ -406,9 +409,16 @@ def retire_first_attempt(settings: Settings, challenger: dict, decision: dict) -
     return {"run_id": run_id, "strategy": challenger["strategy"]}
 
 
+def discard_failed_retry(settings: Settings, batch_id: str) -> None:
+    """What a retry that crashed left on disk (its run was already ended FAILED)."""
+    shutil.rmtree(settings.models_dir / f"challenger-{batch_id}-attempt2", ignore_errors=True)
+
+
 def link_second_attempt(challenger: dict, first: dict) -> dict:
-    registry.set_run_tags(challenger["run_id"], {"attempt": "2", "retry_of": first["run_id"]})
-    return {**challenger, "attempt": 2, "retry_of": first["run_id"]}
+    registry.set_run_tags(
+        challenger["run_id"], {"attempt": str(challenger["attempt"]), "retry_of": first["run_id"]}
+    )
+    return {**challenger, "retry_of": first["run_id"]}
 
 
 # Evaluate

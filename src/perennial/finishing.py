@@ -4,6 +4,8 @@
   no champion to start from (the first cycle, or joint from the base) there is nothing to average.
 - bias `logit-adjust`: shift the head's biases by the label priors of the rows it trained on, so
   classes it saw little of in this cycle are not drowned by the ones it saw a lot (bias_correction.py).
+  Only classes among those rows are shifted: a declared class with no rows has no prior to correct
+  (boosting it would make a model predict what it never learned).
 
 Both rewrite the saved model folder in place (atomically), so what is scored, registered and served
 is one plain transformers classifier.
@@ -16,6 +18,8 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     from perennial.config import Settings
@@ -52,8 +56,12 @@ def _adjust_logits(model_dir: Path, train_labels: Sequence[str], labels: Sequenc
     from perennial.bias_correction import apply_logit_adjustment, class_priors, logit_adjustment
     from perennial.evaluation import load_model_dir
 
+    present = [label for label in labels if label in set(train_labels)]
+    if len(present) < 2:
+        return  # one class or none: no imbalance among trained classes to correct
+    shift = dict(zip(present, logit_adjustment(class_priors(list(train_labels), present), tau), strict=True))
     model, tokenizer = load_model_dir(model_dir, "cpu")
-    apply_logit_adjustment(model, logit_adjustment(class_priors(list(train_labels), list(labels)), tau))
+    apply_logit_adjustment(model, np.array([shift.get(label, 0.0) for label in labels]))
     adjusted = model_dir.with_name(f".{model_dir.name}.adjusted")
     shutil.rmtree(adjusted, ignore_errors=True)
     model.save_pretrained(adjusted, safe_serialization=True)
@@ -62,7 +70,8 @@ def _adjust_logits(model_dir: Path, train_labels: Sequence[str], labels: Sequenc
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Swap `new` into `target`'s place: a crash leaves either the old folder or the new one."""
+    """Swap `new` into `target`'s place. A crash between the two renames leaves the old folder beside
+    it under a dot-name; the cycle, not yet recorded, trains again on the next run."""
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(target, old)

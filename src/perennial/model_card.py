@@ -188,6 +188,8 @@ def _training_facts(settings: Settings, challenger: Mapping) -> dict:
         "bias_correction": strategy.bias,
         # A regulariser anchors to the champion; from the base model it is not applied.
         "regularizer_applied": warm and strategy.regularizer != "none",
+        # Averaging needs a champion to average with, as a regulariser needs one to anchor to.
+        "merge_applied": warm and strategy.merge != "none",
         "hyperparameters": {
             "epochs": settings.epochs,
             "learning_rate": rate,
@@ -364,6 +366,10 @@ def _training_section(facts: Mapping) -> list[str]:
     regularizer = t["regularizer"]
     if regularizer != "none" and not t["regularizer_applied"]:
         regularizer += " (configured, not applied: no champion to anchor to)"
+    merge = t.get("merge", "none")
+    if merge != "none" and not t.get("merge_applied", True):
+        merge += " (configured, not applied: no champion to average with)"
+    bias = t.get("bias_correction", "none")
     replay = t["replay"]
     lines = [
         "## Training",
@@ -371,7 +377,7 @@ def _training_section(facts: Mapping) -> list[str]:
         f"- base model: {_text(t['base_model'])}",
         f"- warm-started from: {_text(start)}",
         f"- strategy: {_text(t['strategy'])} (data {_text(t['data'])}, tuning {_text(t['tuning'])}, "
-        f"regularizer {_text(regularizer)})",
+        f"regularizer {_text(regularizer)}, merge {_text(merge)}, bias correction {_text(bias)})",
         f"- replay: {'on' if replay['used'] else 'off'} (memory size {_text(replay['memory_size'])}, "
         f"ratio {replay['ratio']:g})",
         "- hyperparameters: "

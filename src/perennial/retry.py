@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from perennial.gate import FORGETTING
+from perennial.messages import one_line
 
 if TYPE_CHECKING:
     from perennial.config import Settings
@@ -30,7 +31,13 @@ def should_retry(settings: Settings, decision: Mapping, challenger: Mapping) -> 
         and challenger.get("champion_version") is not None
         and settings.strategy != "joint"  # joint starts from the base model: nothing to average with
         and not challenger.get("attempt", 1) > 1
+        and changes_something(settings)
     )
+
+
+def changes_something(settings: Settings) -> bool:
+    """Whether the recipe differs from the settings: the same seeds would train the same model."""
+    return any(getattr(settings, key) != value for key, value in retry_recipe(settings).items())
 
 
 def retry_recipe(settings: Settings) -> dict:
@@ -65,3 +72,11 @@ def first_attempt_reason(settings: Settings, first: Mapping, decision: Mapping) 
 
 def with_first_attempt(decision: Mapping, reason: str) -> dict:
     return {**decision, "reasons": [reason, *decision["reasons"]]}
+
+
+def with_failed_retry(decision: Mapping, error: BaseException) -> dict:
+    """The first attempt's rejection, with why the retry could not replace it."""
+    return {
+        **decision,
+        "reasons": [*decision["reasons"], f"retry failed, first attempt kept: {one_line(error)}"],
+    }

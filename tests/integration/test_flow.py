@@ -204,32 +204,38 @@ def test_wise_and_logit_adjust_finish_the_challenger_and_are_recorded(settings: 
     assert _batch(settings, "films.jsonl").status == PROMOTED
     card = card_paths(settings, "2")[0].read_text()
     assert "replay+wise+logit-adjust" in card and "wise_alpha" in card
+    first_card = card_paths(settings, "1")[0].read_text()
+    assert "merge wise (configured, not applied: no champion to average with)" in first_card
+
+
+def _second_decision_forgets(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The real gate decides every time; its second decision (the second batch's first attempt) is
+    then made to have forgotten, as on a drifting stream, so the retry path runs deterministically.
+    Returns the list of the real decisions, in order."""
+    from perennial import cycle
+    from perennial.gate import FORGETTING, Decision
+
+    real_decide = cycle.decide
+    calls: list[Decision] = []
+
+    def second_forgets(*args, **kwargs) -> Decision:
+        decision = real_decide(*args, **kwargs)
+        calls.append(decision)
+        if len(calls) != 2:
+            return decision
+        forgot = [*decision.reasons, "forgets slice reviews.csv: 0.500 vs champion 0.900"]
+        return Decision(False, forgot, (FORGETTING,))
+
+    monkeypatch.setattr(cycle, "decide", second_forgets)
+    return calls
 
 
 def test_a_challenger_rejected_for_forgetting_alone_is_retried_and_both_attempts_recorded(
     settings: Settings, drop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from perennial import cycle
-    from perennial.gate import FORGETTING, Decision
     from perennial.model_card import card_paths
 
-    real_decide = cycle.decide
-    calls: list[Decision] = []
-
-    def first_attempt_forgets(*args, **kwargs) -> Decision:
-        # The real gate decides every time; the second batch's first attempt is then made to have
-        # forgotten, as on a drifting stream, so the retry path runs deterministically.
-        decision = real_decide(*args, **kwargs)
-        calls.append(decision)
-        if len(calls) == 2:
-            return Decision(
-                False,
-                [*decision.reasons, "forgets slice reviews.csv: 0.500 vs champion 0.900"],
-                (FORGETTING,),
-            )
-        return decision
-
-    monkeypatch.setattr(cycle, "decide", first_attempt_forgets)
+    calls = _second_decision_forgets(monkeypatch)
     settings = settings.model_copy(
         update={"require_significant_gain": False, "max_forgetting": 1.0, "min_delta": -1.0}
     )
@@ -263,6 +269,42 @@ def test_a_challenger_rejected_for_forgetting_alone_is_retried_and_both_attempts
     )
     card = card_paths(settings, "2")[0].read_text()
     assert "attempt 1 (replay" in card and "replay+wise" in card
+
+
+def test_a_retry_that_crashes_leaves_the_first_attempt_decided(
+    settings: Settings, drop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from perennial import cycle
+
+    _second_decision_forgets(monkeypatch)
+    real_finish = cycle.finish_model
+
+    def averaging_crashes(strategy, *args, **kwargs):
+        if strategy.merge == "wise":
+            raise MemoryError("out of memory while averaging")
+        return real_finish(strategy, *args, **kwargs)
+
+    monkeypatch.setattr(cycle, "finish_model", averaging_crashes)
+    settings = settings.model_copy(update={"require_significant_gain": False, "min_delta": -1.0})
+    for fixture in ("reviews.csv", "films.jsonl"):
+        drop(settings, fixture)
+        state = continual_training(settings, return_state=True)
+        assert state.is_completed(), state.message
+    second = _batch(settings, "films.jsonl")
+    assert second.status == REJECTED_MODEL  # the first attempt's decision, recorded once
+    record = ledger_for(settings).cycles()[-1]
+    assert record.reasons[-1] == "retry failed, first attempt kept: out of memory while averaging"
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(registry.EXPERIMENT_NAME).experiment_id],
+        filter_string=f"tags.batch_id = '{second.batch_id}'",
+    )
+    by_status = {run.info.status: run for run in runs}
+    assert set(by_status) == {"FINISHED", "FAILED"}
+    assert by_status["FINISHED"].info.run_id == record.run_id
+    assert by_status["FINISHED"].data.tags["decision"] == "reject"
+    assert not list(settings.models_dir.glob("challenger-*"))  # no half-trained retry left behind
+    assert registry.champion(settings).version == "1"
 
 
 def test_joint_retrains_from_the_base_model_on_every_batch(settings: Settings, drop) -> None:

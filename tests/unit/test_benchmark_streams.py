@@ -37,12 +37,14 @@ def plain(tmp_path: Path) -> Settings:
 
 
 # Split sizes
-@given(st.integers(1, 10_000), st.integers(0, 10_000), st.integers(1, 10_000))
+@given(st.integers(1, 10_000), st.integers(1, 10_000), st.integers(1, 10_000))
 def test_split_sizes_parse_round_trip(train: int, val: int, test: int) -> None:
     assert SplitSizes.parse(f"{train}, {val},{test}") == SplitSizes(train, val, test)
 
 
-@pytest.mark.parametrize("text", ["480,60", "a,b,c", "480,60,240,1", "0,10,10", "10,10,0", "-1,2,3", ""])
+@pytest.mark.parametrize(
+    "text", ["480,60", "a,b,c", "480,60,240,1", "0,10,10", "10,10,0", "10,0,10", "-1,2,3", ""]
+)
 def test_split_sizes_refuse_what_is_not_three_usable_counts(text: str) -> None:
     with pytest.raises(ValueError, match="split sizes"):
         SplitSizes.parse(text)
@@ -61,7 +63,7 @@ labelled_frames = st.lists(
 def test_exact_split_gives_the_asked_sizes_disjoint_and_from_the_slice(frame: pd.DataFrame, data) -> None:
     n = len(frame)
     test = data.draw(st.integers(1, n - 2))
-    val = data.draw(st.integers(0, n - test - 1))
+    val = data.draw(st.integers(1, n - test - 1))
     train = data.draw(st.integers(1, n - test - val))
     splits = exact_split(frame, SplitSizes(train, val, test), seed=data.draw(st.integers(0, 99)))
     assert [len(splits[s]) for s in ("train", "val", "test")] == [train, val, test]
@@ -86,6 +88,19 @@ def test_a_slice_with_missing_labels_or_columns_is_a_clear_error(plain: Settings
         clean_rows("x", pd.DataFrame({"text": ["a"]}))
     with pytest.raises(ValueError, match="too few rows"):
         make_slice("x", pd.DataFrame({"text": ["a", "b"], "label": ["p", "n"]}), 0, plain)
+
+
+def test_slice_names_must_be_unique_and_split_errors_name_the_slice(plain: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(30)], "label": ["a", "b"] * 15})
+    frame.to_csv(folder / "a.csv", index=False)
+    frame.to_json(folder / "a.jsonl", orient="records", lines=True)
+    with pytest.raises(ValueError, match="two slices are named 'a'"):
+        dir_stream(folder, 0, plain)
+    (folder / "a.jsonl").rename(folder / "b.jsonl")
+    with pytest.raises(ValueError, match=r"slice 'a': 30 rows, fewer than the 40"):
+        dir_stream(folder, 0, plain, sizes=SplitSizes(20, 10, 10))
 
 
 def test_clean_rows_keeps_each_text_once_and_drops_blank_texts() -> None:

@@ -80,19 +80,25 @@ def test_logit_adjust_shifts_only_the_head_bias_by_the_training_priors(
     )
     assert done == {"logit_adjust_tau": 0.5}
     after = _weights(challenger)
-    shift = torch.tensor(logit_adjustment(class_priors(trained_on, LABELS), 0.5), dtype=torch.float32)
+    among_trained = logit_adjustment(class_priors(trained_on, ["a", "b"]), 0.5)
+    shift = torch.tensor([*among_trained, 0.0], dtype=torch.float32)  # "c" had no rows: no prior to correct
     assert torch.allclose(after["classifier.bias"], before["classifier.bias"] + shift, atol=1e-6)
-    assert shift[2] > shift[1] > shift[0]  # the class seen least is lifted most
+    assert shift[1] > 0 > shift[0]  # the rarer trained class is lifted, the commoner lowered
     assert all(torch.equal(before[k], v) for k, v in after.items() if k != "classifier.bias")
 
 
-def test_logit_adjust_after_balanced_training_changes_nothing(
-    champion_and_challenger: tuple[Path, Path], tmp_path: Path
+@pytest.mark.parametrize(
+    "trained_on",
+    [["b"] * 9, LABELS * 7, ["a", "b"] * 5],
+    ids=["one class trained: nothing to balance", "balanced over all", "balanced over those trained"],
+)
+def test_logit_adjust_changes_nothing_without_an_imbalance(
+    champion_and_challenger: tuple[Path, Path], tmp_path: Path, trained_on: list[str]
 ) -> None:
     _, challenger = champion_and_challenger
     before = _weights(challenger)
     settings = Settings(workspace=tmp_path / "ws")
-    finish_model(Strategy("naive", bias="logit-adjust"), challenger, None, LABELS * 7, LABELS, settings)
+    finish_model(Strategy("naive", bias="logit-adjust"), challenger, None, trained_on, LABELS, settings)
     assert all(torch.equal(before[k], v) for k, v in _weights(challenger).items())
 
 

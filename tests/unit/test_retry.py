@@ -14,6 +14,7 @@ from perennial.retry import (
     retry_recipe,
     retry_settings,
     should_retry,
+    with_failed_retry,
     with_first_attempt,
 )
 from perennial.strategy import Strategy
@@ -88,3 +89,21 @@ def test_the_first_attempt_leads_the_final_reasons(tmp_path: Path) -> None:
     assert "attempt 2 retrained with replay 2 memory rows per new row" in reason
     final = with_first_attempt({"promote": True, "reasons": ["new slice b: ok"]}, reason)
     assert final["reasons"] == [reason, "new slice b: ok"] and final["promote"] is True
+
+
+def test_no_retry_when_the_recipe_is_already_what_ran(tmp_path: Path) -> None:
+    decision = {"promote": False, "reasons": [], "failed_on": [FORGETTING]}
+    same = Settings(workspace=tmp_path, strategy="replay", merge="wise", replay_ratio=2.0)
+    assert not should_retry(same, decision, {"champion_version": "1"})  # the same seeds: the same model
+    assert should_retry(same.model_copy(update={"replay_ratio": 1.0}), decision, {"champion_version": "1"})
+
+
+def test_a_failed_retry_keeps_the_first_rejection_and_says_why() -> None:
+    decision = {
+        "promote": False,
+        "reasons": ["forgets slice a: 0.5 vs champion 0.9"],
+        "failed_on": [FORGETTING],
+    }
+    kept = with_failed_retry(decision, MemoryError("out of memory\nwhile averaging"))
+    assert kept["promote"] is False and kept["reasons"][0] == decision["reasons"][0]
+    assert kept["reasons"][1] == "retry failed, first attempt kept: out of memory while averaging"
