@@ -439,14 +439,15 @@ def format_report(report: dict) -> str:
         m = entry[metric]
         return f"{format(m['mean'] * scale, fmt)} ± {format(m['std'] * scale, fmt.lstrip('+'))}"
 
+    width = max([14, *(len(name) + 2 for name in report["strategies"])])
     header = (
-        f"{'strategy':<14}{'avg acc %':>16}{'BWT pts':>16}{'max forget pts':>18}{'worst any cycle':>18}"
+        f"{'strategy':<{width}}{'avg acc %':>16}{'BWT pts':>16}{'max forget pts':>18}{'worst any cycle':>18}"
         f"{'samples':>20}{'s/cycle':>10}"
     )
     lines = [f"stream: {report.get('stream', '?')}", header, "-" * len(header)]
     for name, entry in report["strategies"].items():
         lines.append(
-            f"{name:<14}{cell(entry, 'avg_acc', 100, '.1f'):>16}{cell(entry, 'bwt', 100, '+.1f'):>16}"
+            f"{name:<{width}}{cell(entry, 'avg_acc', 100, '.1f'):>16}{cell(entry, 'bwt', 100, '+.1f'):>16}"
             f"{cell(entry, 'max_forgetting', 100, '.1f'):>18}"
             f"{cell(entry, 'max_forgetting_any_cycle', 100, '.1f'):>18}"
             f"{cell(entry, 'train_samples', 1, '.0f'):>20}{cell(entry, 'seconds', 1, '.0f'):>10}"
