@@ -10,7 +10,6 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from conftest import build_tiny_model
 from perennial.bias_correction import class_priors, logit_adjustment
 from perennial.config import Settings
 from perennial.finishing import finish_model
@@ -26,8 +25,19 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture
-def champion_and_challenger(tmp_path: Path) -> tuple[Path, Path]:
-    champion = build_tiny_model(tmp_path / "champion", LABELS)
+def champion_and_challenger(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
+    from transformers import AutoTokenizer
+
+    champion = tmp_path / "champion"
+    three_labels = BertForSequenceClassification.from_pretrained(
+        tiny_model_dir,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+        ignore_mismatched_sizes=True,  # the tiny model's 2-label head becomes a 3-label one
+    )
+    three_labels.save_pretrained(champion)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(champion)
     challenger = tmp_path / "challenger"
     shutil.copytree(champion, challenger)
     model = BertForSequenceClassification.from_pretrained(challenger)
