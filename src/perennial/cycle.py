@@ -234,6 +234,13 @@ def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
     return memory
 
 
+def challenger_dir(settings: Settings, batch_id: str, attempt: int = 1) -> Path:
+    """Where a challenger is trained. A retry trains beside the first attempt, which stays whole
+    until the retry has succeeded."""
+    suffix = f"-attempt{attempt}" if attempt > 1 else ""
+    return settings.models_dir / f"challenger-{batch_id}{suffix}"
+
+
 def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dict:
     """Fine-tune a challenger with the configured strategy (warm-started from the champion unless
     the strategy is joint), log everything needed to re-run it to MLflow."""
@@ -319,9 +326,7 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
             },
             "lineage.json",
         )
-        # A retry trains beside the first attempt, which stays whole until the retry has succeeded.
-        suffix = f"-attempt{attempt}" if attempt > 1 else ""
-        out_dir = settings.models_dir / f"challenger-{batch_id}{suffix}"
+        out_dir = challenger_dir(settings, batch_id, attempt)
         shutil.rmtree(out_dir, ignore_errors=True)
         # In this process, or data-parallel in `train_processes` workers; evaluation stays here.
         result = run_training(
@@ -411,7 +416,7 @@ def retire_first_attempt(settings: Settings, challenger: dict, decision: dict) -
 
 def discard_failed_retry(settings: Settings, batch_id: str) -> None:
     """What a retry that crashed left on disk (its run was already ended FAILED)."""
-    shutil.rmtree(settings.models_dir / f"challenger-{batch_id}-attempt2", ignore_errors=True)
+    shutil.rmtree(challenger_dir(settings, batch_id, attempt=2), ignore_errors=True)
 
 
 def link_second_attempt(challenger: dict, first: dict) -> dict:

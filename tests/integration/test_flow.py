@@ -22,6 +22,23 @@ def _batch(settings: Settings, source: str):
     return next(b for b in ledger_for(settings).batches() if b.source == source)
 
 
+def _two_batches(settings: Settings, drop, **updates: object) -> Settings:
+    """reviews.csv, then films.jsonl, each through a completed run with these settings changed."""
+    settings = settings.model_copy(update=updates)
+    for fixture in ("reviews.csv", "films.jsonl"):
+        drop(settings, fixture)
+        state = continual_training(settings, return_state=True)
+        assert state.is_completed(), state.message
+    return settings
+
+
+def _runs_of(settings: Settings, batch_id: str) -> list:
+    """Every MLflow run of a batch's cycles (attempts included)."""
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name(registry.EXPERIMENT_NAME).experiment_id
+    return client.search_runs([experiment], filter_string=f"tags.batch_id = '{batch_id}'")
+
+
 def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: Settings, drop) -> None:
     drop(settings, "reviews.csv")
     state = continual_training(settings, return_state=True)
@@ -128,18 +145,9 @@ def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(setting
     from perennial.replay import ReplayMemory
     from perennial.status import format_status, gather_status
 
-    settings = settings.model_copy(
-        update={
-            "regularizer": "lwf",
-            "tuning": "lora",
-            "require_significant_gain": False,
-            "max_forgetting": 1.0,
-        }
+    settings = _two_batches(
+        settings, drop, regularizer="lwf", tuning="lora", require_significant_gain=False, max_forgetting=1.0
     )
-    for fixture in ("reviews.csv", "films.jsonl"):
-        drop(settings, fixture)
-        state = continual_training(settings, return_state=True)
-        assert state.is_completed(), state.message
     second = _batch(settings, "films.jsonl")
     assert second.status == PROMOTED, second.reason  # the gate was opened wide: any challenger passes
 
@@ -179,19 +187,15 @@ def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(setting
 def test_wise_and_logit_adjust_finish_the_challenger_and_are_recorded(settings: Settings, drop) -> None:
     from perennial.model_card import card_paths
 
-    settings = settings.model_copy(
-        update={
-            "merge": "wise",
-            "bias_correction": "logit-adjust",
-            "wise_alpha": 0.6,
-            "require_significant_gain": False,
-            "max_forgetting": 1.0,
-        }
+    settings = _two_batches(
+        settings,
+        drop,
+        merge="wise",
+        bias_correction="logit-adjust",
+        wise_alpha=0.6,
+        require_significant_gain=False,
+        max_forgetting=1.0,
     )
-    for fixture in ("reviews.csv", "films.jsonl"):
-        drop(settings, fixture)
-        state = continual_training(settings, return_state=True)
-        assert state.is_completed(), state.message
     client = MlflowClient(settings.mlflow_tracking_uri)
     first, second = (client.get_run(c.run_id) for c in ledger_for(settings).cycles())
     for run in (first, second):
@@ -236,22 +240,14 @@ def test_a_challenger_rejected_for_forgetting_alone_is_retried_and_both_attempts
     from perennial.model_card import card_paths
 
     calls = _second_decision_forgets(monkeypatch)
-    settings = settings.model_copy(
-        update={"require_significant_gain": False, "max_forgetting": 1.0, "min_delta": -1.0}
+    settings = _two_batches(
+        settings, drop, require_significant_gain=False, max_forgetting=1.0, min_delta=-1.0
     )
-    for fixture in ("reviews.csv", "films.jsonl"):
-        drop(settings, fixture)
-        state = continual_training(settings, return_state=True)
-        assert state.is_completed(), state.message
     assert len(calls) == 3  # batch 1; batch 2's first attempt; batch 2's retry
     second = _batch(settings, "films.jsonl")
     assert second.status == PROMOTED, second.reason  # the protective retry passed the real gate
 
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    runs = client.search_runs(
-        [client.get_experiment_by_name(registry.EXPERIMENT_NAME).experiment_id],
-        filter_string=f"tags.batch_id = '{second.batch_id}'",
-    )
+    runs = _runs_of(settings, second.batch_id)
     by_decision = {run.data.tags.get("decision"): run for run in runs}
     assert set(by_decision) == {"retried", "promote"}
     first, retry = by_decision["retried"], by_decision["promote"]
@@ -285,20 +281,12 @@ def test_a_retry_that_crashes_leaves_the_first_attempt_decided(
         return real_finish(strategy, *args, **kwargs)
 
     monkeypatch.setattr(cycle, "finish_model", averaging_crashes)
-    settings = settings.model_copy(update={"require_significant_gain": False, "min_delta": -1.0})
-    for fixture in ("reviews.csv", "films.jsonl"):
-        drop(settings, fixture)
-        state = continual_training(settings, return_state=True)
-        assert state.is_completed(), state.message
+    settings = _two_batches(settings, drop, require_significant_gain=False, min_delta=-1.0)
     second = _batch(settings, "films.jsonl")
     assert second.status == REJECTED_MODEL  # the first attempt's decision, recorded once
     record = ledger_for(settings).cycles()[-1]
     assert record.reasons[-1] == "retry failed, first attempt kept: out of memory while averaging"
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    runs = client.search_runs(
-        [client.get_experiment_by_name(registry.EXPERIMENT_NAME).experiment_id],
-        filter_string=f"tags.batch_id = '{second.batch_id}'",
-    )
+    runs = _runs_of(settings, second.batch_id)
     by_status = {run.info.status: run for run in runs}
     assert set(by_status) == {"FINISHED", "FAILED"}
     assert by_status["FINISHED"].info.run_id == record.run_id
@@ -310,10 +298,7 @@ def test_a_retry_that_crashes_leaves_the_first_attempt_decided(
 def test_joint_retrains_from_the_base_model_on_every_batch(settings: Settings, drop) -> None:
     from perennial.batch_store import load_split
 
-    settings = settings.model_copy(update={"strategy": "joint"})
-    for fixture in ("reviews.csv", "films.jsonl"):
-        drop(settings, fixture)
-        assert continual_training(settings, return_state=True).is_completed()
+    settings = _two_batches(settings, drop, strategy="joint")
     first, second = _batch(settings, "reviews.csv"), _batch(settings, "films.jsonl")
     run = MlflowClient(settings.mlflow_tracking_uri).get_run(ledger_for(settings).cycles()[-1].run_id)
     assert run.data.params["strategy"] == "joint"

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perennial.bias_correction import apply_logit_adjustment, class_priors, logit_adjustment, output_bias
+from tiny_bert import random_tiny_bert  # tests/ is on sys.path
 
 CLASSES = ["billing", "delivery", "returns"]
 TEXTS = ["where is my parcel", "I was charged twice", "how do I send this back", "thanks"]
@@ -20,18 +21,7 @@ class_lists = st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=6, 
 
 
 def tiny_bert(vocab_size: int, num_labels: int = len(CLASSES)) -> Any:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=num_labels,
-    )
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config).eval()
+    model = random_tiny_bert([f"LABEL_{i}" for i in range(num_labels)], vocab_size).eval()
     with torch.no_grad():  # a trained head's biases are not zero; start from some that are not
         model.classifier.bias.copy_(torch.linspace(-0.5, 0.7, num_labels))
     return model

@@ -24,6 +24,10 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     }
 
 
+def _unchanged(before: dict[str, torch.Tensor], folder: Path) -> bool:
+    return all(torch.equal(before[k], v) for k, v in _weights(folder).items())
+
+
 @pytest.fixture
 def champion_and_challenger(tmp_path: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
     from transformers import AutoTokenizer
@@ -75,7 +79,7 @@ def test_nothing_to_average_without_a_champion(
     before = _weights(challenger)
     settings = Settings(workspace=tmp_path / "ws")
     assert finish_model(Strategy("replay", merge="wise"), challenger, None, ["a"], LABELS, settings) == {}
-    assert all(torch.equal(before[k], v) for k, v in _weights(challenger).items())
+    assert _unchanged(before, challenger)
 
 
 def test_logit_adjust_shifts_only_the_head_bias_by_the_training_priors(
@@ -109,7 +113,7 @@ def test_logit_adjust_changes_nothing_without_an_imbalance(
     before = _weights(challenger)
     settings = Settings(workspace=tmp_path / "ws")
     finish_model(Strategy("naive", bias="logit-adjust"), challenger, None, trained_on, LABELS, settings)
-    assert all(torch.equal(before[k], v) for k, v in _weights(challenger).items())
+    assert _unchanged(before, challenger)
 
 
 def test_the_default_strategy_finishes_nothing(
@@ -119,4 +123,4 @@ def test_the_default_strategy_finishes_nothing(
     before = _weights(challenger)
     settings = Settings(workspace=tmp_path / "ws")
     assert finish_model(Strategy.from_settings(settings), challenger, champion, ["a"], LABELS, settings) == {}
-    assert all(torch.equal(before[k], v) for k, v in _weights(challenger).items())
+    assert _unchanged(before, challenger)

@@ -12,26 +12,14 @@ from hypothesis import strategies as st
 
 from perennial.evaluation import load_model_dir
 from perennial.weight_average import average_model_dirs, average_state_dicts
+from tiny_bert import random_tiny_bert  # tests/ is on sys.path
 
 LABELS = ["negative", "positive"]
 TEXTS = ["the service was wonderful", "my order arrived broken and late"]
 
 
 def tiny_bert(seed: int, labels: list[str], vocab_size: int) -> Any:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-    torch.manual_seed(seed)
-    return BertForSequenceClassification(config).eval()
+    return random_tiny_bert(labels, vocab_size, seed).eval()
 
 
 @pytest.fixture(scope="module")
