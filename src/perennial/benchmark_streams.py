@@ -267,6 +267,11 @@ def file_stream(
     from perennial.stream import split_file
 
     parts = split_file(path, by=by, by_time=by_time, every=every)
+    if len(parts) < 2:
+        how = f"column {by!r}" if by is not None else f"{by_time!r} by {every}"
+        raise ValueError(
+            f"{Path(path).name} splits into {len(parts)} slice by {how}; a stream needs 2 or more"
+        )
     slices = _from_parts(parts, seed, settings, sizes, rows)
     how = f"by {by}" if by is not None else f"by {by_time}, one slice per {every}"
     return Stream(

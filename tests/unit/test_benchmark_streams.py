@@ -165,6 +165,10 @@ def test_file_stream_by_column_keeps_first_appearance_order(plain: Settings, tmp
     stream = file_stream(path, 0, plain, by="source")
     assert [s.name for s in stream.slices] == ["z", "a", "m"]
     assert stream.labels == ["neg", "pos"]
+    one_source = tmp_path / "one.csv"
+    pd.DataFrame(rows, columns=["text", "label", "source"]).assign(source="z").to_csv(one_source, index=False)
+    with pytest.raises(ValueError, match="splits into 1 slice by column 'source'; a stream needs 2 or more"):
+        file_stream(one_source, 0, plain, by="source")
     with pytest.raises(ValueError, match="not in the declared label set"):
         file_stream(path, 0, plain.model_copy(update={"labels": ["neg", "other"]}), by="source")
 
