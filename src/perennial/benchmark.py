@@ -54,8 +54,6 @@ class StrategyRun:
     train_samples: list[int] = field(default_factory=list)  # per cycle
     seconds: list[float] = field(default_factory=list)  # per cycle: training and scoring
     baseline: list[float] = field(default_factory=list)  # the untrained starting model per slice
-    # Per cycle and slice: whether each test row was right, in the slice's row order.
-    correct: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
     predictions: list[pd.DataFrame] = field(default_factory=list)  # per cycle, every test row
 
     def summary(self) -> dict:
@@ -69,6 +67,12 @@ class StrategyRun:
             "forgetting_p": self.forgetting_p_values(),
         }
 
+    def correct(self, cycle: int, name: str) -> np.ndarray:
+        """Whether each test row of slice `name` was right after cycle `cycle` (0-based), in row order."""
+        rows = self.predictions[cycle]
+        on_slice = rows[rows["slice"] == name].sort_values("row")
+        return (on_slice["label"] == on_slice["predicted"]).to_numpy()
+
     def forgetting_p_values(self) -> dict[str, float]:
         """Per old slice: McNemar's one-sided p that the final model is worse on it than the model
         that scored it best before, on the very same rows (small p: the forgetting is real)."""
@@ -79,7 +83,7 @@ class StrategyRun:
         out: dict[str, float] = {}
         for j, name in enumerate(names[:last]):
             best = j + int(np.argmax(self.matrix.iloc[j:last, j].to_numpy()))
-            out[name] = mcnemar(self.correct[(last, name)], self.correct[(best, name)]).p_value
+            out[name] = mcnemar(self.correct(last, name), self.correct(best, name)).p_value
         return out
 
 
@@ -163,8 +167,6 @@ def run_strategy(
         run.predictions.append(
             _prediction_rows(strategy.name, settings.seed, i, current.name, predicted, labels)
         )
-        for name, (ids, references) in predicted.items():
-            run.correct[(i, name)] = np.asarray(ids) == np.asarray(references)
         run.train_samples.append(result.samples_processed)
         run.seconds.append(time.perf_counter() - started)
         if previous is not None:
