@@ -19,7 +19,7 @@ from perennial.cycle_report import comparison_rows, decision_markdown, quarantin
 from perennial.environment import configure
 from perennial.locking import WorkspaceBusy, workspace_lock
 from perennial.retry import (
-    first_attempt_reason,
+    first_attempt_reasons,
     retry_settings,
     should_retry,
     with_failed_retry,
@@ -67,8 +67,10 @@ def cycle(settings: Settings, batch_id: str) -> dict | State:
         else:
             first = retire_first_attempt(settings, challenger, decision)
             challenger, scores, trained_with = link_second_attempt(second, first), second_scores, retry
+            # The labels were judged on attempt 1; attempt 2, averaged toward the champion that
+            # contradicted them, fits them less by design and must not flag them.
             decision = with_first_attempt(
-                gate(settings, scores), first_attempt_reason(settings, first, decision)
+                gate(settings, scores, judge_labels=False), first_attempt_reasons(settings, first, decision)
             )
     outcome = promote(trained_with, batch_id, challenger, scores, decision)
     summary = {**outcome, "compared_with": challenger["champion_version"]}

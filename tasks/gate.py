@@ -6,6 +6,6 @@ from perennial.config import Settings
 
 
 @task(name="gate", cache_policy=NONE)
-def gate(settings: Settings, scores: dict) -> dict:
+def gate(settings: Settings, scores: dict, judge_labels: bool = True) -> dict:
     """Promote or reject, with reasons."""
-    return cycle.gate(settings, scores)
+    return cycle.gate(settings, scores, judge_labels)

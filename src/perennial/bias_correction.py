@@ -4,6 +4,10 @@ A cycle that trains mostly on new classes leaves the head's biases favouring the
 are under-predicted: a large part of what looks like forgetting. Logit adjustment subtracts
 tau * log(prior) from each class's logit, where the prior is the class's share of the rows the model
 was last trained on; folded into the output bias, the corrected model stays a plain transformers model.
+The shift is also recorded in the model's config (ADJUSTMENT_KEY), so that a later cycle that
+warm-starts from the model, or averages with it, first takes it out: otherwise every cycle would
+train on top of the last cycle's shift and add its own (with LwF distilling the shifted outputs,
+the shifts compound until the head predicts one class).
 """
 
 from __future__ import annotations
@@ -88,3 +92,26 @@ def apply_logit_adjustment(model: Any, adjustment: np.ndarray) -> None:
         raise ValueError(f"adjustment must be finite, got {adjustment}")
     with torch.no_grad():
         bias.add_(torch.as_tensor(adjustment, dtype=bias.dtype, device=bias.device))
+
+
+ADJUSTMENT_KEY = "perennial_logit_adjustment"  # the shift folded into the output bias, in label order
+
+
+def record_adjustment(model: Any, adjustment: np.ndarray) -> None:
+    """Fold `adjustment` into the output bias and record it in the config (replacing any record)."""
+    apply_logit_adjustment(model, adjustment)
+    setattr(model.config, ADJUSTMENT_KEY, [float(x) for x in np.asarray(adjustment, dtype=np.float64)])
+
+
+def remove_recorded_adjustment(model: Any) -> bool:
+    """Take a recorded shift back out of the output bias (in place), leaving the head as training
+    left it; False when there was none. A record of the wrong length (a head that grew) is dropped
+    without touching the bias: it no longer says which class was shifted."""
+    recorded = getattr(model.config, ADJUSTMENT_KEY, None)
+    if not recorded:
+        return False
+    setattr(model.config, ADJUSTMENT_KEY, None)
+    if len(recorded) != model.config.num_labels:
+        return False
+    apply_logit_adjustment(model, -np.asarray(recorded, dtype=np.float64))
+    return True

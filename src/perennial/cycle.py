@@ -347,6 +347,8 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
             data.train["label"],
             labels,
             settings,
+            # Only for a champion saved before models recorded their classes.
+            champion_labels=data.memory_after.labels_except(batch_id) or None,
         )
         if finished:
             registry.log_metrics(run_id, finished)
@@ -545,12 +547,14 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
 
 
 # Gate
-def gate(settings: Settings, scores: dict) -> dict:
+def gate(settings: Settings, scores: dict, judge_labels: bool = True) -> dict:
     """The gate's decision and reasons. A rejected batch whose labels contradict the champion far
-    beyond its usual error is flagged (`label_flag`: the reason and numbers; promote records it)."""
+    beyond its usual error, and which the challenger could not fit beside the old slices, is flagged
+    (`label_flag`: the reason and numbers; promote records it). `judge_labels=False` for a retry:
+    its labels were judged on the first attempt."""
     from perennial.baselines import Baseline
     from perennial.history import best_champion_accuracy
-    from perennial.label_check import LabelCheck, check_labels
+    from perennial.label_check import LabelCheck, challenger_fit, check_labels
     from perennial.significance import PairedTest
 
     names = slice_names(settings)
@@ -565,12 +569,16 @@ def gate(settings: Settings, scores: dict) -> dict:
         baseline=Baseline.from_dict(scores["baseline"]) if scores.get("baseline") else None,
     )
     flag = None
-    if not decision.promote and scores.get("champion") and scores.get("label_check"):
+    if judge_labels and not decision.promote and scores.get("champion") and scores.get("label_check"):
         check = LabelCheck(**scores["label_check"])
-        reason = check_labels(check, names.get(scores["new_slice"], scores["new_slice"]), settings)
-        if reason:
-            flag = {"reason": reason, **check.to_dict(), "p_value": check.p_value}
-            decision = Decision(False, [*decision.reasons, reason], (*decision.failed_on, LABELS))
+        fit = challenger_fit(scores["challenger"], scores["champion"], scores["new_slice"])
+        new_name = names.get(scores["new_slice"], scores["new_slice"])
+        verdict = check_labels(check, new_name, settings, fit, names)
+        if verdict.flag:
+            flag = {"reason": verdict.flag, **check.to_dict(), "p_value": check.p_value}
+            decision = Decision(False, [*decision.reasons, verdict.flag], (*decision.failed_on, LABELS))
+        elif verdict.note:  # a reason, not a failure: the retry may still rescue the batch
+            decision = Decision(False, [*decision.reasons, verdict.note], decision.failed_on)
     return {
         "promote": decision.promote,
         "reasons": decision.reasons,

@@ -7,6 +7,7 @@ champion's *confident* predictions are the witness: see `LabelCheck` for the rul
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ CONFIDENT = 0.9  # a row counts as confident when the champion's top class proba
 FLAG_RATIO = 2.0  # the new slice's confident-error rate must be at least this multiple of the usual one
 FLAG_MARGIN = 0.10  # ... and this many points above it
 FLAG_LEFT_OUT = "left out of replay and evaluation"
+# The challenger "fits both" the new labels and the old ones when it comes within this of the
+# champion's accuracy on the earlier slices, on the new slice and on the earlier ones alike.
+FIT_MARGIN = 0.10
 
 
 def confident_errors(
@@ -84,9 +88,88 @@ class LabelCheck:
         return asdict(self)
 
 
-def check_labels(check: LabelCheck | None, slice_name: str, settings: Settings) -> str | None:
-    """The flag's reason when a rejected batch's labels contradict the champion (see LabelCheck),
-    else None."""
-    if check is None or not check.flagged(settings.significance_level):
+DRIFT_READING = "labels unlike the champion's"  # how the note that reads a contradiction as drift starts
+
+
+@dataclass(frozen=True)
+class ChallengerFit:
+    """Did the challenger learn the new slice's labels *and* keep every old slice?
+
+    A champion can be confidently wrong on a subpopulation it never saw (new subtypes of a class,
+    a new outlet): real drift looks like contradicting labels from the champion's side. Bad labels
+    differ in that no model can fit them and the earlier slices at once: the challenger, trained on
+    the new rows with replay of the old, stays poor on the new slice's held-out labels (random
+    flips) or loses the earlier slice whose inputs they resemble (a systematic flip). So a
+    contradiction is read as drift when the challenger is within FIT_MARGIN of the champion's
+    accuracy on the earlier slices on the new slice, and within FIT_MARGIN of the champion on each
+    earlier slice (the worst one decides: pooling would let one destroyed slice hide among many)."""
+
+    usual: float  # the champion on the earlier slices, pooled
+    new: float  # the challenger on the new slice
+    worst_slice: str  # the earlier slice the challenger lost most on, against the champion
+    worst_loss: float  # champion minus challenger there (negative: a gain)
+
+    @property
+    def fits_both(self) -> bool:
+        return self.new >= self.usual - FIT_MARGIN - 1e-12 and self.worst_loss <= FIT_MARGIN + 1e-12
+
+    def describe(self, slice_name: str, names: Mapping[str, str] | None = None) -> str:
+        worst = (names or {}).get(self.worst_slice, self.worst_slice)
+        return (
+            f"{DRIFT_READING} on {slice_name} read as drift, not bad labels: the challenger learned "
+            f"them ({self.new:.3f}, the champion's usual accuracy {self.usual:.3f}) and lost at most "
+            f"{max(self.worst_loss, 0.0):.3f} on an earlier slice ({worst}); both within {FIT_MARGIN:.2f}"
+        )
+
+
+def challenger_fit(
+    challenger: Mapping[str, Mapping[str, float]],
+    champion: Mapping[str, Mapping[str, float]],
+    new_slice: str,
+) -> ChallengerFit | None:
+    """The fit from the cycle's per-slice scores, or None without an earlier slice."""
+    earlier = [name for name in champion if name != new_slice and name in challenger]
+    if not earlier or new_slice not in challenger:
         return None
-    return check.describe(slice_name, settings.significance_level)
+    losses = {
+        name: float(champion[name]["accuracy"]) - float(challenger[name]["accuracy"]) for name in earlier
+    }
+    worst = max(losses, key=losses.__getitem__)
+    return ChallengerFit(
+        usual=_pooled(champion, earlier),
+        new=float(challenger[new_slice]["accuracy"]),
+        worst_slice=worst,
+        worst_loss=losses[worst],
+    )
+
+
+def _pooled(scores: Mapping[str, Mapping[str, float]], names: list[str]) -> float:
+    """Accuracy over several slices' rows together (each slice weighs its row count; equal weights
+    when some count is missing)."""
+    counts = [scores[name].get("n") for name in names]
+    weights = np.array([float(n) for n in counts]) if all(counts) else np.ones(len(names))
+    accuracies = np.array([float(scores[name]["accuracy"]) for name in names])
+    return float((weights * accuracies).sum() / weights.sum())
+
+
+@dataclass(frozen=True)
+class LabelVerdict:
+    flag: str | None = None  # why the batch is flagged (left out of replay and evaluation)
+    note: str | None = None  # why a contradiction was read as drift instead
+
+
+def check_labels(
+    check: LabelCheck | None,
+    slice_name: str,
+    settings: Settings,
+    fit: ChallengerFit | None = None,
+    names: Mapping[str, str] | None = None,
+) -> LabelVerdict:
+    """A rejected batch is flagged when its labels contradict the champion (see LabelCheck) and the
+    challenger could not fit them beside the old ones (see ChallengerFit). `names`: display names
+    of slices, for the note."""
+    if check is None or not check.flagged(settings.significance_level):
+        return LabelVerdict()
+    if fit is not None and fit.fits_both:
+        return LabelVerdict(note=fit.describe(slice_name, names))
+    return LabelVerdict(flag=check.describe(slice_name, settings.significance_level))

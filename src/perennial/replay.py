@@ -88,6 +88,10 @@ class ReplayMemory:
             return self.rows.copy()
         return sample_replay(self.rows, n, seed)
 
+    def labels_except(self, batch_id: str) -> set[str]:
+        """The classes held for batches other than `batch_id`: what earlier cycles trained on."""
+        return set(self.rows.loc[self.rows["batch_id"] != batch_id, "label"])
+
     def counts(self) -> pd.DataFrame:
         """Rows held per (batch_id, label)."""
         return self.rows.groupby(["batch_id", "label"]).size().rename("rows").reset_index()

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from perennial.gate import FORGETTING
+from perennial.label_check import DRIFT_READING
 from perennial.messages import one_line
 
 if TYPE_CHECKING:
@@ -61,17 +62,20 @@ def describe_recipe(settings: Settings) -> str:
     )
 
 
-def first_attempt_reason(settings: Settings, first: Mapping, decision: Mapping) -> str:
-    """One line for the final decision's reasons: what the first attempt was and why it was retried."""
+def first_attempt_reasons(settings: Settings, first: Mapping, decision: Mapping) -> list[str]:
+    """Lines for the final decision's reasons: what the first attempt was and why it was retried,
+    and, when its labels contradicted the champion, why they were read as drift (the retry does not
+    judge the labels again: they are the same rows)."""
     failed = "; ".join(r for r in decision["reasons"] if r.startswith("forgets slice")) or "forgetting"
-    return (
+    return [
         f"attempt 1 ({first['strategy']}, run {first['run_id']}) rejected for forgetting ({failed}); "
-        f"attempt 2 retrained with {describe_recipe(settings)}"
-    )
+        f"attempt 2 retrained with {describe_recipe(settings)}",
+        *(r for r in decision["reasons"] if r.startswith(DRIFT_READING)),
+    ]
 
 
-def with_first_attempt(decision: Mapping, reason: str) -> dict:
-    return {**decision, "reasons": [reason, *decision["reasons"]]}
+def with_first_attempt(decision: Mapping, reasons: list[str]) -> dict:
+    return {**decision, "reasons": [*reasons, *decision["reasons"]]}
 
 
 def with_failed_retry(decision: Mapping, error: BaseException) -> dict:

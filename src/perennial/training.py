@@ -69,6 +69,8 @@ def load_for_training(
     """Load an encoder with a classification head for `labels` (a new head for the base model)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from perennial.bias_correction import remove_recorded_adjustment
+
     # Weights only from safetensors (a pickle can run code when loaded), and never remote code.
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -79,6 +81,8 @@ def load_for_training(
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
+    # A champion corrected by logit adjustment trains from its head as training left it.
+    remove_recorded_adjustment(model)
     return model, tokenizer
 
 

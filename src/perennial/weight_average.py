@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -55,12 +55,43 @@ def average_state_dicts(
     return averaged
 
 
-def average_model_dirs(champion_dir: Path, challenger_dir: Path, alpha: float, out_dir: Path) -> Path:
+def keep_output_rows(
+    averaged: dict[str, torch.Tensor],
+    end: Mapping[str, torch.Tensor],
+    label_ids: Sequence[int],
+    num_labels: int,
+) -> None:
+    """Put `end`'s own output-layer rows for `label_ids` back into `averaged` (in place).
+
+    The output layer is the head's tensors with one row per label (weight [num_labels, hidden] and
+    bias [num_labels]); hidden layers of a head (RoBERTa's dense) have `hidden` rows instead."""
+    if not label_ids:
+        return
+    index = torch.as_tensor(list(label_ids), dtype=torch.long)
+    for key, tensor in averaged.items():
+        head = any(part in _HEAD_NAMES for part in key.split("."))
+        if head and tensor.dim() >= 1 and tensor.shape[0] == num_labels and torch.is_floating_point(tensor):
+            tensor[index] = end[key][index].to(tensor.dtype)
+
+
+def average_model_dirs(
+    champion_dir: Path,
+    challenger_dir: Path,
+    alpha: float,
+    out_dir: Path,
+    keep_labels: Collection[str] = (),
+) -> Path:
     """Save to `out_dir` the challenger with its weights averaged with the champion's (alpha = 1: the
     challenger itself), with the challenger's config and tokenizer: a plain transformers model.
 
+    `keep_labels`: classes the champion never trained on. Their output rows are the challenger's,
+    not averaged: the champion's row for such a class was only ever pushed down (it is declared but
+    had no rows), so averaging with it would undo half of what the challenger learned of the class
+    and keep nothing the champion knew.
+
     The folder appears whole or not at all: it is written into a temporary sibling and then renamed.
     `out_dir` must not exist yet or be empty (a rename cannot replace a full folder)."""
+    from perennial.bias_correction import remove_recorded_adjustment
     from perennial.evaluation import load_model_dir
 
     out_dir = Path(out_dir)
@@ -68,12 +99,20 @@ def average_model_dirs(champion_dir: Path, challenger_dir: Path, alpha: float, o
         raise FileExistsError(f"output folder already exists and is not empty: {out_dir}")
     champion, _ = load_model_dir(champion_dir, "cpu")
     challenger, tokenizer = load_model_dir(challenger_dir, "cpu")
+    # The challenger trained from the champion's uncorrected head: average with that.
+    remove_recorded_adjustment(champion)
     if dict(champion.config.id2label) != dict(challenger.config.id2label):
         raise ValueError(
             "cannot average models with different labels: champion has "
             f"{dict(champion.config.id2label)}, challenger has {dict(challenger.config.id2label)}"
         )
-    averaged = average_state_dicts(champion.state_dict(), challenger.state_dict(), alpha)
+    end = challenger.state_dict()
+    averaged = average_state_dicts(champion.state_dict(), end, alpha)
+    label2id = {str(label): int(i) for i, label in challenger.config.id2label.items()}
+    unknown = sorted(set(keep_labels) - set(label2id))
+    if unknown:
+        raise ValueError(f"cannot keep rows of labels the model does not have: {unknown}")
+    keep_output_rows(averaged, end, [label2id[label] for label in keep_labels], len(label2id))
     challenger.load_state_dict(averaged)
     del champion  # free its weights before writing
 

@@ -88,6 +88,11 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
     assert json.loads(tags["lineage"])[-1] == second.batch_id
     expected_champion = "2" if latest.decision == "promote" else "1"
     assert registry.champion(settings).version == expected_champion
+    # Each registered model records the classes it and its ancestors trained on (for a later merge).
+    from perennial.cycle import champion_model_dir, labels_for
+    from perennial.finishing import trained_labels
+
+    assert trained_labels(champion_model_dir(settings, "1")) == set(labels_for(settings))
 
 
 def test_rejected_challenger_keeps_challenger_alias_and_champion_stays(settings: Settings, drop) -> None:

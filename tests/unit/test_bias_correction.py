@@ -11,7 +11,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perennial.bias_correction import apply_logit_adjustment, class_priors, logit_adjustment, output_bias
+from perennial.bias_correction import (
+    ADJUSTMENT_KEY,
+    apply_logit_adjustment,
+    class_priors,
+    logit_adjustment,
+    output_bias,
+    record_adjustment,
+    remove_recorded_adjustment,
+)
 from tiny_bert import random_tiny_bert  # tests/ is on sys.path
 
 CLASSES = ["billing", "delivery", "returns"]
@@ -161,3 +169,24 @@ def test_an_adjustment_of_the_wrong_length_is_refused(model_and_batch: Any, leng
     with pytest.raises(ValueError, match="3 labels"):
         apply_logit_adjustment(model, np.zeros(length))
     assert torch.equal(model.classifier.bias, bias_before)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shift=st.lists(st.floats(-5, 5), min_size=len(CLASSES), max_size=len(CLASSES)))
+def test_a_recorded_adjustment_comes_back_out_exactly_once(tokenizer: Any, shift: list[float]) -> None:
+    model = tiny_bert(tokenizer.vocab_size)
+    trained = output_bias(model).detach().clone()
+    record_adjustment(model, np.array(shift))
+    assert getattr(model.config, ADJUSTMENT_KEY) == pytest.approx(shift)
+    assert remove_recorded_adjustment(model) is True
+    torch.testing.assert_close(output_bias(model).detach(), trained, atol=1e-5, rtol=0)
+    assert remove_recorded_adjustment(model) is False  # the record is gone: nothing taken out twice
+    torch.testing.assert_close(output_bias(model).detach(), trained, atol=1e-5, rtol=0)
+
+
+def test_a_record_for_another_head_size_is_dropped_without_touching_the_bias(tokenizer: Any) -> None:
+    model = tiny_bert(tokenizer.vocab_size)
+    before = output_bias(model).detach().clone()
+    setattr(model.config, ADJUSTMENT_KEY, [1.0, 2.0])  # the head has grown since
+    assert remove_recorded_adjustment(model) is False
+    assert getattr(model.config, ADJUSTMENT_KEY) is None and torch.equal(output_bias(model).detach(), before)

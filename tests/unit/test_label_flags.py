@@ -16,17 +16,23 @@ from hypothesis import strategies as st
 from perennial import cycle
 from perennial.batch_store import split_path
 from perennial.config import Settings
-from perennial.gate import Decision
+from perennial.gate import FORGETTING, LABELS, Decision
 from perennial.label_check import (
     CONFIDENT,
+    DRIFT_READING,
+    FIT_MARGIN,
     FLAG_LEFT_OUT,
     FLAG_MARGIN,
     FLAG_RATIO,
+    ChallengerFit,
     LabelCheck,
+    LabelVerdict,
+    challenger_fit,
     check_labels,
     confident_errors,
 )
 from perennial.ledger import PROMOTED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.retry import should_retry
 from perennial.status import format_status
 
 ALPHA = 0.05
@@ -81,7 +87,7 @@ def test_flipped_labels_are_flagged() -> None:
     check = check_of(flipped, probabilities, old_refs, old_probs)
     assert check.flagged(ALPHA)
     assert check.new_rate >= 0.3 and check.usual_rate < 0.05
-    reason = check_labels(check, "films", Settings(significance_level=ALPHA))
+    reason = check_labels(check, "films", Settings(significance_level=ALPHA)).flag
     assert reason is not None
     assert reason.startswith("labels disagree with the champion: v1 is confident")
     assert "films" in reason and reason.endswith(FLAG_LEFT_OUT) and "\n" not in reason
@@ -98,7 +104,7 @@ def test_plain_drift_is_not_flagged(seed: int) -> None:
     check = check_of(references, probabilities, old_refs, old_probs)
     assert (references != probabilities.argmax(axis=1)).mean() > 0.3  # far worse than on old slices
     assert not check.flagged(ALPHA)
-    assert check_labels(check, "films", Settings(significance_level=ALPHA)) is None
+    assert check_labels(check, "films", Settings(significance_level=ALPHA)) == LabelVerdict()
 
 
 def test_each_part_of_the_rule_is_needed() -> None:
@@ -141,6 +147,66 @@ def test_property_a_flag_always_meets_all_three_conditions(
         assert check.new_rate >= check.usual_rate + FLAG_MARGIN - 1e-9
     if check.new_wrong <= check.usual_rate * check.new_confident:
         assert not check.flagged(ALPHA)  # no more errors than usual
+
+
+# Drift that looks like contradicting labels: the challenger fits the new labels and the old.
+
+
+def test_challenger_fit_truth_table() -> None:
+    def fit(new: float, worst_loss: float) -> ChallengerFit:
+        return ChallengerFit(usual=0.95, new=new, worst_slice="a", worst_loss=worst_loss)
+
+    assert fit(0.90, 0.05).fits_both  # new subtypes learned, old slices kept
+    assert fit(0.95 - FIT_MARGIN, FIT_MARGIN).fits_both  # the margins themselves are inside
+    assert fit(0.99, -0.02).fits_both  # a gain on the old slices
+    assert not fit(0.60, 0.01).fits_both  # random flips: not learnable on held-out rows
+    assert not fit(0.90, 0.40).fits_both  # a systematic flip: the slice it resembles is lost
+    assert not fit(0.50, 0.45).fits_both
+
+
+def test_challenger_fit_judges_the_worst_earlier_slice_not_the_pool() -> None:
+    # Six earlier slices; the flipped batch destroyed one (0.9 -> 0.4). Pooled, that is 8 points.
+    champion = {f"s{i}": {"accuracy": 0.9, "n": 100} for i in range(6)}
+    challenger = {
+        **{f"s{i}": {"accuracy": 0.9, "n": 100} for i in range(5)},
+        "s5": {"accuracy": 0.4, "n": 100},
+    }
+    champion["new"], challenger["new"] = {"accuracy": 0.2, "n": 100}, {"accuracy": 0.85, "n": 100}
+    fit = challenger_fit(challenger, champion, "new")
+    assert fit is not None and fit.worst_slice == "s5" and fit.worst_loss == pytest.approx(0.5)
+    assert fit.usual == pytest.approx(0.9) and fit.new == 0.85
+    assert not fit.fits_both
+
+
+def test_challenger_fit_pools_the_usual_accuracy_by_rows() -> None:
+    champion = {"a": {"accuracy": 1.0, "n": 300}, "b": {"accuracy": 0.5, "n": 100}}
+    challenger = {"a": {"accuracy": 0.9, "n": 300}, "b": {"accuracy": 0.9, "n": 100}}
+    champion["new"], challenger["new"] = {"accuracy": 0.2, "n": 50}, {"accuracy": 0.8, "n": 50}
+    fit = challenger_fit(challenger, champion, "new")
+    assert fit == ChallengerFit(
+        usual=pytest.approx(0.875), new=0.8, worst_slice="a", worst_loss=pytest.approx(0.1)
+    )
+    del champion["b"]["n"]  # a count missing: equal weights
+    assert challenger_fit(challenger, champion, "new").usual == pytest.approx(0.75)
+    assert challenger_fit({"new": {"accuracy": 0.8}}, {"new": {"accuracy": 0.2}}, "new") is None
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    usual=st.floats(0.0, 1.0), new=st.floats(0.0, 1.0), earlier=st.floats(0.0, 1.0),
+    wrong=st.integers(0, 60),
+)  # fmt: skip
+def test_property_a_flag_needs_a_contradiction_and_a_failed_fit(
+    usual: float, new: float, earlier: float, wrong: int
+) -> None:
+    check = LabelCheck("1", CONFIDENT, 60, wrong, 400, 4)
+    fit = ChallengerFit(usual=usual, new=new, worst_slice="a", worst_loss=usual - earlier)
+    verdict = check_labels(check, "films", Settings(significance_level=ALPHA), fit)
+    assert (verdict.flag is not None) == (check.flagged(ALPHA) and not fit.fits_both)
+    assert (verdict.note is not None) == (check.flagged(ALPHA) and fit.fits_both)
+    # Without a challenger to judge by, the champion's contradiction alone decides (as before).
+    alone = check_labels(check, "films", Settings(significance_level=ALPHA))
+    assert (alone.flag is not None) == check.flagged(ALPHA) and alone.note is None
 
 
 def test_confident_errors_counts() -> None:
@@ -211,6 +277,35 @@ def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings
     lenient = settings.model_copy(update={"max_forgetting": 1.0})
     decision = cycle.gate(lenient, scores_for(new, old, FLIPPED, 0.9))
     assert decision["promote"] is True and decision["label_flag"] is None
+
+
+def test_gate_reads_a_learnable_contradiction_as_drift_and_lets_the_retry_run(settings: Settings) -> None:
+    # A subpopulation shift: the champion is confidently wrong on new subtypes (FLIPPED's numbers),
+    # yet the challenger learned them (0.9) and lost only 5 points of the old slice (0.95 -> 0.90).
+    ledger = cycle.ledger_for(settings)
+    old = add_batch(ledger, settings, 1, PROMOTED)
+    new = "00000000000000ff"
+    ledger.add_batch(new, "sha-new", "subtypes.csv", Path("/raw/new.csv"), rows=40)
+    scores = scores_for(new, old, FLIPPED, 0.9)
+    scores["challenger"][old] = {"accuracy": 0.90, "n": 40}
+    scores["champion"][old] = {"accuracy": 0.95, "n": 40}
+    decision = cycle.gate(settings, scores)
+    assert decision["promote"] is False and decision["label_flag"] is None
+    assert decision["failed_on"] == [FORGETTING]
+    assert decision["reasons"][-1].startswith(f"{DRIFT_READING} on subtypes read as drift")
+    assert "(batch-1)" in decision["reasons"][-1]  # the worst earlier slice, by its display name
+    assert not any("labels disagree" in r for r in decision["reasons"])
+    challenger = {"champion_version": "1", "attempt": 1}
+    assert should_retry(settings, decision, challenger)
+
+    # The same contradiction where the challenger lost the old slice (0.95 -> 0.5): flagged, no retry.
+    scores["challenger"][old] = {"accuracy": 0.5, "n": 40}
+    decision = cycle.gate(settings, scores)
+    assert decision["label_flag"] is not None and LABELS in decision["failed_on"]
+    assert not should_retry(settings, decision, challenger)
+    # A retry's gate does not judge the labels again (attempt 1 did): no flag, whatever it fits.
+    decision = cycle.gate(settings, scores, judge_labels=False)
+    assert decision["label_flag"] is None and decision["failed_on"] == [FORGETTING]
 
 
 def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(settings: Settings) -> None:

@@ -142,6 +142,15 @@ def test_counts_per_cell() -> None:
     assert dict(zip(counts["label"], counts["rows"], strict=True)) == SIZES["b0"]
 
 
+def test_labels_except_a_batch_are_what_the_other_batches_brought() -> None:
+    memory = ReplayMemory.empty(100).add(make_batch("b0", {"x": 3, "y": 2}), seed=0)
+    memory = memory.add(make_batch("b1", {"y": 2, "z": 4}), seed=0)
+    assert memory.labels_except("b1") == {"x", "y"}
+    assert memory.labels_except("b0") == {"y", "z"}
+    assert memory.labels_except("other") == {"x", "y", "z"}
+    assert ReplayMemory.empty(10).labels_except("b0") == set()
+
+
 # Determinism
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from perennial.config import Settings
 from perennial.gate import FORGETTING, LABELS, NEW_SLICE
+from perennial.label_check import DRIFT_READING
 from perennial.retry import (
-    first_attempt_reason,
+    first_attempt_reasons,
     retry_recipe,
     retry_settings,
     should_retry,
@@ -84,11 +85,19 @@ def test_the_first_attempt_leads_the_final_reasons(tmp_path: Path) -> None:
         "promote": False,
         "reasons": ["new slice b: 0.900 vs champion 0.700", "forgets slice a: 0.600 vs champion 0.800"],
     }
-    reason = first_attempt_reason(settings, first, rejected)
+    [reason] = first_attempt_reasons(settings, first, rejected)
     assert reason.startswith("attempt 1 (replay, run abc123) rejected for forgetting (forgets slice a")
     assert "attempt 2 retrained with replay 2 memory rows per new row" in reason
-    final = with_first_attempt({"promote": True, "reasons": ["new slice b: ok"]}, reason)
+    final = with_first_attempt({"promote": True, "reasons": ["new slice b: ok"]}, [reason])
     assert final["reasons"] == [reason, "new slice b: ok"] and final["promote"] is True
+
+
+def test_a_drift_reading_of_the_first_attempt_is_carried_to_the_final_reasons(tmp_path: Path) -> None:
+    settings = Settings(workspace=tmp_path)
+    note = f"{DRIFT_READING} on b read as drift, not bad labels: ..."
+    rejected = {"promote": False, "reasons": ["forgets slice a: 0.85 vs champion 0.9", note]}
+    reasons = first_attempt_reasons(settings, {"run_id": "r", "strategy": "replay"}, rejected)
+    assert len(reasons) == 2 and reasons[0].startswith("attempt 1 (replay, run r)") and reasons[1] == note
 
 
 def test_no_retry_when_the_recipe_is_already_what_ran(tmp_path: Path) -> None:

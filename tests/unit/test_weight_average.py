@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perennial.evaluation import load_model_dir
-from perennial.weight_average import average_model_dirs, average_state_dicts
+from perennial.weight_average import average_model_dirs, average_state_dicts, keep_output_rows
 from tiny_bert import random_tiny_bert  # tests/ is on sys.path
 
 LABELS = ["negative", "positive"]
@@ -176,3 +176,34 @@ def test_a_full_output_folder_is_not_overwritten(tokenizer: Any, tmp_path: Path)
     with pytest.raises(FileExistsError):
         average_model_dirs(champion_dir, champion_dir, 0.5, out_dir)
     assert (out_dir / "keep.txt").read_text() == "precious"
+
+
+def test_kept_rows_are_the_challengers_and_a_bad_label_is_refused(tokenizer: Any, tmp_path: Path) -> None:
+    champion = tiny_bert(1, LABELS, tokenizer.vocab_size)
+    challenger = tiny_bert(2, LABELS, tokenizer.vocab_size)
+    champion_dir = save(champion, tokenizer, tmp_path / "champion")
+    challenger_dir = save(challenger, tokenizer, tmp_path / "challenger")
+    out_dir = average_model_dirs(champion_dir, challenger_dir, 0.0, tmp_path / "kept", ["positive"])
+    merged = load_model_dir(out_dir, "cpu")[0].state_dict()
+    end, start = challenger.state_dict(), champion.state_dict()
+    for key in ("classifier.weight", "classifier.bias"):
+        assert torch.equal(merged[key][1], end[key][1])  # positive: the challenger's row
+        assert torch.equal(merged[key][0], start[key][0])  # negative: alpha 0, the champion's
+    torch.testing.assert_close(merged["bert.pooler.dense.weight"], start["bert.pooler.dense.weight"])
+    with pytest.raises(ValueError, match="labels the model does not have: \\['neutral'\\]"):
+        average_model_dirs(champion_dir, challenger_dir, 0.5, tmp_path / "bad", ["neutral"])
+
+
+def test_keep_output_rows_touches_only_rows_of_the_output_layer() -> None:
+    # A RoBERTa-like head: a dense layer (hidden x hidden) and an output layer (labels x hidden).
+    averaged = {
+        "classifier.dense.weight": torch.zeros(4, 4),
+        "classifier.out_proj.weight": torch.zeros(3, 4),
+        "classifier.out_proj.bias": torch.zeros(3),
+        "encoder.layer.weight": torch.zeros(3, 4),  # three rows, but not the head
+    }
+    end = {key: torch.ones_like(value) for key, value in averaged.items()}
+    keep_output_rows(averaged, end, [0, 2], num_labels=3)
+    assert averaged["classifier.out_proj.weight"][:, 0].tolist() == [1.0, 0.0, 1.0]
+    assert averaged["classifier.out_proj.bias"].tolist() == [1.0, 0.0, 1.0]
+    assert not averaged["classifier.dense.weight"].any() and not averaged["encoder.layer.weight"].any()
