@@ -257,19 +257,19 @@ def test_a_challenger_rejected_for_forgetting_alone_is_retried_and_both_attempts
     assert set(by_decision) == {"retried", "promote"}
     first, retry = by_decision["retried"], by_decision["promote"]
     assert first.info.status == "FINISHED" and "forgets slice reviews.csv" in first.data.tags["reasons"]
-    assert first.data.params["strategy"] == "replay"
+    assert first.data.params["strategy"] == "replay+lwf"  # the default
     assert retry.data.tags["retry_of"] == first.info.run_id and retry.data.tags["attempt"] == "2"
-    assert retry.data.params["strategy"] == "replay+wise"
+    assert retry.data.params["strategy"] == "replay+lwf+wise"
     assert retry.data.params["replay_ratio"] == str(settings.retry_replay_ratio)
     assert retry.data.metrics["wise_alpha"] == settings.wise_alpha
 
     cycle_record = ledger_for(settings).cycles()[-1]
     assert cycle_record.run_id == retry.info.run_id
     assert cycle_record.reasons[0].startswith(
-        f"attempt 1 (replay, run {first.info.run_id}) rejected for forgetting"
+        f"attempt 1 (replay+lwf, run {first.info.run_id}) rejected for forgetting"
     )
     card = card_paths(settings, "2")[0].read_text()
-    assert "attempt 1 (replay" in card and "replay+wise" in card
+    assert "attempt 1 (replay+lwf" in card and "replay+lwf+wise" in card
 
 
 def test_a_retry_that_crashes_leaves_the_first_attempt_decided(
