@@ -54,7 +54,7 @@ def cycle(settings: Settings, batch_id: str) -> dict | State:
     if should_retry(settings, decision, challenger):
         # Good on the new slice but forgetful: one more try that protects the old slices.
         get_run_logger().info("retrying batch %s: %s", batch_id, "; ".join(decision["reasons"]))
-        retry = retry_settings(settings)
+        retry = retry_settings(settings, challenger)
         try:
             second = train(retry, batch_id, attempt=2)
             second_scores = evaluate(retry, batch_id, second)

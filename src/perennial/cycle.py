@@ -22,7 +22,7 @@ from perennial.batch_store import load_split, rows_path, seed_from_batch, split_
 from perennial.champion import move_champion
 from perennial.config import Settings
 from perennial.faults import fault_point
-from perennial.finishing import finish_model
+from perennial.finishing import classes_known_to, finish_model
 from perennial.gate import LABELS, Decision, decide
 from perennial.inbox import ready_inbox_files
 from perennial.ingest import SKIPPED, IngestResult, ingest_file
@@ -340,16 +340,14 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
             # A regulariser anchors to the champion; from the base model there is nothing to keep.
             regularizer=strategy.regularizer if warm else "none",
         )
-        finished = finish_model(
-            strategy,
-            Path(result.model_dir),
-            Path(init_from) if warm else None,
-            data.train["label"],
-            labels,
-            settings,
-            # Only for a champion saved before models recorded their classes.
-            champion_labels=data.memory_after.labels_except(batch_id) or None,
+        # What the champion trained on (for one saved before models recorded it: earlier batches).
+        known = classes_known_to(
+            Path(init_from) if warm else None, data.memory_after.labels_except(batch_id) or None
         )
+        finished = finish_model(
+            strategy, Path(result.model_dir), Path(init_from) if warm else None, data.train["label"], labels,
+            settings, champion_labels=known,
+        )  # fmt: skip
         if finished:
             registry.log_metrics(run_id, finished)
         for entry in result.history:
@@ -391,6 +389,10 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
         "seconds": round(result.seconds, 2),
         "train_precision": result.precision,
         "attempt": attempt,
+        # Classes of this batch the champion never trained on (a retry does not average them away).
+        "new_classes": sorted(set(load_split(settings, batch_id, "train")["label"]) - known)
+        if warm and known is not None
+        else [],
     }
 
 
@@ -413,7 +415,11 @@ def retire_first_attempt(settings: Settings, challenger: dict, decision: dict) -
     registry.set_run_tags(run_id, {"decision": "retried", "reasons": " | ".join(decision["reasons"])[:4900]})
     registry.end_run(run_id, "FINISHED")
     shutil.rmtree(challenger["model_dir"], ignore_errors=True)
-    return {"run_id": run_id, "strategy": challenger["strategy"]}
+    return {
+        "run_id": run_id,
+        "strategy": challenger["strategy"],
+        "new_classes": challenger.get("new_classes", []),
+    }
 
 
 def discard_failed_retry(settings: Settings, batch_id: str) -> None:

@@ -46,9 +46,7 @@ def finish_model(
     every row is averaged."""
     done: dict[str, float] = {}
     trained = set(train_labels)
-    known = trained_labels(started_from) if started_from is not None else set()
-    if known is None and champion_labels is not None:
-        known = set(champion_labels)
+    known = classes_known_to(started_from, champion_labels)
     if strategy.merge == "wise" and started_from is not None:
         from perennial.weight_average import average_model_dirs
 
@@ -73,6 +71,17 @@ def finish_model(
 
 
 TRAINED_LABELS_KEY = "perennial_trained_labels"
+
+
+def classes_known_to(started_from: Path | None, fallback: Collection[str] | None = None) -> set[str] | None:
+    """The classes a warm start's model trained on: none from the base model (None given), what
+    its config records, else `fallback` (for a model saved before configs recorded it), else None."""
+    if started_from is None:
+        return set()
+    known = trained_labels(started_from)
+    if known is None and fallback is not None:
+        known = set(fallback)
+    return known
 
 
 def trained_labels(model_dir: Path) -> set[str] | None:

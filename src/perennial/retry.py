@@ -4,7 +4,10 @@ A gate that refuses every forgetful challenger, with nothing better to offer, le
 the pipeline stops learning. So when the first challenger is good on the new slice but loses an
 earlier one, the cycle trains once more with a recipe that protects the old slices: replay on
 (`retry_replay_ratio` memory rows per new row, at least the usual ratio) and the result averaged with
-the champion it started from (WiSE-FT). The same gate, with the same thresholds, then decides; both
+the champion it started from (WiSE-FT). When the batch brings classes the champion never trained on,
+the retry does not average: measured on TREC classes, averaging with a champion that knows nothing
+of the new classes learns them only half-way (replay+wise 80.6% against replay 88.6% accuracy),
+whether or not their output rows are kept. The same gate, with the same thresholds, then decides; both
 attempts are recorded (the first attempt's MLflow run is tagged `retried`, the decision's reasons
 start with what the first attempt failed on, and the model card shows them).
 """
@@ -32,34 +35,37 @@ def should_retry(settings: Settings, decision: Mapping, challenger: Mapping) -> 
         and challenger.get("champion_version") is not None
         and settings.strategy != "joint"  # joint starts from the base model: nothing to average with
         and not challenger.get("attempt", 1) > 1
-        and changes_something(settings)
+        and changes_something(settings, challenger)
     )
 
 
-def changes_something(settings: Settings) -> bool:
+def changes_something(settings: Settings, challenger: Mapping | None = None) -> bool:
     """Whether the recipe differs from the settings: the same seeds would train the same model."""
-    return any(getattr(settings, key) != value for key, value in retry_recipe(settings).items())
+    return any(getattr(settings, key) != value for key, value in retry_recipe(settings, challenger).items())
 
 
-def retry_recipe(settings: Settings) -> dict:
-    """The setting changes of the protective second attempt."""
-    return {
+def retry_recipe(settings: Settings, challenger: Mapping | None = None) -> dict:
+    """The setting changes of the protective second attempt for this first challenger."""
+    recipe: dict = {
         "strategy": "replay",
         "replay_ratio": max(settings.replay_ratio, settings.retry_replay_ratio),
-        "merge": "wise",
     }
+    if not (challenger or {}).get("new_classes"):
+        recipe["merge"] = "wise"
+    return recipe
 
 
-def retry_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update=retry_recipe(settings))
+def retry_settings(settings: Settings, challenger: Mapping | None = None) -> Settings:
+    return settings.model_copy(update=retry_recipe(settings, challenger))
 
 
-def describe_recipe(settings: Settings) -> str:
-    recipe = retry_recipe(settings)
-    return (
-        f"replay {recipe['replay_ratio']:g} memory rows per new row, averaged with the champion "
-        f"(wise_alpha {settings.wise_alpha:g})"
-    )
+def describe_recipe(settings: Settings, challenger: Mapping | None = None) -> str:
+    recipe = retry_recipe(settings, challenger)
+    text = f"replay {recipe['replay_ratio']:g} memory rows per new row"
+    if recipe.get("merge") == "wise":
+        return f"{text}, averaged with the champion (wise_alpha {settings.wise_alpha:g})"
+    new = ", ".join((challenger or {}).get("new_classes", []))
+    return f"{text}, not averaged (the champion never trained on {new})"
 
 
 def first_attempt_reasons(settings: Settings, first: Mapping, decision: Mapping) -> list[str]:
@@ -69,7 +75,7 @@ def first_attempt_reasons(settings: Settings, first: Mapping, decision: Mapping)
     failed = "; ".join(r for r in decision["reasons"] if r.startswith("forgets slice")) or "forgetting"
     return [
         f"attempt 1 ({first['strategy']}, run {first['run_id']}) rejected for forgetting ({failed}); "
-        f"attempt 2 retrained with {describe_recipe(settings)}",
+        f"attempt 2 retrained with {describe_recipe(settings, first)}",
         *(r for r in decision["reasons"] if r.startswith(DRIFT_READING)),
     ]
 

@@ -49,9 +49,9 @@ class Strategy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Strategy:
-        return cls(
-            settings.strategy, settings.regularizer, settings.tuning, settings.merge, settings.bias_correction
-        )
+        # A regulariser anchors to the champion; joint retrains from the base model, so it has none.
+        regularizer = "none" if settings.strategy == "joint" else settings.regularizer
+        return cls(settings.strategy, regularizer, settings.tuning, settings.merge, settings.bias_correction)
 
     @classmethod
     def parse(cls, spec: str) -> Strategy:

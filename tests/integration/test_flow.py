@@ -14,6 +14,7 @@ from perennial.config import Settings
 from perennial.cycle import ledger_for
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import PROMOTED, QUARANTINED, REJECTED_MODEL
+from perennial.strategy import Strategy
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -204,7 +205,8 @@ def test_wise_and_logit_adjust_finish_the_challenger_and_are_recorded(settings: 
     client = MlflowClient(settings.mlflow_tracking_uri)
     first, second = (client.get_run(c.run_id) for c in ledger_for(settings).cycles())
     for run in (first, second):
-        assert run.data.params["strategy"] == "replay+wise+logit-adjust"
+        # The name carries the default regulariser too.
+        assert run.data.params["strategy"] == Strategy.from_settings(settings).name
         assert run.data.params["wise_alpha"] == "0.6"
         assert run.data.metrics["logit_adjust_tau"] == settings.logit_adjust_tau
     # The first challenger starts from the base model: there is no champion to average with.
@@ -212,7 +214,7 @@ def test_wise_and_logit_adjust_finish_the_challenger_and_are_recorded(settings: 
     assert second.data.metrics["wise_alpha"] == 0.6
     assert _batch(settings, "films.jsonl").status == PROMOTED
     card = card_paths(settings, "2")[0].read_text()
-    assert "replay+wise+logit-adjust" in card and "wise_alpha" in card
+    assert Strategy.from_settings(settings).name in card and "wise_alpha" in card
     first_card = card_paths(settings, "1")[0].read_text()
     assert "merge wise (configured, not applied: no champion to average with)" in first_card
 
@@ -270,6 +272,42 @@ def test_a_challenger_rejected_for_forgetting_alone_is_retried_and_both_attempts
     )
     card = card_paths(settings, "2")[0].read_text()
     assert "attempt 1 (replay+lwf" in card and "replay+lwf+wise" in card
+
+
+def test_a_batch_bringing_a_class_new_to_the_champion_is_retried_without_averaging(
+    settings: Settings, drop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from perennial.model_card import card_paths
+
+    _second_decision_forgets(monkeypatch)
+    settings = settings.model_copy(
+        update={
+            "labels": ["negative", "positive", "mixed"],
+            "require_significant_gain": False,
+            "max_forgetting": 1.0,
+            "min_delta": -1.0,
+        }
+    )
+    drop(settings, "reviews.csv")
+    assert continual_training(settings, return_state=True).is_completed()
+    films = pd.read_json(Path(__file__).parents[1] / "data" / "films.jsonl", lines=True)
+    mixed = films.index % 3 == 0
+    films.loc[mixed, "label"] = "mixed"
+    films.loc[mixed, "text"] = [f"the film was so-so in parts #{i}" for i in films.index[mixed]]
+    films.to_json(settings.inbox / "films.jsonl", orient="records", lines=True)
+    assert continual_training(settings, return_state=True).is_completed()
+
+    second = _batch(settings, "films.jsonl")
+    retry = next(r for r in _runs_of(settings, second.batch_id) if r.data.tags.get("attempt") == "2")
+    # More replay, but no averaging with a champion that never trained on "mixed".
+    assert retry.data.params["strategy"] == "replay+lwf"
+    assert retry.data.params["replay_ratio"] == str(settings.retry_replay_ratio)
+    assert "wise_alpha" not in retry.data.metrics
+    reason = ledger_for(settings).cycles()[-1].reasons[0]
+    assert reason.endswith("not averaged (the champion never trained on mixed)")
+    assert "never trained on mixed" in card_paths(settings, second.model_version or "2")[0].read_text()
 
 
 def test_a_retry_that_crashes_leaves_the_first_attempt_decided(

@@ -72,10 +72,37 @@ def test_the_recipe_replays_more_and_averages_with_the_champion(
     )
     assert retry_recipe(settings) == {"strategy": "replay", "replay_ratio": expected, "merge": "wise"}
     retried = retry_settings(settings)
-    assert Strategy.from_settings(retried) == Strategy("replay", merge="wise")
+    assert Strategy.from_settings(retried) == Strategy("replay", settings.regularizer, merge="wise")
     assert retried.replay_ratio == expected and retried.workspace == settings.workspace
     # Everything else, the gate's thresholds included, is the user's.
     assert retried.max_forgetting == settings.max_forgetting and retried.min_delta == settings.min_delta
+
+
+def test_a_batch_with_classes_new_to_the_champion_is_retried_without_averaging(tmp_path: Path) -> None:
+    settings = Settings(workspace=tmp_path, replay_ratio=1.0, retry_replay_ratio=2.0)
+    challenger = {"champion_version": "1", "attempt": 1, "new_classes": ["NUM", "ABBR"]}
+    assert retry_recipe(settings, challenger) == {"strategy": "replay", "replay_ratio": 2.0}
+    retried = retry_settings(settings, challenger)
+    assert Strategy.from_settings(retried) == Strategy(
+        "replay", settings.regularizer
+    )  # merge as the user set
+    assert retried.replay_ratio == 2.0
+    rejected = {
+        "promote": False,
+        "reasons": ["forgets slice a: 0.8 vs champion 0.9"],
+        "failed_on": [FORGETTING],
+    }
+    assert should_retry(settings, rejected, challenger)
+    [reason] = first_attempt_reasons(
+        settings, {"run_id": "r", "strategy": "replay+lwf", **challenger}, rejected
+    )
+    assert reason.endswith(
+        "replay 2 memory rows per new row, not averaged (the champion never trained on NUM, ABBR)"
+    )
+    # Already replaying at the retry's ratio, with nothing to average: the same model again, no retry.
+    same = settings.model_copy(update={"replay_ratio": 2.0})
+    assert not should_retry(same, rejected, challenger)
+    assert should_retry(same, rejected, {**challenger, "new_classes": []})  # averaging still changes it
 
 
 def test_the_first_attempt_leads_the_final_reasons(tmp_path: Path) -> None:

@@ -108,9 +108,12 @@ def test_name(strategy: Strategy, name: str) -> None:
 
 def test_from_settings(tmp_path: Path) -> None:
     settings = Settings(workspace=tmp_path, strategy="joint", regularizer="ewc", tuning="head")
-    assert Strategy.from_settings(settings) == Strategy("joint", "ewc", "head")
+    # Joint starts from the base model: there is no champion for a regulariser to anchor to.
+    assert Strategy.from_settings(settings) == Strategy("joint", "none", "head")
+    anchored = Settings(workspace=tmp_path, strategy="naive", regularizer="ewc", tuning="head")
+    assert Strategy.from_settings(anchored) == Strategy("naive", "ewc", "head")
     merged = Settings(workspace=tmp_path, merge="wise", bias_correction="logit-adjust")
-    assert Strategy.from_settings(merged) == Strategy("replay", merge="wise", bias="logit-adjust")
+    assert Strategy.from_settings(merged) == Strategy("replay", "lwf", merge="wise", bias="logit-adjust")
     defaults = Settings(workspace=tmp_path)
     assert Strategy.from_settings(defaults) == Strategy(
         defaults.strategy, defaults.regularizer, defaults.tuning
