@@ -144,7 +144,9 @@ def test_a_burst_of_files_starts_one_run_that_trains_them_all(served: Served, tm
     assert len(runs) == 1, [(r["name"], r["parameters"].get("reason")) for r in runs]
     run = runs[0]
     assert run["state_type"] == "COMPLETED", run["state"]
-    assert run["parameters"]["reason"] == "batch arrived: first.csv"
+    # The run is named after the event that fired the trigger: the first of the burst as a rule, but
+    # Prefect does not promise to process two events a second apart in the order they were sent.
+    assert run["parameters"]["reason"] in {"batch arrived: first.csv", "batch arrived: second.csv"}
     assert run["parameters"]["settings"]["workspace"] == str(served.workspace)
     ledger = Ledger(served.workspace / "ledger.sqlite")
     batches = {b.source: b.status for b in ledger.batches()}
