@@ -22,6 +22,9 @@ Scores = Mapping[str, Mapping[str, float]]  # slice -> metric -> value
 # What a rejection failed on; a cycle retries with a protective recipe only when it is forgetting alone.
 NEW_SLICE = "new-slice"  # not good enough on the new slice (gain, significance, first-champion bars)
 FORGETTING = "forgetting"  # lost more than max_forgetting on an earlier slice
+# Accuracies are row counts over slice sizes: 0.97 - 0.94 is 0.030000000000000027 in floating point.
+# A loss of exactly `max_forgetting` (or a gain of exactly `min_delta`) is within the limit.
+_ROUNDING = 1e-9
 LABELS = "labels"  # the batch's labels contradict the champion (perennial.label_check)
 
 
@@ -121,7 +124,7 @@ def decide(
     reasons: list[str] = []
     old = champion[new_slice][METRIC]
     delta = new - old
-    new_ok = ok = delta >= settings.min_delta
+    new_ok = ok = delta >= settings.min_delta - _ROUNDING
     sign = ">=" if ok else "<"
     reasons.append(
         f"new slice {named(new_slice)}: {new:.3f} vs champion {old:.3f} "
@@ -142,7 +145,7 @@ def decide(
         reference = max(champion[name][METRIC], (best_before or {}).get(name, -1.0))
         which = "champion" if reference == champion[name][METRIC] else "best earlier champion"
         drop = reference - challenger[name][METRIC]
-        if drop > settings.max_forgetting:
+        if drop > settings.max_forgetting + _ROUNDING:
             ok, forgot = False, True
             reasons.append(
                 f"forgets slice {named(name)}: {challenger[name][METRIC]:.3f} vs {which} "

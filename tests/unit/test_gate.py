@@ -304,6 +304,16 @@ def test_forgetting_an_earlier_slice_rejects_and_names_it(tmp_path: Path) -> Non
     assert not any("no earlier slice" in r for r in decision.reasons)
 
 
+def test_limits_hold_exactly_on_row_count_accuracies(tmp_path: Path) -> None:
+    # 97 -> 94 right of 100 is a loss of 0.030000000000000027 in floating point: exactly the limit.
+    settings = gate_settings(tmp_path, max_forgetting=0.03, min_delta=0.01)
+    champion = scores(new=92 / 100, alpha=97 / 100)
+    assert decide(scores(new=93 / 100, alpha=94 / 100), champion, NEW, settings).promote is True
+    decision = decide(scores(new=93 / 100, alpha=93 / 100), champion, NEW, settings)
+    assert decision.failed_on == (FORGETTING,)  # one row more is beyond it
+    assert decide(scores(new=92 / 100, alpha=97 / 100), champion, NEW, settings).failed_on == (NEW_SLICE,)
+
+
 def test_every_forgotten_slice_is_named(tmp_path: Path) -> None:
     challenger = scores(new=1.0, alpha=0.25, beta=0.25, gamma=0.75)
     champion = scores(new=0.5, alpha=0.5, beta=0.75, gamma=0.75)
