@@ -36,6 +36,7 @@ demo: setup
 
 test: setup system-packages
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: setup

@@ -100,7 +100,7 @@ def main() -> None:
 
 def _champion_record(settings: Settings) -> dict:
     """The champion's accuracy matrix over the cycles, its final average accuracy and each decision."""
-    from perennial.cycle import continual_metrics, ledger_for
+    from perennial.workspace import continual_metrics, ledger_for
 
     matrix, summary = continual_metrics(settings)
     cycles = ledger_for(settings).cycles()

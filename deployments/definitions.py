@@ -16,10 +16,12 @@ from datetime import timedelta
 from typing import Any
 
 from perennial.config import Settings
-from perennial.deployments.events import BATCH_ARRIVED, DRIFT_DETECTED, RETRAIN_LABEL, workspace_resource
-
-TRAINING_FLOW = "continual-training"
-DRIFT_FLOW = "drift-monitor"
+from perennial.deployments.events import (
+    BATCH_ARRIVED,
+    DRIFT_DETECTED,
+    RETRAIN_LABEL,
+    workspace_resource,
+)
 
 
 def settings_parameter(settings: Settings) -> dict[str, Any]:
@@ -94,17 +96,3 @@ def drift_deployment(settings: Settings) -> Any:
 
 def build_deployments(settings: Settings) -> list[Any]:
     return [training_deployment(settings), drift_deployment(settings)]
-
-
-def training_deployment_registered(settings: Settings) -> bool:
-    """Whether the Prefect API this process talks to has the training deployment (and so its
-    triggers): only then does a drift event start a run."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        with get_client(sync_client=True) as client:
-            client.read_deployment_by_name(f"{TRAINING_FLOW}/{settings.deployment_name}")
-    except ObjectNotFound:
-        return False
-    return True

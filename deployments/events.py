@@ -15,6 +15,9 @@ DRIFT_DETECTED = "perennial.drift.detected"
 # Resource label on drift events: "yes" when labelled batches are waiting (a retrain can help),
 # "no" when labels are needed first. The training trigger matches only "yes".
 RETRAIN_LABEL = "perennial.retrain"
+# The flows' names, as deployments and the API know them (`<flow>/<deployment_name>`).
+TRAINING_FLOW = "continual-training"
+DRIFT_FLOW = "drift-monitor"
 
 
 class NoServer(RuntimeError):
@@ -79,3 +82,17 @@ def server_is_up(settings: Settings, timeout: float = 1.0) -> bool:
         return httpx.get(url, headers=auth_headers(), timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def training_deployment_registered(settings: Settings) -> bool:
+    """Whether the Prefect API this process talks to has the training deployment (and so its
+    triggers): only then does a drift event start a run."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(f"{TRAINING_FLOW}/{settings.deployment_name}")
+    except ObjectNotFound:
+        return False
+    return True

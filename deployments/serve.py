@@ -40,7 +40,7 @@ def watch_inbox(settings: Settings, stop: threading.Event) -> None:
 
 
 def _registered(settings: Settings) -> bool:
-    from perennial.deployments.definitions import training_deployment_registered
+    from perennial.deployments.events import training_deployment_registered
 
     try:
         return training_deployment_registered(settings)

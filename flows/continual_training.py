@@ -8,13 +8,7 @@ from prefect.states import Completed, Failed, State
 
 from perennial import registry
 from perennial.config import Settings
-from perennial.cycle import (
-    discard_failed_retry,
-    ledger_for,
-    link_second_attempt,
-    retire_first_attempt,
-    slice_names,
-)
+from perennial.cycle import discard_failed_retry, link_second_attempt, retire_first_attempt
 from perennial.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
 from perennial.environment import configure
 from perennial.locking import WorkspaceBusy, workspace_lock
@@ -32,6 +26,7 @@ from perennial.tasks.promote import promote
 from perennial.tasks.split import split
 from perennial.tasks.train import train
 from perennial.tasks.validate import validate
+from perennial.workspace import ledger_for, slice_names
 
 
 @flow(name="cycle", flow_run_name="cycle-{batch_id}")

@@ -7,8 +7,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from perennial.config import Settings
-from perennial.deployments.definitions import training_deployment_registered
-from perennial.deployments.events import DRIFT_DETECTED, RETRAIN_LABEL, workspace_resource
+from perennial.deployments.events import (
+    DRIFT_DETECTED,
+    RETRAIN_LABEL,
+    training_deployment_registered,
+    workspace_resource,
+)
 from perennial.environment import configure
 from perennial.monitoring import RETRAIN, drift_markdown
 from perennial.tasks.drift import check_drift

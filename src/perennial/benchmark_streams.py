@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from perennial.batch_store import stratified_split
+from perennial.workspace import earlier_batches, labels_for, ledger_for
 
 if TYPE_CHECKING:
     from perennial.config import Settings
@@ -309,7 +310,6 @@ def dir_stream(
 def workspace_stream(settings: Settings) -> Stream:
     """The workspace's accepted batches in ledger order, with the very splits the pipeline made."""
     from perennial.batch_store import load_split
-    from perennial.cycle import earlier_batches, labels_for, ledger_for
 
     ledger = ledger_for(settings)
     ids = earlier_batches(settings, batch_id="")

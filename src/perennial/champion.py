@@ -12,8 +12,10 @@ Imports no MLflow at module level (``perennial.registry`` imports it inside its 
 from __future__ import annotations
 
 import getpass
+import shutil
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 
 from perennial import registry
 from perennial.config import Settings
@@ -178,3 +180,12 @@ def format_history(moves: Sequence[AliasMove]) -> str:
     if not moves:
         return "champion history: no moves yet"
     return "\n".join(["champion history (oldest first):", *(f"  {format_move(m)}" for m in moves)])
+
+
+def champion_model_dir(settings: Settings, version: str) -> Path:
+    """A local copy of a registered version, downloaded once and reused."""
+    local = settings.models_dir / f"v{version}"
+    if not (local / "config.json").is_file():
+        shutil.rmtree(local, ignore_errors=True)  # a leftover partial copy
+        registry.download_model(settings, version, local)  # builds beside `local`, then renames
+    return local

@@ -31,8 +31,8 @@ def _ready(settings: Settings) -> Settings:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from perennial.cycle import ledger_for
     from perennial.ingest import ingest_file
+    from perennial.workspace import ledger_for
 
     settings = _ready(_settings(args))
     ledger = ledger_for(settings)
@@ -79,8 +79,8 @@ def _use_running_server(settings: Settings) -> Settings:
 
 def _has_work(settings: Settings) -> bool:
     """Files in the inbox or batches still to train: a cheap look, before any heavy import."""
-    from perennial.cycle import ledger_for
     from perennial.inbox import inbox_files
+    from perennial.workspace import ledger_for
 
     return bool(inbox_files(settings)) or bool(ledger_for(settings).pending())
 

@@ -7,7 +7,6 @@ one, and tests call them directly.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import shutil
@@ -19,7 +18,7 @@ import pandas as pd
 from perennial import registry
 from perennial.batch_files import safe_name
 from perennial.batch_store import load_split, rows_path, seed_from_batch, split_batch
-from perennial.champion import move_champion
+from perennial.champion import champion_model_dir, move_champion
 from perennial.config import Settings
 from perennial.faults import fault_point
 from perennial.finishing import classes_known_to, finish_model
@@ -27,7 +26,6 @@ from perennial.gate import LABELS, Decision, decide
 from perennial.inbox import ready_inbox_files
 from perennial.ingest import SKIPPED, IngestResult, ingest_file
 from perennial.ledger import (
-    ACCEPTED,
     PROMOTED,
     PROMOTION,
     QUARANTINED,
@@ -39,13 +37,19 @@ from perennial.ledger import (
 from perennial.messages import first_line
 from perennial.model_card import publish_model_card
 from perennial.replay import ReplayMemory
-from perennial.strategy import Strategy, assemble_training_data
+from perennial.strategy import STRATEGY_PARAMS, Strategy, assemble_training_data
+from perennial.workspace import (
+    challenger_dir,
+    continual_metrics,
+    earlier_batches,
+    labels_for,
+    ledger_for,
+    memory_path,
+    slice_names,
+    validation_path,
+)
 
 log = logging.getLogger(__name__)
-
-
-def ledger_for(settings: Settings) -> Ledger:
-    return Ledger(settings.ledger_path)
 
 
 # Ingest
@@ -109,24 +113,6 @@ def recover_interrupted(settings: Settings, batch_id: str) -> list[str]:
     return [row["version"] for row in leftovers]
 
 
-def slice_names(settings: Settings) -> dict[str, str]:
-    """batch id -> the source file's name without suffix: how people recognise a slice. Unique, as
-    every table keys its slices by it: the first batch of a name keeps it, a later batch of the same
-    name gets its id's first characters ("reviews #1a2b3c"). Stable: it depends only on the ledger's
-    arrival order and the sources, which never change."""
-    names: dict[str, str] = {}
-    used: set[str] = set()
-    for batch in ledger_for(settings).batches():
-        stem = Path(batch.source).stem
-        longer = (f"{stem} #{batch.batch_id}" + (f" ({n})" if n > 1 else "") for n in itertools.count(1))
-        # The full id (and a count) only when other files were named like these suffixes.
-        candidates = itertools.chain((stem, f"{stem} #{batch.batch_id[:6]}"), longer)
-        name = next(c for c in candidates if c not in used)
-        names[batch.batch_id] = name
-        used.add(name)
-    return names
-
-
 # Validate
 def validate_batch(settings: Settings, batch_id: str) -> dict:
     """Run the expectation suite. A failing batch is quarantined with a one-line reason (returned,
@@ -177,17 +163,6 @@ def _publish_data_docs(settings: Settings, batch_id: str) -> None:
         log.warning("Data Docs page for batch %s not written: %s", batch_id, error)
 
 
-def validation_path(settings: Settings, batch_id: str) -> Path:
-    return settings.validation_dir / f"{batch_id}.json"
-
-
-def labels_for(settings: Settings) -> list[str]:
-    labels = settings.labels or ledger_for(settings).label_set()
-    if not labels:
-        raise RuntimeError("no label set yet: validate a batch first")
-    return sorted(labels)
-
-
 # Split
 def split(settings: Settings, batch_id: str) -> dict[str, int]:
     counts = split_batch(settings, batch_id)
@@ -196,28 +171,6 @@ def split(settings: Settings, batch_id: str) -> dict[str, int]:
 
 
 # Train
-def champion_model_dir(settings: Settings, version: str) -> Path:
-    """A local copy of a registered version, downloaded once and reused."""
-    local = settings.models_dir / f"v{version}"
-    if not (local / "config.json").is_file():
-        shutil.rmtree(local, ignore_errors=True)  # a leftover partial copy
-        registry.download_model(settings, version, local)  # builds beside `local`, then renames
-    return local
-
-
-def earlier_batches(settings: Settings, batch_id: str) -> list[str]:
-    """Accepted batches other than `batch_id`, oldest first, less those whose labels the gate found
-    contradicting the champion: they feed no replay, joint training or evaluation slice."""
-    ledger = ledger_for(settings)
-    flagged = ledger.label_flags()
-    return [
-        b.batch_id for b in ledger.batches(ACCEPTED) if b.batch_id != batch_id and b.batch_id not in flagged
-    ]
-
-
-def memory_path(settings: Settings, batch_id: str) -> Path:
-    """The replay memory as it stood once `batch_id` was added."""
-    return settings.memory_dir / f"{batch_id}.parquet"
 
 
 def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
@@ -232,13 +185,6 @@ def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
     for batch in earlier:
         memory = memory.add(load_split(settings, batch, "train"), settings.seed)
     return memory
-
-
-def challenger_dir(settings: Settings, batch_id: str, attempt: int = 1) -> Path:
-    """Where a challenger is trained. A retry trains beside the first attempt, which stays whole
-    until the retry has succeeded."""
-    suffix = f"-attempt{attempt}" if attempt > 1 else ""
-    return settings.models_dir / f"challenger-{batch_id}{suffix}"
 
 
 def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dict:
@@ -295,10 +241,10 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
                     "train_precision",
                     "replay_memory_size",
                     "replay_ratio",
-                    *_STRATEGY_PARAMS.get(settings.regularizer, ()),
-                    *_STRATEGY_PARAMS.get(settings.tuning, ()),
-                    *_STRATEGY_PARAMS.get(settings.merge, ()),
-                    *_STRATEGY_PARAMS.get(settings.bias_correction, ()),
+                    *STRATEGY_PARAMS.get(settings.regularizer, ()),
+                    *STRATEGY_PARAMS.get(settings.tuning, ()),
+                    *STRATEGY_PARAMS.get(settings.merge, ()),
+                    *STRATEGY_PARAMS.get(settings.bias_correction, ()),
                 )
             },
         },
@@ -394,17 +340,6 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
         if warm and known is not None
         else [],
     }
-
-
-# Settings logged only when the strategy uses them.
-_STRATEGY_PARAMS = {
-    "lwf": ("lwf_weight", "lwf_temperature"),
-    "ewc": ("ewc_weight", "ewc_fisher_rows"),
-    "lora": ("lora_rank", "lora_alpha", "lora_dropout", "adapter_learning_rate"),
-    "head": ("adapter_learning_rate",),
-    "wise": ("wise_alpha",),
-    "logit-adjust": ("logit_adjust_tau",),
-}
 
 
 # Retry (see perennial.retry): the first attempt's run is closed as retried, the second links to it.
@@ -690,19 +625,6 @@ def _keep_local_copy(settings: Settings, model_dir: Path, version: str) -> None:
     local = settings.models_dir / f"v{version}"
     shutil.rmtree(local, ignore_errors=True)
     model_dir.rename(local)
-
-
-def continual_metrics(settings: Settings) -> tuple[pd.DataFrame, dict | None]:
-    """The champion's accuracy matrix over the recorded cycles and its summary (average accuracy,
-    backward transfer, forgetting); the summary is None while it is undefined (no champion yet)."""
-    from perennial.continual_metrics import summarize
-    from perennial.history import champion_matrix
-
-    matrix = champion_matrix(ledger_for(settings).cycles(), slice_names(settings))
-    try:
-        return matrix, summarize(matrix).to_dict()
-    except ValueError:  # a cycle ended with no champion: its row has no scores
-        return matrix, None
 
 
 def log_continual_metrics(settings: Settings, run_id: str) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from perennial.config import Settings
 from perennial.files import write_text_atomic
 from perennial.safe_html import content_security_policy, csp_meta
+from perennial.workspace import ledger_for, validation_path
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,6 @@ def publish_validation_page(settings: Settings, batch_id: str) -> Path | None:
 def build_data_docs(settings: Settings) -> list[Path]:
     """Render the page of every validated batch that has none yet (pages are immutable once written:
     a batch's validation never changes). Returns the pages written."""
-    from perennial.cycle import ledger_for
 
     missing = [
         b.batch_id for b in ledger_for(settings).batches() if not page_path(settings, b.batch_id).is_file()
@@ -306,7 +306,6 @@ def build_data_docs(settings: Settings) -> list[Path]:
 
 def _write_batch_page(settings: Settings, batch_id: str) -> Path | None:
     """The batch's page and the suite page (the suite as this batch met it); None if never validated."""
-    from perennial.cycle import ledger_for, validation_path
 
     stored = validation_path(settings, batch_id)
     if not stored.is_file():
@@ -323,7 +322,6 @@ def _write_batch_page(settings: Settings, batch_id: str) -> Path | None:
 
 def write_index(settings: Settings) -> Path:
     """A small Bootstrap-styled index of every batch's page, newest first."""
-    from perennial.cycle import ledger_for, validation_path
 
     rows = []
     for batch in sorted(ledger_for(settings).batches(), key=lambda b: b.arrived_at, reverse=True):

@@ -12,11 +12,11 @@ import pandas as pd
 from perennial.config import Settings
 from perennial.stream import split_by_column, write_stream
 from perennial.vader import CITATION, DOMAINS, sample_domain
+from perennial.workspace import labels_for, ledger_for, slice_names
 
 
 def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
     """(row label, version) for the champion as it stood after each cycle."""
-    from perennial.cycle import ledger_for, slice_names
 
     names = slice_names(settings)
     rows = []
@@ -30,7 +30,7 @@ def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
 def final_accuracy_matrix(settings: Settings) -> pd.DataFrame:
     """Accuracy of the champion after each cycle on every slice (future ones too: forward transfer)."""
     from perennial.batch_store import load_split
-    from perennial.cycle import champion_model_dir, labels_for, ledger_for, slice_names
+    from perennial.champion import champion_model_dir
     from perennial.evaluation import accuracy_matrix, evaluate_model, load_model_dir, resolve_device
     from perennial.ledger import ACCEPTED
 
@@ -54,7 +54,6 @@ def run_demo(
     settings: Settings, rows_per_domain: int, domains: Sequence[str] = tuple(DOMAINS)
 ) -> pd.DataFrame:
     """Drop one domain at a time into the inbox and run a cycle for each; return the accuracy matrix."""
-    from perennial.cycle import ledger_for
     from perennial.evaluation import format_matrix
     from perennial.flows.continual_training import continual_training
     from perennial.plots import plot_accuracy_matrix

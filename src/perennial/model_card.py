@@ -28,6 +28,7 @@ from perennial.files import write_text_atomic
 from perennial.ledger import Ledger, LedgerError
 from perennial.safe_html import content_security_policy, csp_meta, markdown_code, sanitize
 from perennial.strategy import Strategy
+from perennial.workspace import labels_for, ledger_for, slice_names
 
 log = logging.getLogger("perennial")
 
@@ -58,7 +59,6 @@ def gather_card_facts(
     reasons: Sequence[str],
 ) -> dict:
     """Everything the card says, as plain JSON-friendly values (see render_markdown for the layout)."""
-    from perennial.cycle import labels_for, ledger_for, slice_names
 
     ledger = ledger_for(settings)
     names = slice_names(settings)
@@ -157,7 +157,7 @@ def _replay_facts(settings: Settings, batch_id: str, challenger: Mapping, names:
 
 
 def _training_facts(settings: Settings, challenger: Mapping) -> dict:
-    from perennial.cycle import _STRATEGY_PARAMS
+    from perennial.strategy import STRATEGY_PARAMS
 
     strategy = Strategy.from_settings(settings)
     champion = challenger.get("champion_version")
@@ -165,7 +165,7 @@ def _training_facts(settings: Settings, challenger: Mapping) -> dict:
     # The same rule as fine_tune: adapters and the head alone take the larger adapter rate.
     rate = settings.learning_rate if strategy.tuning == "full" else settings.adapter_learning_rate
     parts = (strategy.regularizer, strategy.tuning, strategy.merge, strategy.bias)
-    extras = [key for part in parts for key in _STRATEGY_PARAMS.get(part, ())]
+    extras = [key for part in parts for key in STRATEGY_PARAMS.get(part, ())]
     result_keys = (
         "train_rows",
         "replay_rows",

@@ -19,6 +19,7 @@ import pandas as pd
 
 from perennial.config import Settings
 from perennial.ledger import PROMOTED, DriftCheck, Ledger
+from perennial.workspace import ledger_for
 
 MONITOR_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet", ".txt")
 PREDICTION_LOG_PREFIX = "predictions-"
@@ -169,7 +170,6 @@ def check_drift(settings: Settings, now: datetime | None = None, can_trigger: bo
     labels-needed, skipped, and `message` says why in one line. `can_trigger`: see decide_action.
     """
     from perennial import registry
-    from perennial.cycle import ledger_for
 
     now = now or datetime.now(UTC)
     ledger = ledger_for(settings)
@@ -251,7 +251,7 @@ def _skip_reason(settings: Settings, has_champion: bool, current: int, reference
 
 
 def _run_tests(settings: Settings, version: str, reference: list[str], current: list[str]) -> tuple:
-    from perennial.cycle import champion_model_dir
+    from perennial.champion import champion_model_dir
     from perennial.drift import detect_drift_with_samples
     from perennial.evaluation import load_model_dir, resolve_device
 

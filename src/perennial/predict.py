@@ -19,7 +19,7 @@ class NoChampion(RuntimeError):
 def predict_texts(settings: Settings, texts: Sequence[str]) -> tuple[str, list[dict]]:
     """Return the champion's version and, per text, its label and probability."""
     from perennial import registry
-    from perennial.cycle import champion_model_dir
+    from perennial.champion import champion_model_dir
     from perennial.onnx_predict import predict_onnx, resolve_engine
 
     champ = registry.champion(settings)

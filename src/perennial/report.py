@@ -25,6 +25,7 @@ from perennial.data_docs import data_docs_dir
 from perennial.data_docs import page_path as data_docs_page
 from perennial.files import write_text_atomic
 from perennial.safe_html import content_security_policy, csp_meta, is_relative_url
+from perennial.workspace import continual_metrics, ledger_for, slice_names, validation_path
 
 REPORT_NAME = "index.html"
 # Keys of the `images` mapping that render_report embeds.
@@ -53,7 +54,6 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
     reports/index.html), so the page and the files it links to can be copied or served together."""
     from perennial import registry
     from perennial.champion import alias_history
-    from perennial.cycle import continual_metrics, ledger_for, slice_names
     from perennial.history import metrics_over_versions
     from perennial.strategy import Strategy
 
@@ -217,7 +217,6 @@ def _quarantined(settings: Settings, batch: Any, base: Path) -> dict:
 
 
 def _batch(settings: Settings, batch: Any, names: Mapping[str, str], base: Path) -> dict:
-    from perennial.cycle import validation_path
 
     return {
         "batch_id": batch.batch_id,

@@ -7,7 +7,7 @@ Two stores hold a version's weights:
   metrics, run, model card and lineage, so every decision can still be read; only the weights go.
 * the workspace's local copies (`models/v<N>`), a cache of the registry. Kept for the versions that
   have an alias and the latest promoted one; any other comes back from the registry when needed
-  (`perennial.cycle.champion_model_dir` downloads a missing copy).
+  (`perennial.champion.champion_model_dir` downloads a missing copy).
 
 Never touched, whatever the settings: a version with an alias (champion, challenger) and the latest
 promoted version (the one a rollback of a bad alias move would want).

@@ -6,6 +6,7 @@ import math
 
 from perennial.config import Settings
 from perennial.strategy import Strategy
+from perennial.workspace import continual_metrics, ledger_for, slice_names
 
 
 def gather_status(settings: Settings) -> dict:
@@ -13,7 +14,6 @@ def gather_status(settings: Settings) -> dict:
 
     from perennial import registry
     from perennial.champion import alias_history
-    from perennial.cycle import continual_metrics, ledger_for, slice_names
 
     ledger = ledger_for(settings)
     names = slice_names(settings)

@@ -33,6 +33,17 @@ MERGES = ("none", "wise")
 BIASES = ("none", "logit-adjust")
 
 
+# Settings logged only when the strategy uses them.
+STRATEGY_PARAMS = {
+    "lwf": ("lwf_weight", "lwf_temperature"),
+    "ewc": ("ewc_weight", "ewc_fisher_rows"),
+    "lora": ("lora_rank", "lora_alpha", "lora_dropout", "adapter_learning_rate"),
+    "head": ("adapter_learning_rate",),
+    "wise": ("wise_alpha",),
+    "logit-adjust": ("logit_adjust_tau",),
+}
+
+
 @dataclass(frozen=True)
 class Strategy:
     data: str = "replay"

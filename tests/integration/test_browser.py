@@ -14,11 +14,11 @@ import pytest
 
 from perennial import registry
 from perennial.config import Settings
-from perennial.cycle import ledger_for
 from perennial.data_docs import page_path as data_docs_page
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import QUARANTINED
 from perennial.report import build_report
+from perennial.workspace import ledger_for
 from processes import answers, free_port, stop_group, tiny_cli_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]

@@ -11,10 +11,10 @@ from mlflow import MlflowClient
 
 from perennial import registry
 from perennial.config import Settings
-from perennial.cycle import ledger_for
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import PROMOTED, QUARANTINED, REJECTED_MODEL
 from perennial.strategy import Strategy
+from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 
@@ -90,8 +90,9 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
     expected_champion = "2" if latest.decision == "promote" else "1"
     assert registry.champion(settings).version == expected_champion
     # Each registered model records the classes it and its ancestors trained on (for a later merge).
-    from perennial.cycle import champion_model_dir, labels_for
+    from perennial.champion import champion_model_dir
     from perennial.finishing import trained_labels
+    from perennial.workspace import labels_for
 
     assert trained_labels(champion_model_dir(settings, "1")) == set(labels_for(settings))
 

@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 
 from perennial import registry
 from perennial.config import Settings
-from perennial.cycle import ledger_for
 from perennial.flows.continual_training import continual_training
+from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 

@@ -14,13 +14,13 @@ import pytest
 from perennial import registry
 from perennial.cli import main
 from perennial.config import Settings
-from perennial.cycle import ledger_for, validation_path
 from perennial.data_docs import data_docs_dir
 from perennial.data_docs import page_path as data_docs_page
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import QUARANTINED
 from perennial.model_card import card_paths
 from perennial.report import build_report
+from perennial.workspace import ledger_for, validation_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 

@@ -25,9 +25,10 @@ import pytest
 from perennial import registry
 from perennial.batch_store import load_split, rows_path, split_batch, split_path
 from perennial.config import Settings
-from perennial.cycle import ingest_inbox, ledger_for, pending_batches, validate_batch, validation_path
+from perennial.cycle import ingest_inbox, pending_batches, validate_batch
 from perennial.ingest import ingest_file, open_for_writing
 from perennial.ledger import PENDING, PROMOTED, QUARANTINED, Batch
+from perennial.workspace import ledger_for, validation_path
 
 pytestmark = [pytest.mark.reliability]
 

@@ -19,10 +19,10 @@ from ingest_workers import ingest_all
 from conftest import run_cli
 from perennial import registry
 from perennial.config import Settings
-from perennial.cycle import ledger_for
 from perennial.faults import ENV
 from perennial.ledger import PENDING, PROMOTED, TRAINED
 from perennial.locking import WorkspaceBusy, workspace_lock
+from perennial.workspace import ledger_for
 from processes import wait_for
 
 pytestmark = [pytest.mark.reliability]

@@ -15,10 +15,10 @@ from conftest import champion_predicts, open_runs, run_cli
 from perennial import registry
 from perennial.champion import alias_history
 from perennial.config import Settings
-from perennial.cycle import ledger_for
 from perennial.faults import ENV, POINTS
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import ACCEPTED
+from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("prefect_harness")]
 

@@ -29,8 +29,9 @@ from hypothesis import strategies as st
 
 from conftest import champion_predicts
 from perennial.config import Settings
-from perennial.cycle import ingest_inbox, ledger_for, pending_batches, validate_batch
+from perennial.cycle import ingest_inbox, pending_batches, validate_batch
 from perennial.ledger import PENDING, QUARANTINED
+from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability]
 

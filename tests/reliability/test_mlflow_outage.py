@@ -17,10 +17,10 @@ import pytest
 from conftest import champion_predicts, run_cli
 from perennial import registry
 from perennial.config import Settings
-from perennial.cycle import ledger_for
 from perennial.faults import ENV
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import ACCEPTED, PENDING, TRAINED
+from perennial.workspace import ledger_for
 from processes import answers, free_port, stop_group, wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("prefect_harness")]

@@ -15,9 +15,9 @@ from perennial import registry
 from perennial.champion import actor
 from perennial.cli import main
 from perennial.config import Settings
-from perennial.cycle import ledger_for
 from perennial.flows.continual_training import continual_training
 from perennial.ledger import PROMOTED, PROMOTION, ROLLBACK, UNRECORDED
+from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("prefect_harness")]
 

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from perennial.config import Settings
-from perennial.cycle import validation_path
 from perennial.data_docs import (
     _as_text,
     gx_policy,
@@ -24,6 +23,7 @@ from perennial.data_docs import (
 )
 from perennial.ledger import Ledger
 from perennial.validation import validate
+from perennial.workspace import validation_path
 
 SCRIPT = "<script>alert('text')</script>"
 LABEL = '"><img src=x onerror=alert(1)>'

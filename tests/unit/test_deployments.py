@@ -9,8 +9,15 @@ import pytest
 import yaml
 
 from perennial.config import Settings
-from perennial.deployments.definitions import DRIFT_FLOW, TRAINING_FLOW, build_deployments
-from perennial.deployments.events import BATCH_ARRIVED, DRIFT_DETECTED, RETRAIN_LABEL, workspace_resource
+from perennial.deployments.definitions import build_deployments
+from perennial.deployments.events import (
+    BATCH_ARRIVED,
+    DRIFT_DETECTED,
+    DRIFT_FLOW,
+    RETRAIN_LABEL,
+    TRAINING_FLOW,
+    workspace_resource,
+)
 
 PREFECT_YAML = Path(__file__).parents[2] / "deployments" / "prefect.yaml"
 

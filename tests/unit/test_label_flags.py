@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from perennial import cycle
+from perennial import cycle, workspace
 from perennial.batch_store import split_path
 from perennial.config import Settings
 from perennial.gate import FORGETTING, LABELS, Decision
@@ -253,7 +253,7 @@ def scores_for(new: str, old: str, label_check: dict | None, new_accuracy: float
 
 
 def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings) -> None:
-    ledger = cycle.ledger_for(settings)
+    ledger = workspace.ledger_for(settings)
     old = add_batch(ledger, settings, 1, PROMOTED)
     new = "00000000000000ff"
     ledger.add_batch(new, "sha-new", "films.jsonl", Path("/raw/new.jsonl"), rows=40)
@@ -282,7 +282,7 @@ def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings
 def test_gate_reads_a_learnable_contradiction_as_drift_and_lets_the_retry_run(settings: Settings) -> None:
     # A subpopulation shift: the champion is confidently wrong on new subtypes (FLIPPED's numbers),
     # yet the challenger learned them (0.9) and lost only 5 points of the old slice (0.95 -> 0.90).
-    ledger = cycle.ledger_for(settings)
+    ledger = workspace.ledger_for(settings)
     old = add_batch(ledger, settings, 1, PROMOTED)
     new = "00000000000000ff"
     ledger.add_batch(new, "sha-new", "subtypes.csv", Path("/raw/new.csv"), rows=40)
@@ -309,7 +309,7 @@ def test_gate_reads_a_learnable_contradiction_as_drift_and_lets_the_retry_run(se
 
 
 def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(settings: Settings) -> None:
-    ledger = cycle.ledger_for(settings)
+    ledger = workspace.ledger_for(settings)
     first = add_batch(ledger, settings, 1, PROMOTED)
     flipped = add_batch(ledger, settings, 2, REJECTED_MODEL)
     third = add_batch(ledger, settings, 3, REJECTED_MODEL)  # rejected, not flagged: still used
@@ -320,22 +320,22 @@ def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(set
         dst = split_path(settings, new, name)
         dst.parent.mkdir(parents=True, exist_ok=True)
         pd.read_parquet(src).assign(batch_id=new).to_parquet(dst, index=False)
-    assert cycle.earlier_batches(settings, new) == [first, flipped, third]
+    assert workspace.earlier_batches(settings, new) == [first, flipped, third]
 
     decision = {"promote": False, "reasons": ["r"], "label_flag": {"reason": "labels disagree", "k": 1}}
     cycle._record_label_flag(ledger, flipped, Decision(False, ["r"]), decision)
     flags = ledger.label_flags()
     assert list(flags) == [flipped] and flags[flipped].details == {"k": 1}
 
-    assert cycle.earlier_batches(settings, new) == [first, third]
+    assert workspace.earlier_batches(settings, new) == [first, third]
     assert list(cycle.evaluation_slices(settings, new)) == [first, third, new]
-    memory = cycle.replay_memory(settings, cycle.earlier_batches(settings, new))
+    memory = cycle.replay_memory(settings, workspace.earlier_batches(settings, new))
     assert set(memory.rows["batch_id"]) == {first, third}
 
     # A retried cycle that did not flag the batch clears the flag.
     cycle._record_label_flag(ledger, flipped, Decision(False, ["r"]), {"label_flag": None})
     assert ledger.label_flags() == {}
-    assert cycle.earlier_batches(settings, new) == [first, flipped, third]
+    assert workspace.earlier_batches(settings, new) == [first, flipped, third]
 
 
 def test_status_says_the_batch_was_left_out() -> None:

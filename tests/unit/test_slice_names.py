@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from perennial.config import Settings
-from perennial.cycle import continual_metrics, slice_names
 from perennial.history import metrics_over_versions
 from perennial.ledger import PROMOTED, QUARANTINED, TRAINED, Ledger
+from perennial.workspace import continual_metrics, slice_names
 
 
 @pytest.fixture
