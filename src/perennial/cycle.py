@@ -201,9 +201,10 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
     warm = champ is not None and not strategy.starts_from_base
     init_from = str(champion_model_dir(settings, champ.version)) if warm else settings.base_model_path()
     earlier = earlier_batches(settings, batch_id)
+    new_train = load_split(settings, batch_id, "train")
     data = assemble_training_data(
         strategy,
-        load_split(settings, batch_id, "train"),
+        new_train,
         load_split(settings, batch_id, "val"),
         memory=replay_memory(settings, earlier),
         earlier_train=[load_split(settings, b, "train") for b in earlier] if strategy.data == "joint" else [],
@@ -286,14 +287,18 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
             # A regulariser anchors to the champion; from the base model there is nothing to keep.
             regularizer=strategy.regularizer if warm else "none",
         )
+        started_from = Path(init_from) if warm else None
         # What the champion trained on (for one saved before models recorded it: earlier batches).
-        known = classes_known_to(
-            Path(init_from) if warm else None, data.memory_after.labels_except(batch_id) or None
-        )
+        known = classes_known_to(started_from, data.memory_after.labels_except(batch_id) or None)
         finished = finish_model(
-            strategy, Path(result.model_dir), Path(init_from) if warm else None, data.train["label"], labels,
-            settings, champion_labels=known,
-        )  # fmt: skip
+            strategy,
+            Path(result.model_dir),
+            started_from,
+            data.train["label"],
+            labels,
+            settings,
+            champion_labels=known,
+        )
         if finished:
             registry.log_metrics(run_id, finished)
         for entry in result.history:
@@ -336,9 +341,7 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
         "train_precision": result.precision,
         "attempt": attempt,
         # Classes of this batch the champion never trained on (a retry does not average them away).
-        "new_classes": sorted(set(load_split(settings, batch_id, "train")["label"]) - known)
-        if warm and known is not None
-        else [],
+        "new_classes": sorted(set(new_train["label"]) - known) if warm and known is not None else [],
     }
 
 
