@@ -314,6 +314,29 @@ def test_limits_hold_exactly_on_row_count_accuracies(tmp_path: Path) -> None:
     assert decide(scores(new=92 / 100, alpha=97 / 100), champion, NEW, settings).failed_on == (NEW_SLICE,)
 
 
+@given(
+    hundreds=st.integers(1, 20),
+    limit_percent=st.integers(0, 10),
+    offset=st.integers(-1, 1),
+    data=st.data(),
+)
+@settings_profile(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_property_forgetting_is_judged_on_whole_rows(
+    tmp_path: Path, hundreds: int, limit_percent: int, offset: int, data
+) -> None:
+    # Slices of 100, 200, ... rows losing one row less than, exactly, or one row more than the limit:
+    # forgotten exactly when the loss in rows is above limit x rows, whatever floating point says.
+    rows = 100 * hundreds
+    lost = max(0, limit_percent * hundreds + offset)
+    right_before = data.draw(st.integers(lost, rows))
+    settings = gate_settings(tmp_path, max_forgetting=limit_percent / 100)
+    champion = scores(new=0.5, old=right_before / rows)
+    decision = decide(scores(new=0.5, old=(right_before - lost) / rows), champion, NEW, settings)
+    assert (FORGETTING in decision.failed_on) == (lost > limit_percent * hundreds)
+
+
 def test_every_forgotten_slice_is_named(tmp_path: Path) -> None:
     challenger = scores(new=1.0, alpha=0.25, beta=0.25, gamma=0.75)
     champion = scores(new=0.5, alpha=0.5, beta=0.75, gamma=0.75)
