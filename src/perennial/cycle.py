@@ -392,6 +392,7 @@ def _label_check(predicted: dict[str, tuple], new_slice: str, champion_version: 
         new_wrong=new[1],
         earlier_confident=sum(c for c, _ in earlier),
         earlier_wrong=sum(w for _, w in earlier),
+        new_rows=len(predicted[new_slice][1]),
     ).to_dict()
 
 

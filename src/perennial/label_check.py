@@ -18,6 +18,11 @@ from perennial.significance import binomial_tail, format_p
 CONFIDENT = 0.9  # a row counts as confident when the champion's top class probability is at least this
 FLAG_RATIO = 2.0  # the new slice's confident-error rate must be at least this multiple of the usual one
 FLAG_MARGIN = 0.10  # ... and this many points above it
+# ... and the contradicted rows must be at least this share of the slice's scored rows: a flag
+# drops the whole batch from replay and evaluation, which a few contradicted rows among many (label
+# noise any real labelling has) cannot justify. Two confident rows, both contradicted, on a test
+# slice of 99 rows once cost a TREC-subtypes batch its place in the memory.
+FLAG_MIN_SHARE = 0.05
 FLAG_LEFT_OUT = "left out of replay and evaluation"
 # The challenger "fits both" the new labels and the old ones when it comes within this of the
 # champion's accuracy on the earlier slices, on the new slice and on the earlier ones alike.
@@ -45,8 +50,9 @@ class LabelCheck:
     Rule: the batch is flagged when, among the new slice's confident rows, the share the champion
     contradicts (k of m) is (1) above its usual confident-error rate r0 by a one-sided exact binomial
     test, P(X >= k | m, r0) < significance_level, (2) at least FLAG_RATIO x r0 and (3) at least r0 +
-    FLAG_MARGIN. r0 = (k0 + 1) / (m0 + 2) on the earlier slices (smoothed: a champion that never erred
-    there is not taken to be infallible). Conditioning on confident rows keeps plain drift out: a
+    FLAG_MARGIN, and (4) k is at least FLAG_MIN_SHARE of the new slice's scored rows (when known).
+    r0 = (k0 + 1) / (m0 + 2) on the earlier slices (smoothed: a champion that never erred there is
+    not taken to be infallible). Conditioning on confident rows keeps plain drift out: a
     champion on an unfamiliar domain is mostly less sure, not confidently contradicted."""
 
     champion_version: str | None
@@ -55,6 +61,7 @@ class LabelCheck:
     new_wrong: int
     earlier_confident: int
     earlier_wrong: int
+    new_rows: int | None = None  # the new slice's scored rows; None in checks recorded before it was kept
 
     @property
     def new_rate(self) -> float:
@@ -72,7 +79,13 @@ class LabelCheck:
         if not self.new_confident or not self.earlier_confident:
             return False  # nothing to compare: no confident row on one side
         rate, usual = self.new_rate, self.usual_rate
-        return self.p_value < alpha and rate >= FLAG_RATIO * usual and rate >= usual + FLAG_MARGIN - 1e-12
+        enough = self.new_rows is None or self.new_wrong >= FLAG_MIN_SHARE * self.new_rows - 1e-9
+        return (
+            enough
+            and self.p_value < alpha
+            and rate >= FLAG_RATIO * usual
+            and rate >= usual + FLAG_MARGIN - 1e-12
+        )
 
     def describe(self, slice_name: str, alpha: float) -> str:
         champion = f"v{self.champion_version}" if self.champion_version else "the champion"
@@ -81,8 +94,13 @@ class LabelCheck:
             f"on {self.new_confident} rows of {slice_name} and contradicts {self.new_wrong} of their labels "
             f"({self.new_rate:.0%}) vs {self.earlier_wrong} of {self.earlier_confident} on earlier slices "
             f"(usual rate {self.usual_rate:.0%}; binomial p={format_p(self.p_value)} < {alpha:g}, "
-            f">= {FLAG_RATIO:g}x and +{100 * FLAG_MARGIN:.0f} points); {FLAG_LEFT_OUT}"
+            f">= {FLAG_RATIO:g}x and +{100 * FLAG_MARGIN:.0f} points{self._share()}); {FLAG_LEFT_OUT}"
         )
+
+    def _share(self) -> str:
+        if not self.new_rows:
+            return ""
+        return f"; {self.new_wrong / self.new_rows:.0%} of the slice's {self.new_rows} rows"
 
     def to_dict(self) -> dict:
         return asdict(self)

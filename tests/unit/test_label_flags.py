@@ -23,6 +23,7 @@ from perennial.label_check import (
     FIT_MARGIN,
     FLAG_LEFT_OUT,
     FLAG_MARGIN,
+    FLAG_MIN_SHARE,
     FLAG_RATIO,
     ChallengerFit,
     LabelCheck,
@@ -121,6 +122,9 @@ def test_each_part_of_the_rule_is_needed() -> None:
     assert few.new_rate == 0.5 and few.p_value > ALPHA and not few.flagged(ALPHA)
     # All three: flagged.
     assert LabelCheck("1", CONFIDENT, 100, 40, 1000, 49).flagged(ALPHA)
+    # ... unless the contradicted rows are a sliver of the slice (here 40 of 1000 rows: 4%).
+    assert not LabelCheck("1", CONFIDENT, 100, 40, 1000, 49, new_rows=1000).flagged(ALPHA)
+    assert LabelCheck("1", CONFIDENT, 100, 40, 1000, 49, new_rows=800).flagged(ALPHA)  # 5%
     # Nothing to compare with: never flagged.
     assert not LabelCheck("1", CONFIDENT, 0, 0, 1000, 49).flagged(ALPHA)
     assert not LabelCheck("1", CONFIDENT, 100, 90, 0, 0).flagged(ALPHA)
@@ -133,23 +137,39 @@ def test_each_part_of_the_rule_is_needed() -> None:
     new_wrong=st.integers(0, 500),
     earlier_confident=st.integers(0, 500),
     earlier_wrong=st.integers(0, 500),
+    unconfident=st.one_of(st.none(), st.integers(0, 2000)),
 )
-def test_property_a_flag_always_meets_all_three_conditions(
-    new_confident: int, new_wrong: int, earlier_confident: int, earlier_wrong: int
+def test_property_a_flag_always_meets_all_four_conditions(
+    new_confident: int, new_wrong: int, earlier_confident: int, earlier_wrong: int, unconfident: int | None
 ) -> None:
+    rows = None if unconfident is None else new_confident + unconfident
     check = LabelCheck(
         "1", CONFIDENT, new_confident, min(new_wrong, new_confident), earlier_confident,
-        min(earlier_wrong, earlier_confident),
+        min(earlier_wrong, earlier_confident), new_rows=rows,
     )  # fmt: skip
     if check.flagged(ALPHA):
         assert check.p_value < ALPHA
         assert check.new_rate >= FLAG_RATIO * check.usual_rate
         assert check.new_rate >= check.usual_rate + FLAG_MARGIN - 1e-9
+        assert rows is None or check.new_wrong >= FLAG_MIN_SHARE * rows - 1e-9
+        assert f"of the slice's {rows} rows" in check.describe("films", ALPHA) or rows is None
     if check.new_wrong <= check.usual_rate * check.new_confident:
         assert not check.flagged(ALPHA)  # no more errors than usual
 
 
 # Drift that looks like contradicting labels: the challenger fits the new labels and the old.
+
+
+def test_a_few_confident_rows_contradicted_on_a_large_slice_are_not_a_bad_labelling() -> None:
+    # Seen on TREC subtypes: the champion was sure of 2 rows of a 99-row test slice and both
+    # contradicted their labels (p < 0.05 against a 6% usual rate), which dropped the whole batch
+    # from the memory.
+    check = LabelCheck("3", CONFIDENT, 2, 2, 300, 17, new_rows=99)
+    assert check.p_value < ALPHA and check.new_rate >= FLAG_RATIO * check.usual_rate
+    assert not check.flagged(ALPHA)
+    assert check_labels(check, "batch-5", Settings(significance_level=ALPHA)) == LabelVerdict()
+    # Recorded before the row count was kept: judged as before.
+    assert LabelCheck("3", CONFIDENT, 2, 2, 300, 17).flagged(ALPHA)
 
 
 def test_challenger_fit_truth_table() -> None:
