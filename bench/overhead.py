@@ -59,7 +59,7 @@ def prepared_workspace(root: Path, earlier, log_dir: Path) -> Path:
 
 
 def plain_command(prepared: Path, batch: Path, out: Path) -> list[str]:
-    from perennial.config import Settings
+    from perennial.core.settings import Settings
 
     settings = Settings(workspace=prepared)
     champion = max(settings.models_dir.glob("v*"), key=lambda p: int(p.name[1:]))

@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 from harness import RESULTS, perennial, print_table, run_measured, workspace_env, write_result
 
-from perennial.benchmark_streams import DEV_STREAMS
-from perennial.config import Settings
-from perennial.stream import write_stream
+from perennial.benchmarks.streams import DEV_STREAMS
+from perennial.core.settings import Settings
+from perennial.data.stream import write_stream
 
 GOAL = 0.97
 
@@ -100,7 +100,8 @@ def main() -> None:
 
 def _champion_record(settings: Settings) -> dict:
     """The champion's accuracy matrix over the cycles, its final average accuracy and each decision."""
-    from perennial.workspace import continual_metrics, ledger_for
+    from perennial.evaluation.champion_history import continual_metrics
+    from perennial.workspace import ledger_for
 
     matrix, summary = continual_metrics(settings)
     cycles = ledger_for(settings).cycles()

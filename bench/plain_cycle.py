@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from perennial.batch_store import stratified_split
-from perennial.config import Settings
-from perennial.evaluation import load_model_dir, predict_slices, resolve_device, score_slices
-from perennial.replay import ReplayMemory
-from perennial.strategy import Strategy, assemble_training_data
-from perennial.training import fine_tune
+from perennial.core.settings import Settings
+from perennial.data.batch_store import stratified_split
+from perennial.evaluation.scoring import predict_slices, score_slices
+from perennial.learning.replay import ReplayMemory
+from perennial.learning.strategy import Strategy, assemble_training_data
+from perennial.learning.training import fine_tune
+from perennial.models.inference import load_model_dir, resolve_device
 
 
 def main() -> None:

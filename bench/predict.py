@@ -38,7 +38,7 @@ HELP_GOAL_S = 1.0
 
 
 def short_texts(count: int) -> list[str]:
-    from perennial.vader import DOMAINS, load_domain
+    from perennial.data.vader import DOMAINS, load_domain
 
     pool = pd.concat([load_domain(d)["text"] for d in DOMAINS], ignore_index=True)
     texts = pool[pool.str.len() <= 200].str.replace("\n", " ").tolist()
@@ -47,8 +47,8 @@ def short_texts(count: int) -> list[str]:
 
 def _plan() -> tuple[str, str]:
     """The engine and precision `perennial predict` resolves to here (the caller's settings)."""
-    from perennial.config import Settings
-    from perennial.onnx_predict import resolve_engine
+    from perennial.core.settings import Settings
+    from perennial.serving.onnx_predict import resolve_engine
 
     return resolve_engine(Settings())
 
@@ -60,9 +60,9 @@ def compare_engines(model_dir: Path, texts: list[str]) -> dict[str, dict]:
     import numpy as np
     import torch
 
-    from perennial.config import Settings
-    from perennial.evaluation import load_model_dir, predict
-    from perennial.precision import cpu_has_native_bf16, inference_precision
+    from perennial.core.precision import cpu_has_native_bf16, inference_precision
+    from perennial.core.settings import Settings
+    from perennial.models.inference import load_model_dir, predict
 
     settings = Settings()
     kwargs = {"batch_size": settings.eval_batch_size, "max_length": settings.max_length}
@@ -77,7 +77,7 @@ def compare_engines(model_dir: Path, texts: list[str]) -> dict[str, dict]:
     if cpu_has_native_bf16():  # emulated bfloat16 is several times slower: not worth the wait
         runs["torch bfloat16"] = lambda: torch_run("bfloat16")
     try:
-        from perennial.onnx_predict import OnnxClassifier
+        from perennial.serving.onnx_predict import OnnxClassifier
 
         classifier = OnnxClassifier(model_dir, settings.torch_threads)  # exported already by the CLI
         runs["onnxruntime float32"] = lambda: classifier.predict(texts, **kwargs)

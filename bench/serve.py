@@ -33,7 +33,7 @@ from harness import (
 )
 from predict import short_texts
 
-from perennial.startup import _free_port as free_port  # one free-port probe for the project
+from perennial.core.startup import _free_port as free_port  # one free-port probe for the project
 
 TEXTS_GOAL = 500.0
 START_TIMEOUT_S = 300.0
@@ -41,13 +41,13 @@ START_TIMEOUT_S = 300.0
 
 def _tracking_uri(workspace: Path) -> str:
     """The workspace's MLflow store, as `perennial` itself resolves it (caller's settings included)."""
-    from perennial.config import Settings
+    from perennial.core.settings import Settings
 
     return Settings(workspace=workspace).mlflow_tracking_uri
 
 
 def _model_name(workspace: Path) -> str:
-    from perennial.config import Settings
+    from perennial.core.settings import Settings
 
     return Settings(workspace=workspace).registered_model_name
 

@@ -46,11 +46,12 @@ import numpy as np
 import pandas as pd
 from harness import RESULTS, print_table, vader_batches, write_result
 
-from perennial.config import Settings
-from perennial.evaluation import load_model_dir, predict_slices, resolve_device, score_slices
-from perennial.precision import cpu_has_native_bf16, resolve_precision
-from perennial.startup import CYCLE_MODULES, preload
-from perennial.training import fine_tune, load_for_training, set_seed
+from perennial.core.precision import cpu_has_native_bf16, resolve_precision
+from perennial.core.settings import Settings
+from perennial.core.startup import CYCLE_MODULES, preload
+from perennial.evaluation.scoring import predict_slices, score_slices
+from perennial.learning.training import fine_tune, load_for_training, set_seed
+from perennial.models.inference import load_model_dir, resolve_device
 
 ACCURACY_GOAL = 0.5  # points of test accuracy, either way
 PERENNIAL_F32, PERENNIAL_AUTO = "perennial float32", "perennial auto"
@@ -144,7 +145,7 @@ def run_trainer(
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from perennial.evaluation import load_metrics
+    from perennial.evaluation.scoring import load_metrics
 
     started = time.perf_counter()
     set_seed(settings.seed)

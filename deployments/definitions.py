@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from perennial.config import Settings
+from perennial.core.settings import Settings
 from perennial.deployments.events import (
     BATCH_ARRIVED,
     DRIFT_DETECTED,
@@ -32,6 +32,7 @@ def settings_parameter(settings: Settings) -> dict[str, Any]:
 
 def training_triggers(settings: Settings) -> list[Any]:
     from prefect.events import DeploymentEventTrigger
+    from prefect.events.schemas.automations import Posture
 
     resource_id = workspace_resource(settings)["prefect.resource.id"]
     window = timedelta(seconds=settings.burst_window_seconds)
@@ -42,7 +43,7 @@ def training_triggers(settings: Settings) -> list[Any]:
             description="One run per burst of files: the first event starts the window.",
             expect={BATCH_ARRIVED},
             match={"prefect.resource.id": resource_id},
-            posture="Reactive",
+            posture=Posture.Reactive,
             threshold=1,
             within=window,
             schedule_after=window,
@@ -53,7 +54,7 @@ def training_triggers(settings: Settings) -> list[Any]:
             description="Drift with labelled batches waiting; at most once per cooldown.",
             expect={DRIFT_DETECTED},
             match={"prefect.resource.id": resource_id, RETRAIN_LABEL: "yes"},
-            posture="Reactive",
+            posture=Posture.Reactive,
             threshold=1,
             within=timedelta(hours=settings.drift_cooldown_hours),
             parameters={"settings": parameters, "reason": "drift detected"},

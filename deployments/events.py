@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from perennial.config import Settings
-from perennial.secrets import redact
+from perennial.core.secrets import redact
+from perennial.core.settings import Settings
 
 BATCH_ARRIVED = "perennial.batch.arrived"
 DRIFT_DETECTED = "perennial.drift.detected"
@@ -41,9 +41,10 @@ def emit(
     Returns the event's id; raises NoServer with the URL it tried when the server does not answer.
     """
     import httpx
-    from prefect.events import Event
+    from prefect.events import Event, Resource
 
-    message = Event(event=event, resource={**workspace_resource(settings), **(labels or {})}, payload=payload)
+    resource = Resource({**workspace_resource(settings), **(labels or {})})
+    message = Event(event=event, resource=resource, payload=payload)
     url = f"{settings.prefect_api_url.rstrip('/')}/events"
     try:
         response = httpx.post(url, json=[message.model_dump(mode="json")], headers=auth_headers(), timeout=10)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from perennial.config import Settings
+from perennial.core.settings import Settings
 from perennial.deployments.events import NoServer, emit_batch_arrived
-from perennial.inbox_watch import InboxWatcher
+from perennial.monitoring.inbox_watch import InboxWatcher
 
 log = logging.getLogger("perennial.serve")
 

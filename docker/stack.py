@@ -103,8 +103,8 @@ def ensure_process_pool(name: str) -> None:
 
 def worker() -> None:
     """Prepare the workspace, create the work pool(s), deploy, then exec the Prefect worker."""
-    from perennial.config import Settings
-    from perennial.environment import configure
+    from perennial.core.environment import configure
+    from perennial.core.settings import Settings
 
     required("PREFECT_API_URL")
     home = Path(os.environ.get("PERENNIAL_HOME", "/app"))

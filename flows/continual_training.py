@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
-from perennial import registry
-from perennial.config import Settings
-from perennial.cycle import discard_failed_retry, link_second_attempt, retire_first_attempt
-from perennial.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
-from perennial.environment import configure
-from perennial.locking import WorkspaceBusy, workspace_lock
-from perennial.retry import (
+from perennial.core.environment import configure
+from perennial.core.locking import WorkspaceBusy, workspace_lock
+from perennial.core.settings import Settings
+from perennial.data.ledger import QUARANTINED
+from perennial.evaluation.retry import (
     first_attempt_reasons,
     retry_settings,
     should_retry,
     with_failed_retry,
     with_first_attempt,
 )
+from perennial.pipeline.cycle_steps import discard_failed_retry, link_second_attempt, retire_first_attempt
+from perennial.registry import mlflow_registry as registry
+from perennial.reporting.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
 from perennial.tasks.evaluate import evaluate
 from perennial.tasks.gate import gate
 from perennial.tasks.ingest import ingest_inbox, pending_batches
@@ -109,7 +112,7 @@ def _train_pending(settings: Settings, reason: str) -> State:
     failures: list[str] = []
     for item in ingest_inbox(settings):
         logger.info(item["message"])
-        if item["status"] == "quarantined" and not item["duplicate"]:
+        if item["status"] == QUARANTINED and not item["duplicate"]:
             failures.append(f"{item['batch_id']} quarantined: {item['message']}")
     pending = pending_batches(settings)
     if pending and (unavailable := _mlflow_unavailable(settings)):
@@ -120,7 +123,7 @@ def _train_pending(settings: Settings, reason: str) -> State:
     for done, batch_id in enumerate(pending):
         state = cycle(settings, batch_id, return_state=True)
         if state.is_completed():
-            outcome = state.result()
+            outcome = cast(dict, state.result())  # the cycle flow returns its outcome dict
             logger.info(
                 "batch %s -> v%s %s; champion v%s",
                 batch_id,

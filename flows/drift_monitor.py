@@ -6,15 +6,15 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
-from perennial.config import Settings
+from perennial.core.environment import configure
+from perennial.core.settings import Settings
 from perennial.deployments.events import (
     DRIFT_DETECTED,
     RETRAIN_LABEL,
     training_deployment_registered,
     workspace_resource,
 )
-from perennial.environment import configure
-from perennial.monitoring import RETRAIN, drift_markdown
+from perennial.monitoring.drift_check import RETRAIN, drift_markdown
 from perennial.tasks.drift import check_drift
 
 # What the event carries: enough for an automation or a dashboard to act without opening the report.

@@ -1,7 +1,7 @@
 """Fetch the CSS/JS/fonts that Great Expectations' Data Docs pages load from CDNs, once, into the package.
 
 Run by a maintainer when GX's templates change, never at run time: perennial ships the files it
-downloads here (src/perennial/data_docs_assets/) so Data Docs render styled with no network.
+downloads here (src/perennial/reporting/data_docs_assets/) so Data Docs render styled with no network.
 Every file comes from the npm registry tarball of the exact package version GX's templates name,
 and each package's licence file is kept beside it where the package has one (its
 SPDX licence is in MANIFEST.json either way). MANIFEST.json records the source and sha256.
@@ -18,7 +18,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-TARGET = Path(__file__).resolve().parents[1] / "src" / "perennial" / "data_docs_assets"
+TARGET = Path(__file__).resolve().parents[1] / "src" / "perennial" / "reporting" / "data_docs_assets"
 REGISTRY = "https://registry.npmjs.org"
 
 _FILTER = "bootstrap-table-filter-control"

@@ -1,1 +1,1 @@
-"""Thin Prefect tasks, one file per stage, each wrapping a `perennial.cycle` function."""
+"""Thin Prefect tasks, one file per stage, each wrapping a `perennial.pipeline.cycle_steps` function."""

@@ -1,8 +1,8 @@
 from prefect import task
 from prefect.cache_policies import NONE
 
-from perennial import monitoring
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.monitoring import drift_check as monitoring
 
 
 @task(name="check-drift", cache_policy=NONE)

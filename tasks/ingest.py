@@ -1,8 +1,8 @@
 from prefect import task
 from prefect.cache_policies import NONE
 
-from perennial import cycle
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.pipeline import cycle_steps as cycle
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, cache_policy=NONE)

@@ -1,8 +1,8 @@
 from prefect import task
 from prefect.cache_policies import NONE
 
-from perennial import cycle
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.pipeline import cycle_steps as cycle
 
 
 @task(name="train", cache_policy=NONE)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import settings as settings_profiles
 
-from perennial.config import Settings
-from perennial.environment import configure
+from perennial.core.environment import configure
+from perennial.core.settings import Settings
 from processes import tiny_cli_env  # tests/ is on sys.path
 
 DATA = Path(__file__).parent / "data"

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from perennial.config import Settings
-from perennial.secrets import redact
+from perennial.core.secrets import redact
+from perennial.core.settings import Settings
+from perennial.data.ledger import PENDING
 
 if TYPE_CHECKING:
-    from perennial.benchmark import StreamFactory
+    from perennial.benchmarks.forgetting import StreamFactory
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,14 +25,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _ready(settings: Settings) -> Settings:
-    from perennial.environment import configure
+    from perennial.core.environment import configure
 
     configure(settings)
     return settings
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from perennial.ingest import ingest_file
+    from perennial.data.ingest import ingest_file
     from perennial.workspace import ledger_for
 
     settings = _ready(_settings(args))
@@ -43,7 +44,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             return 2
         result = ingest_file(Path(path), settings, ledger)
         print(result.message)
-        if result.status == "pending" and not result.duplicate:
+        if result.status == PENDING and not result.duplicate:
             arrived.append(Path(path))
     if arrived and not args.no_event:
         _announce(settings, arrived)
@@ -79,7 +80,7 @@ def _use_running_server(settings: Settings) -> Settings:
 
 def _has_work(settings: Settings) -> bool:
     """Files in the inbox or batches still to train: a cheap look, before any heavy import."""
-    from perennial.inbox import inbox_files
+    from perennial.data.inbox import inbox_files
     from perennial.workspace import ledger_for
 
     return bool(inbox_files(settings)) or bool(ledger_for(settings).pending())
@@ -87,8 +88,8 @@ def _has_work(settings: Settings) -> bool:
 
 def _overlap_start_up(settings: Settings) -> None:
     """Boot Prefect's temporary server (when there is no server) while this process imports what
-    a cycle needs: a run pays for the slower of the two instead of both (see perennial.startup)."""
-    from perennial.startup import preload, start_prefect_early
+    a cycle needs: a run pays for the slower of the two instead of both (see perennial.core.startup)."""
+    from perennial.core.startup import preload, start_prefect_early
 
     server = start_prefect_early()
     if _has_work(settings):
@@ -134,13 +135,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from perennial.status import format_status, gather_status
+    from perennial.reporting.status import format_status, gather_status
 
     settings = _ready(_settings(args))
     if args.history:
         from dataclasses import asdict
 
-        from perennial.champion import alias_history, format_history
+        from perennial.registry.champion import alias_history, format_history
 
         moves = alias_history(settings)
         print(json.dumps([asdict(m) for m in moves], indent=2) if args.json else format_history(moves))
@@ -151,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from perennial.champion import RollbackRefused, format_move, rollback
+    from perennial.registry.champion import RollbackRefused, format_move, rollback
 
     settings = _ready(_settings(args))
     try:
@@ -165,8 +166,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from perennial.data_docs import data_docs_dir
-    from perennial.report import build_report
+    from perennial.reporting.data_docs import data_docs_dir
+    from perennial.reporting.report import build_report
 
     settings = _ready(_settings(args))
     path = build_report(settings, args.out)
@@ -178,7 +179,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from perennial.predict import NoChampion, predict_texts
+    from perennial.serving.predict import NoChampion, predict_texts
 
     settings = _ready(_settings(args))
     texts = list(args.texts)
@@ -197,7 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.log:
-        from perennial.monitoring import log_predictions
+        from perennial.monitoring.drift_check import log_predictions
 
         path = log_predictions(settings, rows, version)
         print(f"logged {len(rows)} prediction(s) to {path} for the drift monitor", file=sys.stderr)
@@ -210,7 +211,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_stream(args: argparse.Namespace) -> int:
-    from perennial.stream import default_format, split_file, write_stream
+    from perennial.data.stream import default_format, split_file, write_stream
 
     try:
         fmt = args.format or default_format(args.file)
@@ -227,7 +228,12 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from perennial.benchmark import QUICK_ROWS_PER_DOMAIN, STRATEGIES, format_report, run_benchmark
+    from perennial.benchmarks.forgetting import (
+        QUICK_ROWS_PER_DOMAIN,
+        STRATEGIES,
+        format_report,
+        run_benchmark,
+    )
 
     settings = _ready(_settings(args))
     strategies = args.strategies.split(",") if args.strategies else list(STRATEGIES)
@@ -261,7 +267,7 @@ def _bench_stream(args: argparse.Namespace, settings: Settings, rows: int | None
     """The stream the benchmark runs, as a function of the seed (see benchmark_streams)."""
     from functools import partial
 
-    from perennial import benchmark_streams as streams
+    from perennial.benchmarks import streams
 
     sizes = streams.SplitSizes.parse(args.split_rows) if args.split_rows else None
     if args.stream is None and (args.by is not None or args.by_time is not None):
@@ -276,8 +282,15 @@ def _bench_stream(args: argparse.Namespace, settings: Settings, rows: int | None
     if args.stream is not None:
         if (args.by is None) == (args.by_time is None):
             raise ValueError("--stream needs exactly one of --by COLUMN or --by-time COLUMN")
-        split = {"by": args.by, "by_time": args.by_time, "every": args.every}
-        build = partial(streams.file_stream, args.stream, **split, sizes=sizes, rows=rows)
+        build = partial(
+            streams.file_stream,
+            args.stream,
+            by=args.by,
+            by_time=args.by_time,
+            every=args.every,
+            sizes=sizes,
+            rows=rows,
+        )
     elif args.stream_dir is not None:
         build = partial(streams.dir_stream, args.stream_dir, sizes=sizes, rows=rows)
     else:
@@ -297,7 +310,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print(f"drift check failed: {state.message}", file=sys.stderr)
         return 1
     summary = state.result()
-    from perennial.monitoring import format_drift_summary
+    from perennial.monitoring.drift_check import format_drift_summary
 
     print(json.dumps(summary, indent=2, default=str) if args.json else format_drift_summary(summary))
     return 0

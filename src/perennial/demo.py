@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from perennial.config import Settings
-from perennial.stream import split_by_column, write_stream
-from perennial.vader import CITATION, DOMAINS, sample_domain
+from perennial.core.settings import Settings
+from perennial.data.stream import split_by_column, write_stream
+from perennial.data.vader import CITATION, DOMAINS, sample_domain
+from perennial.evaluation.gate import PROMOTE
 from perennial.workspace import labels_for, ledger_for, slice_names
 
 
@@ -21,7 +22,7 @@ def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
     names = slice_names(settings)
     rows = []
     for n, c in enumerate(ledger_for(settings).cycles(), start=1):
-        version = c.challenger_version if c.decision == "promote" else c.champion_version
+        version = c.challenger_version if c.decision == PROMOTE else c.champion_version
         if version:
             rows.append((f"after {n}: {names[c.batch_id]} (v{version})", version))
     return rows
@@ -29,10 +30,11 @@ def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
 
 def final_accuracy_matrix(settings: Settings) -> pd.DataFrame:
     """Accuracy of the champion after each cycle on every slice (future ones too: forward transfer)."""
-    from perennial.batch_store import load_split
-    from perennial.champion import champion_model_dir
-    from perennial.evaluation import accuracy_matrix, evaluate_model, load_model_dir, resolve_device
-    from perennial.ledger import ACCEPTED
+    from perennial.data.batch_store import load_split
+    from perennial.data.ledger import ACCEPTED
+    from perennial.evaluation.scoring import accuracy_matrix, evaluate_model
+    from perennial.models.inference import load_model_dir, resolve_device
+    from perennial.registry.champion import champion_model_dir
 
     names = slice_names(settings)
     batches = [b.batch_id for b in ledger_for(settings).batches(ACCEPTED)]
@@ -54,10 +56,10 @@ def run_demo(
     settings: Settings, rows_per_domain: int, domains: Sequence[str] = tuple(DOMAINS)
 ) -> pd.DataFrame:
     """Drop one domain at a time into the inbox and run a cycle for each; return the accuracy matrix."""
-    from perennial.evaluation import format_matrix
+    from perennial.evaluation.scoring import format_matrix
     from perennial.flows.continual_training import continual_training
-    from perennial.plots import plot_accuracy_matrix
-    from perennial.registry import champion
+    from perennial.registry.mlflow_registry import champion
+    from perennial.reporting.plots import plot_accuracy_matrix
 
     started = time.perf_counter()
     print(f"perennial demo: {len(domains)} domains x {rows_per_domain} rows, workspace {settings.root}")
@@ -89,8 +91,8 @@ def run_demo(
     print(f"\nchampion: {settings.registered_model_name} v{champ.version if champ else '-'}")
     print(f"matrix: {csv_path}\nplot:   {png}")
     demo_drift_check(settings, frame, rows_per_domain)
-    from perennial.data_docs import data_docs_dir
-    from perennial.report import build_report
+    from perennial.reporting.data_docs import data_docs_dir
+    from perennial.reporting.report import build_report
 
     print(f"\ndashboard: {build_report(settings).as_uri()}  (or `perennial ui` for MLflow)")
     print(f"data docs: {(data_docs_dir(settings) / 'index.html').as_uri()}")
@@ -101,7 +103,7 @@ def run_demo(
 def demo_drift_check(settings: Settings, streamed: pd.DataFrame, rows: int, domain: str = "nyt") -> dict:
     """Production inputs turn to news editorials (unlabelled, unseen rows): the drift monitor's alarm."""
     from perennial.flows.drift_monitor import drift_monitor
-    from perennial.monitoring import format_drift_summary
+    from perennial.monitoring.drift_check import format_drift_summary
 
     seen = set(streamed["text"])
     unseen = sample_domain(domain, 2 * rows, seed=settings.seed + 1)

@@ -1,6 +1,6 @@
 """Where a workspace keeps things, and the look-ups every stage and report shares.
 
-Low in the import graph on purpose: orchestration (`perennial.cycle`), reporting (report, model
+Low in the import graph on purpose: orchestration (`perennial.pipeline.cycle_steps`), reporting (report, model
 cards, Data Docs, status) and monitoring all read the workspace through these functions, so none of
 them needs to import another.
 """
@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from perennial.config import Settings
-from perennial.ledger import ACCEPTED, Ledger
-
-if TYPE_CHECKING:
-    import pandas as pd
+from perennial.core.settings import Settings
+from perennial.data.ledger import ACCEPTED, Ledger
 
 
 def ledger_for(settings: Settings) -> Ledger:
@@ -71,16 +67,3 @@ def challenger_dir(settings: Settings, batch_id: str, attempt: int = 1) -> Path:
     until the retry has succeeded."""
     suffix = f"-attempt{attempt}" if attempt > 1 else ""
     return settings.models_dir / f"challenger-{batch_id}{suffix}"
-
-
-def continual_metrics(settings: Settings) -> tuple[pd.DataFrame, dict | None]:
-    """The champion's accuracy matrix over the recorded cycles and its summary (average accuracy,
-    backward transfer, forgetting); the summary is None while it is undefined (no champion yet)."""
-    from perennial.continual_metrics import summarize
-    from perennial.history import champion_matrix
-
-    matrix = champion_matrix(ledger_for(settings).cycles(), slice_names(settings))
-    try:
-        return matrix, summarize(matrix).to_dict()
-    except ValueError:  # a cycle ended with no champion: its row has no scores
-        return matrix, None

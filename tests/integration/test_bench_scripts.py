@@ -66,7 +66,7 @@ def test_overhead_times_both_sides_alternately(tmp_path: Path, pretrained_tiny_m
 
 
 def test_trainer_compares_precisions_over_seeds(tmp_path: Path, pretrained_tiny_model_dir: Path) -> None:
-    from perennial.precision import cpu_has_native_bf16
+    from perennial.core.precision import cpu_has_native_bf16
 
     result = run_bench(
         "trainer", tmp_path, pretrained_tiny_model_dir,

@@ -10,10 +10,16 @@ import pandas as pd
 import pytest
 from test_cli import perennial  # the CLI runner (tests/integration is on sys.path)
 
-from perennial.batch_store import split_path, write_parquet
-from perennial.benchmark import PREDICTIONS_FILE, STRATEGIES, format_report, goal_check, run_benchmark
-from perennial.config import Settings
-from perennial.ledger import PROMOTED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.benchmarks.forgetting import (
+    PREDICTIONS_FILE,
+    STRATEGIES,
+    format_report,
+    goal_check,
+    run_benchmark,
+)
+from perennial.core.settings import Settings
+from perennial.data.batch_store import split_path, write_parquet
+from perennial.data.ledger import PROMOTED, REJECTED_MODEL, TRAINED, Ledger
 
 pytestmark = pytest.mark.integration
 

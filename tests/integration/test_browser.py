@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from perennial import registry
-from perennial.config import Settings
-from perennial.data_docs import page_path as data_docs_page
+from perennial.core.settings import Settings
+from perennial.data.ledger import QUARANTINED
 from perennial.flows.continual_training import continual_training
-from perennial.ledger import QUARANTINED
-from perennial.report import build_report
+from perennial.registry import mlflow_registry as registry
+from perennial.reporting.data_docs import page_path as data_docs_page
+from perennial.reporting.report import build_report
 from perennial.workspace import ledger_for
 from processes import answers, free_port, stop_group, tiny_cli_env, wait_for
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.data_docs import install_static, page_path, render_validation_page
-from perennial.validation import validate
+from perennial.core.settings import Settings
+from perennial.data.validation import validate
+from perennial.reporting.data_docs import install_static, page_path, render_validation_page
 
 pytestmark = [pytest.mark.integration]
 

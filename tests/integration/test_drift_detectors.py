@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perennial.drift import TEST_NAMES, DriftReport, detect_drift, detect_drift_with_samples
-from perennial.plots import plot_drift_report
-from perennial.vader import sample_domain
+from perennial.data.vader import sample_domain
+from perennial.monitoring.drift_plot import plot_drift_report
+from perennial.monitoring.drift_tests import TEST_NAMES, DriftReport, detect_drift, detect_drift_with_samples
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 

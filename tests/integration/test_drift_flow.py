@@ -10,13 +10,21 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from perennial import registry
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.data.vader import sample_domain
 from perennial.flows.continual_training import continual_training
 from perennial.flows.drift_monitor import drift_monitor
-from perennial.monitoring import COOLDOWN, LABELS_NEEDED, NONE, RETRAIN, RETRAIN_NEEDED, SKIPPED, check_drift
-from perennial.status import format_status, gather_status
-from perennial.vader import sample_domain
+from perennial.monitoring.drift_check import (
+    COOLDOWN,
+    LABELS_NEEDED,
+    NONE,
+    RETRAIN,
+    RETRAIN_NEEDED,
+    SKIPPED,
+    check_drift,
+)
+from perennial.registry import mlflow_registry as registry
+from perennial.reporting.status import format_status, gather_status
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness", "one_torch_thread")]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from perennial import registry
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.data.ledger import PROMOTED, QUARANTINED, REJECTED_MODEL
 from perennial.flows.continual_training import continual_training
-from perennial.ledger import PROMOTED, QUARANTINED, REJECTED_MODEL
-from perennial.strategy import Strategy
+from perennial.learning.strategy import Strategy
+from perennial.registry import mlflow_registry as registry
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
@@ -90,8 +90,8 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
     expected_champion = "2" if latest.decision == "promote" else "1"
     assert registry.champion(settings).version == expected_champion
     # Each registered model records the classes it and its ancestors trained on (for a later merge).
-    from perennial.champion import champion_model_dir
-    from perennial.finishing import trained_labels
+    from perennial.learning.finishing import trained_labels
+    from perennial.registry.champion import champion_model_dir
     from perennial.workspace import labels_for
 
     assert trained_labels(champion_model_dir(settings, "1")) == set(labels_for(settings))
@@ -148,9 +148,9 @@ def test_same_file_twice_runs_one_cycle(settings: Settings, drop) -> None:
 
 
 def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(settings: Settings, drop) -> None:
-    from perennial.evaluation import load_model_dir
-    from perennial.replay import ReplayMemory
-    from perennial.status import format_status, gather_status
+    from perennial.learning.replay import ReplayMemory
+    from perennial.models.inference import load_model_dir
+    from perennial.reporting.status import format_status, gather_status
 
     settings = _two_batches(
         settings, drop, regularizer="lwf", tuning="lora", require_significant_gain=False, max_forgetting=1.0
@@ -192,7 +192,7 @@ def test_lora_with_lwf_serves_a_merged_model_and_logs_memory_and_metrics(setting
 
 
 def test_wise_and_logit_adjust_finish_the_challenger_and_are_recorded(settings: Settings, drop) -> None:
-    from perennial.model_card import card_paths
+    from perennial.reporting.model_card import card_paths
 
     settings = _two_batches(
         settings,
@@ -224,8 +224,8 @@ def _second_decision_forgets(monkeypatch: pytest.MonkeyPatch) -> list:
     """The real gate decides every time; its second decision (the second batch's first attempt) is
     then made to have forgotten, as on a drifting stream, so the retry path runs deterministically.
     Returns the list of the real decisions, in order."""
-    from perennial import cycle
-    from perennial.gate import FORGETTING, Decision
+    from perennial.evaluation.gate import FORGETTING, Decision
+    from perennial.pipeline import cycle_steps as cycle
 
     real_decide = cycle.decide
     calls: list[Decision] = []
@@ -245,7 +245,7 @@ def _second_decision_forgets(monkeypatch: pytest.MonkeyPatch) -> list:
 def test_a_challenger_rejected_for_forgetting_alone_is_retried_and_both_attempts_recorded(
     settings: Settings, drop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from perennial.model_card import card_paths
+    from perennial.reporting.model_card import card_paths
 
     calls = _second_decision_forgets(monkeypatch)
     settings = _two_batches(
@@ -280,7 +280,7 @@ def test_a_batch_bringing_a_class_new_to_the_champion_is_retried_without_averagi
 ) -> None:
     import pandas as pd
 
-    from perennial.model_card import card_paths
+    from perennial.reporting.model_card import card_paths
 
     _second_decision_forgets(monkeypatch)
     settings = settings.model_copy(
@@ -314,7 +314,7 @@ def test_a_batch_bringing_a_class_new_to_the_champion_is_retried_without_averagi
 def test_a_retry_that_crashes_leaves_the_first_attempt_decided(
     settings: Settings, drop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from perennial import cycle
+    from perennial.pipeline import cycle_steps as cycle
 
     _second_decision_forgets(monkeypatch)
     real_finish = cycle.finish_model
@@ -340,7 +340,7 @@ def test_a_retry_that_crashes_leaves_the_first_attempt_decided(
 
 
 def test_joint_retrains_from_the_base_model_on_every_batch(settings: Settings, drop) -> None:
-    from perennial.batch_store import load_split
+    from perennial.data.batch_store import load_split
 
     settings = _two_batches(settings, drop, strategy="joint")
     first, second = _batch(settings, "reviews.csv"), _batch(settings, "films.jsonl")

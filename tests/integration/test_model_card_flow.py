@@ -8,9 +8,9 @@ import re
 import pytest
 from mlflow import MlflowClient
 
-from perennial import registry
-from perennial.config import Settings
+from perennial.core.settings import Settings
 from perennial.flows.continual_training import continual_training
+from perennial.registry import mlflow_registry as registry
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]

@@ -1,4 +1,5 @@
-"""perennial.registry against a real MLflow (sqlite store in a temp workspace) and a tiny BERT."""
+"""perennial.registry.mlflow_registry against a real MLflow (sqlite store in a temp workspace) and a
+tiny BERT."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from perennial import registry
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.registry import mlflow_registry as registry
 
 pytestmark = pytest.mark.integration
 

@@ -11,15 +11,15 @@ from urllib.parse import unquote
 
 import pytest
 
-from perennial import registry
 from perennial.cli import main
-from perennial.config import Settings
-from perennial.data_docs import data_docs_dir
-from perennial.data_docs import page_path as data_docs_page
+from perennial.core.settings import Settings
+from perennial.data.ledger import QUARANTINED
 from perennial.flows.continual_training import continual_training
-from perennial.ledger import QUARANTINED
-from perennial.model_card import card_paths
-from perennial.report import build_report
+from perennial.registry import mlflow_registry as registry
+from perennial.reporting.data_docs import data_docs_dir
+from perennial.reporting.data_docs import page_path as data_docs_page
+from perennial.reporting.model_card import card_paths
+from perennial.reporting.report import build_report
 from perennial.workspace import ledger_for, validation_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]

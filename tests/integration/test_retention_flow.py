@@ -7,12 +7,12 @@ from urllib.parse import urlparse
 
 import pytest
 
-from perennial import registry
-from perennial.champion import RollbackRefused, rollback
-from perennial.config import Settings
+from perennial.core.settings import Settings
 from perennial.flows.continual_training import continual_training
-from perennial.predict import predict_texts
-from perennial.retention import DELETED, FILES_TAG
+from perennial.registry import mlflow_registry as registry
+from perennial.registry.champion import RollbackRefused, rollback
+from perennial.registry.retention import DELETED, FILES_TAG
+from perennial.serving.predict import predict_texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from perennial.ledger import Ledger
+from perennial.data.ledger import Ledger
 from processes import free_port, tiny_cli_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -69,7 +69,7 @@ def _stop(process: subprocess.Popen, log: Path) -> None:
 
 
 def _batch(domain: str, seed: int, path: Path, rows: int = 60) -> Path:
-    from perennial.vader import sample_domain
+    from perennial.data.vader import sample_domain
 
     sample_domain(domain, rows, seed)[["text", "label"]].to_csv(path, index=False)
     return path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from perennial.config import Settings
+from perennial.core.settings import Settings
 from processes import free_port, tiny_cli_env
 from team_services import Postgres, mlflow_server, postgres, postgres_bin, prefect_server
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from perennial import registry
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.registry import mlflow_registry as registry
 from processes import tiny_cli_env
 
 # Every evaluated challenger is promoted: the tests are about what happens around the decision.

@@ -11,9 +11,9 @@ def ingest_all(root: str, paths: list[str], start, results) -> None:
     """Wait for the others at `start`, then ingest `paths` in order; put each outcome (or the
     traceback) on `results`."""
     try:
-        from perennial.config import Settings
-        from perennial.ingest import ingest_file
-        from perennial.ledger import Ledger
+        from perennial.core.settings import Settings
+        from perennial.data.ingest import ingest_file
+        from perennial.data.ledger import Ledger
 
         settings = Settings(workspace=root)
         ledger = Ledger(settings.ledger_path)

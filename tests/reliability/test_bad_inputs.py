@@ -22,12 +22,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial import registry
-from perennial.batch_store import load_split, rows_path, split_batch, split_path
-from perennial.config import Settings
-from perennial.cycle import ingest_inbox, pending_batches, validate_batch
-from perennial.ingest import ingest_file, open_for_writing
-from perennial.ledger import PENDING, PROMOTED, QUARANTINED, Batch
+from perennial.core.settings import Settings
+from perennial.data.batch_store import load_split, rows_path, split_batch, split_path
+from perennial.data.ingest import ingest_file, open_for_writing
+from perennial.data.ledger import PENDING, PROMOTED, QUARANTINED, Batch
+from perennial.pipeline.cycle_steps import ingest_inbox, pending_batches, validate_batch
+from perennial.registry import mlflow_registry as registry
 from perennial.workspace import ledger_for, validation_path
 
 pytestmark = [pytest.mark.reliability]
@@ -659,7 +659,7 @@ def _growing_file(settings: Settings, path: Path, content: bytes, caplog: pytest
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        with caplog.at_level("INFO", logger="perennial.ingest"):
+        with caplog.at_level("INFO", logger="perennial.data.ingest"):
             _run(settings)
         ledger = ledger_for(settings)
         assert [b.source for b in ledger.batches()] == [COMPANION]  # not ingested, not quarantined

@@ -17,11 +17,11 @@ import pytest
 from ingest_workers import ingest_all
 
 from conftest import run_cli
-from perennial import registry
-from perennial.config import Settings
-from perennial.faults import ENV
-from perennial.ledger import PENDING, PROMOTED, TRAINED
-from perennial.locking import WorkspaceBusy, workspace_lock
+from perennial.core.faults import ENV
+from perennial.core.locking import WorkspaceBusy, workspace_lock
+from perennial.core.settings import Settings
+from perennial.data.ledger import PENDING, PROMOTED, TRAINED
+from perennial.registry import mlflow_registry as registry
 from perennial.workspace import ledger_for
 from processes import wait_for
 
@@ -74,8 +74,8 @@ def test_the_lock_is_free_again_when_its_holder_is_gone(settings: Settings) -> N
 def test_a_killed_holder_never_leaves_a_stale_lock(settings: Settings, tmp_path: Path) -> None:
     code = (
         "import os, signal, sys\n"
-        "from perennial.config import Settings\n"
-        "from perennial.locking import workspace_lock\n"
+        "from perennial.core.settings import Settings\n"
+        "from perennial.core.locking import workspace_lock\n"
         f"with workspace_lock(Settings(workspace={str(settings.root)!r}), 'doomed run'):\n"
         "    print('held', flush=True)\n"
         "    sys.stdin.readline()\n"

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import champion_predicts, open_runs, run_cli
-from perennial import registry
-from perennial.champion import alias_history
-from perennial.config import Settings
-from perennial.faults import ENV, POINTS
+from perennial.core.faults import ENV, POINTS
+from perennial.core.settings import Settings
+from perennial.data.ledger import ACCEPTED
 from perennial.flows.continual_training import continual_training
-from perennial.ledger import ACCEPTED
+from perennial.registry import mlflow_registry as registry
+from perennial.registry.champion import alias_history
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("prefect_harness")]

@@ -28,9 +28,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from conftest import champion_predicts
-from perennial.config import Settings
-from perennial.cycle import ingest_inbox, pending_batches, validate_batch
-from perennial.ledger import PENDING, QUARANTINED
+from perennial.core.settings import Settings
+from perennial.data.ledger import PENDING, QUARANTINED
+from perennial.pipeline.cycle_steps import ingest_inbox, pending_batches, validate_batch
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability]

@@ -23,11 +23,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from perennial.config import Settings
-from perennial.data_docs import render_suite_page, render_validation_page
-from perennial.model_card import render_html, render_markdown
-from perennial.report import render_report
-from perennial.validation import validate
+from perennial.core.settings import Settings
+from perennial.data.validation import validate
+from perennial.reporting.data_docs import render_suite_page, render_validation_page
+from perennial.reporting.model_card import render_html, render_markdown
+from perennial.reporting.report import render_report
 
 PAYLOADS = [
     "<script>alert(1)</script>",

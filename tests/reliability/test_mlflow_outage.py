@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import champion_predicts, run_cli
-from perennial import registry
-from perennial.config import Settings
-from perennial.faults import ENV
+from perennial.core.faults import ENV
+from perennial.core.settings import Settings
+from perennial.data.ledger import ACCEPTED, PENDING, TRAINED
 from perennial.flows.continual_training import continual_training
-from perennial.ledger import ACCEPTED, PENDING, TRAINED
+from perennial.registry import mlflow_registry as registry
 from perennial.workspace import ledger_for
 from processes import answers, free_port, stop_group, wait_for
 

@@ -11,12 +11,12 @@ from urllib.parse import unquote, urlparse
 import pytest
 from mlflow import MlflowClient
 
-from perennial import registry
-from perennial.champion import actor
 from perennial.cli import main
-from perennial.config import Settings
+from perennial.core.settings import Settings
+from perennial.data.ledger import PROMOTED, PROMOTION, ROLLBACK, UNRECORDED
 from perennial.flows.continual_training import continual_training
-from perennial.ledger import PROMOTED, PROMOTION, ROLLBACK, UNRECORDED
+from perennial.registry import mlflow_registry as registry
+from perennial.registry.champion import actor
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("prefect_harness")]

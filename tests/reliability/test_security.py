@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from perennial.config import Settings
-from perennial.secrets import redact
-from perennial.training import load_for_training
+from perennial.core.secrets import redact
+from perennial.core.settings import Settings
+from perennial.learning.training import load_for_training
 
 pytestmark = [pytest.mark.reliability]
 

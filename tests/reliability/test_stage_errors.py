@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from perennial import cycle
-from perennial.config import Settings
-from perennial.cycle import ingest_inbox, pending_batches, validate_batch
-from perennial.ledger import PENDING, QUARANTINED
+from perennial.core.settings import Settings
+from perennial.data.ledger import PENDING, QUARANTINED
+from perennial.pipeline import cycle_steps as cycle
+from perennial.pipeline.cycle_steps import ingest_inbox, pending_batches, validate_batch
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability]
@@ -79,20 +79,20 @@ def test_texts_without_visible_characters_are_quarantined(settings: Settings) ->
 def test_any_error_while_validating_quarantines_that_batch_only(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import perennial.validation
+    import perennial.data.validation
 
-    real = perennial.validation.validate
+    real = perennial.data.validation.validate
 
     def validate(frame, settings, label_set):  # noqa: ANN001, ANN202
         if frame["text"].str.startswith("broken").any():
             raise RuntimeError("a surprise nobody wrote a test for\n  with a second line")
         return real(frame, settings, label_set)
 
-    monkeypatch.setattr(perennial.validation, "validate", validate)
+    monkeypatch.setattr(perennial.data.validation, "validate", validate)
     (settings.inbox / "broken.csv").write_bytes(csv_file(lines("broken")))
     (settings.inbox / "good.csv").write_bytes(csv_file(lines("good")))
 
-    with caplog.at_level(logging.DEBUG, logger="perennial.cycle"):
+    with caplog.at_level(logging.DEBUG, logger="perennial.pipeline.cycle_steps"):
         run(settings)
 
     assert reasons(settings)["broken.csv"] == (

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from perennial.champion import format_history, format_move, previous_champion
-from perennial.ledger import (
+from perennial.data.ledger import (
     MOVE_ABANDONED,
     MOVE_DONE,
     MOVE_PENDING,
@@ -21,6 +20,7 @@ from perennial.ledger import (
     Ledger,
     LedgerError,
 )
+from perennial.registry.champion import format_history, format_move, previous_champion
 
 ALIAS = "champion"
 
@@ -33,7 +33,7 @@ def ledger(tmp_path: Path) -> Ledger:
 def move(
     ledger: Ledger, before: str | None, after: str, kind: str = PROMOTION, reason: str = "r"
 ) -> AliasMove:
-    """A complete move, as `perennial.champion.move_champion` writes it."""
+    """A complete move, as `perennial.registry.champion.move_champion` writes it."""
     return ledger.finish_alias_move(ledger.begin_alias_move(ALIAS, before, after, kind, reason, "me@here"))
 
 

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perennial.batch_csv import other_separator
-from perennial.batch_files import BadBatch, UnreadableBatch, check_text, read_table
-from perennial.config import Settings
-from perennial.ingest import ingest_file, read_batch
-from perennial.ledger import QUARANTINED, Ledger
+from perennial.core.settings import Settings
+from perennial.data.batch_csv import other_separator
+from perennial.data.batch_files import BadBatch, UnreadableBatch, check_text, read_table
+from perennial.data.ingest import ingest_file, read_batch
+from perennial.data.ledger import QUARANTINED, Ledger
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -343,7 +343,7 @@ _MEASURE = textwrap.dedent(
     """
     import resource, sys
     from pathlib import Path
-    from perennial.batch_files import BadBatch, read_table
+    from perennial.data.batch_files import BadBatch, read_table
 
     def peak():
         try:

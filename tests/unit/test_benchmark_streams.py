@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
-from perennial.batch_store import split_path, write_parquet
-from perennial.benchmark_streams import (
+from perennial.benchmarks.streams import (
     SplitSizes,
     clean_rows,
     dir_stream,
@@ -24,9 +23,10 @@ from perennial.benchmark_streams import (
     vader_stream,
     workspace_stream,
 )
-from perennial.config import Settings
-from perennial.ledger import PENDING, PROMOTED, REJECTED_MODEL, TRAINED, Ledger
-from perennial.trec import CLASS_ORDER, load_questions
+from perennial.core.settings import Settings
+from perennial.data.batch_store import split_path, write_parquet
+from perennial.data.ledger import PENDING, PROMOTED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.data.trec import CLASS_ORDER, load_questions
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -1,4 +1,4 @@
-"""Logit adjustment for a label-prior shift (perennial.bias_correction)."""
+"""Logit adjustment for a label-prior shift (perennial.learning.bias_correction)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perennial.bias_correction import (
+from perennial.learning.bias_correction import (
     ADJUSTMENT_KEY,
     apply_logit_adjustment,
     class_priors,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from perennial.config import Settings
+from perennial.core.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from perennial.continual_metrics import (
+from perennial.evaluation.continual_metrics import (
     ContinualMetrics,
     accuracy_over_cycles,
     average_accuracy,

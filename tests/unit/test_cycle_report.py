@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perennial.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
+from perennial.reporting.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
 
 NAMES = {"b1": "001-tweets", "b2": "002-movies"}
 SCORES = {

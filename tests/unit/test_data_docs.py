@@ -12,8 +12,9 @@ from urllib.parse import unquote
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.data_docs import (
+from perennial.core.settings import Settings
+from perennial.data.validation import validate
+from perennial.reporting.data_docs import (
     ASSETS,
     CDN_TO_LOCAL,
     DataDocsError,
@@ -22,7 +23,6 @@ from perennial.data_docs import (
     render_suite_page,
     render_validation_page,
 )
-from perennial.validation import validate
 
 LABELS = ["negative", "positive"]
 

@@ -12,8 +12,10 @@ import html5lib
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.data_docs import (
+from perennial.core.settings import Settings
+from perennial.data.ledger import Ledger
+from perennial.data.validation import validate
+from perennial.reporting.data_docs import (
     _as_text,
     gx_policy,
     render_suite_page,
@@ -21,8 +23,6 @@ from perennial.data_docs import (
     with_csp,
     write_index,
 )
-from perennial.ledger import Ledger
-from perennial.validation import validate
 from perennial.workspace import validation_path
 
 SCRIPT = "<script>alert('text')</script>"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from perennial.config import Settings
+from perennial.core.settings import Settings
 from perennial.deployments.definitions import build_deployments
 from perennial.deployments.events import (
     BATCH_ARRIVED,

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.distributed import DataParallel, local_rows
-from perennial.training import length_grouped_batches
-from perennial.training_job import TrainingJobFailed, failure_message, processes_for, run_training
+from perennial.core.settings import Settings
+from perennial.learning.distributed import DataParallel, local_rows
+from perennial.learning.training import length_grouped_batches
+from perennial.learning.training_job import TrainingJobFailed, failure_message, processes_for, run_training
 
 LABELS = ["negative", "positive"]
 POSITIVE = ["great", "wonderful", "excellent", "lovely", "superb", "delightful", "brilliant", "fantastic"]

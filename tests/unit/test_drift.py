@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from perennial.drift import (
+from perennial.monitoring.drift_plot import plot_drift_report
+from perennial.monitoring.drift_tests import (
     DriftReport,
     DriftTest,
     detect_drift,
@@ -25,7 +26,6 @@ from perennial.drift import (
     whole_word_vocabulary,
     word_lengths,
 )
-from perennial.plots import plot_drift_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

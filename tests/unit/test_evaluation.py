@@ -9,20 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perennial import evaluation
-from perennial.config import Settings
-from perennial.evaluation import (
+from perennial.core.settings import Settings
+from perennial.evaluation import scoring as evaluation
+from perennial.evaluation.scoring import (
     accuracy_matrix,
     evaluate_model,
     format_matrix,
     load_metrics,
-    load_model_dir,
     metrics_table,
-    predict,
-    resolve_device,
     score,
 )
-from perennial.plots import plot_accuracy_matrix
+from perennial.models.inference import load_model_dir, predict, resolve_device
+from perennial.reporting.plots import plot_accuracy_matrix
 
 TEXTS = [
     "a",
@@ -193,7 +191,7 @@ def test_import_is_cheap() -> None:
     import sys
 
     code = (
-        "import sys, perennial.evaluation; "
+        "import sys, perennial.evaluation.scoring; "
         "print(','.join(m for m in ('torch', 'transformers', 'evaluate', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

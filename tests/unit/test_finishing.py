@@ -11,10 +11,15 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from perennial.bias_correction import class_priors, logit_adjustment
-from perennial.config import Settings
-from perennial.finishing import TRAINED_LABELS_KEY, finish_model, record_trained_labels, trained_labels
-from perennial.strategy import Strategy
+from perennial.core.settings import Settings
+from perennial.learning.bias_correction import class_priors, logit_adjustment
+from perennial.learning.finishing import (
+    TRAINED_LABELS_KEY,
+    finish_model,
+    record_trained_labels,
+    trained_labels,
+)
+from perennial.learning.strategy import Strategy
 
 LABELS = ["a", "b", "c"]
 
@@ -191,8 +196,8 @@ def test_a_recorded_logit_adjustment_is_taken_out_before_the_next_cycle_trains(
 ) -> None:
     # Cycle 1 corrects its head and records the shift; a warm start from it (training, or a weight
     # average) sees the head as training left it, so cycles never stack their shifts.
-    from perennial.bias_correction import ADJUSTMENT_KEY
-    from perennial.training import load_for_training
+    from perennial.learning.bias_correction import ADJUSTMENT_KEY
+    from perennial.learning.training import load_for_training
 
     champion, challenger = champion_and_challenger
     trained = _weights(champion)

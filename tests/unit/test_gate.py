@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as settings_profile
 from hypothesis import strategies as st
 
-from perennial.baselines import Baseline, macro_f1, majority_label, trivial_baseline
-from perennial.batch_store import stratified_split
-from perennial.config import Settings
-from perennial.gate import FORGETTING, NEW_SLICE, PROMOTE, REJECT, Decision, Scores, decide
-from perennial.significance import PairedTest, paired_test
+from perennial.core.settings import Settings
+from perennial.data.batch_store import stratified_split
+from perennial.evaluation.baselines import Baseline, macro_f1, majority_label, trivial_baseline
+from perennial.evaluation.gate import FORGETTING, NEW_SLICE, PROMOTE, REJECT, Decision, Scores, decide
+from perennial.evaluation.significance import PairedTest, paired_test
 
 NEW = "batch-new"
 

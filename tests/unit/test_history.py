@@ -6,9 +6,14 @@ import math
 
 import pytest
 
-from perennial.continual_metrics import summarize
-from perennial.history import best_champion_accuracy, champion_matrix, champion_scores, metrics_over_versions
-from perennial.ledger import Cycle
+from perennial.data.ledger import Cycle
+from perennial.evaluation.champion_history import (
+    best_champion_accuracy,
+    champion_matrix,
+    champion_scores,
+    metrics_over_versions,
+)
+from perennial.evaluation.continual_metrics import summarize
 
 
 def acc(**values: float) -> dict[str, dict[str, float]]:

@@ -22,17 +22,17 @@ from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-import perennial.ingest as ingest
-from perennial.batch_files import unsafe_name_problem
-from perennial.batch_store import rows_path, write_parquet
-from perennial.config import Settings
-from perennial.cycle import ingest_inbox
-from perennial.faults import ENV
-from perennial.inbox import in_progress_name, inbox_files
-from perennial.inbox_watch import InboxWatcher
-from perennial.ingest import SKIPPED, ingest_file, open_for_writing, set_aside_dir
-from perennial.ledger import PENDING, QUARANTINED, Ledger, LedgerError
-from perennial.text_keys import text_key
+import perennial.data.ingest as ingest
+from perennial.core.faults import ENV
+from perennial.core.settings import Settings
+from perennial.data.batch_files import unsafe_name_problem
+from perennial.data.batch_store import rows_path, write_parquet
+from perennial.data.inbox import in_progress_name, inbox_files
+from perennial.data.ingest import SKIPPED, ingest_file, open_for_writing, set_aside_dir
+from perennial.data.ledger import PENDING, QUARANTINED, Ledger, LedgerError
+from perennial.data.text_keys import text_key
+from perennial.monitoring.inbox_watch import InboxWatcher
+from perennial.pipeline.cycle_steps import ingest_inbox
 
 ROWS = [("the screen was wonderful", "positive"), ("the delivery was terrible", "negative")] * 2
 ROWS = [(f"{text} {i}", label) for i, (text, label) in enumerate(ROWS)]
@@ -97,7 +97,7 @@ def test_an_earlier_batch_whose_rows_cannot_be_read_is_left_out_with_a_log_line(
     first = ingest_file(drop(settings, "first.csv", csv_text()), settings, ledger)
     rows_path(settings, first.batch_id).write_bytes(b"PAR1 not parquet at all")  # damaged on disk
 
-    with caplog.at_level(logging.WARNING, logger="perennial.ingest"):
+    with caplog.at_level(logging.WARNING, logger="perennial.data.ingest"):
         again = ingest_file(drop(settings, "again.csv", csv_text(ROWS + [("new", "a")])), settings, ledger)
 
     assert again.status == PENDING, again.message
@@ -223,8 +223,8 @@ def test_two_killed_runs_then_the_file_is_set_aside(settings: Settings) -> None:
     """Real processes killed while the file is being read (the fault point after the copy)."""
     path = drop(settings, "killer.csv", csv_text())
     code = (
-        "import sys\nfrom pathlib import Path\nfrom perennial.config import Settings\n"
-        "from perennial.ingest import ingest_file\nfrom perennial.ledger import Ledger\n"
+        "import sys\nfrom pathlib import Path\nfrom perennial.core.settings import Settings\n"
+        "from perennial.data.ingest import ingest_file\nfrom perennial.data.ledger import Ledger\n"
         "s = Settings(workspace=sys.argv[1])\n"
         "ingest_file(Path(sys.argv[2]), s, Ledger(s.ledger_path))\n"
     )
@@ -310,7 +310,7 @@ def test_a_file_that_changes_after_it_is_recorded_is_not_removed(
                 handle.write("one more row,positive\n")
 
     monkeypatch.setattr(ingest, "fault_point", fault)
-    with caplog.at_level(logging.WARNING, logger="perennial.ingest"):
+    with caplog.at_level(logging.WARNING, logger="perennial.data.ingest"):
         result = ingest_file(path, settings, ledger)
     assert result.status == PENDING
     assert path.exists() and path.read_text(encoding="utf-8").endswith("one more row,positive\n")
@@ -348,7 +348,7 @@ def test_names_in_progress_are_left_alone_and_a_stale_one_warned_about_once_a_ru
     fresh = drop(settings, ".uploading.csv", csv_text())
     os.utime(fresh, (time.time() - 3600,) * 2)
 
-    with caplog.at_level(logging.WARNING, logger="perennial.ingest"):
+    with caplog.at_level(logging.WARNING, logger="perennial.data.ingest"):
         results = ingest_inbox(settings)
 
     assert results == [] and sorted(p.name for p in settings.inbox.iterdir()) == [
@@ -498,7 +498,7 @@ def test_an_entry_that_cannot_be_moved_aside_stays_with_one_warning_a_run(
     set_aside_dir(settings).write_text("in the way")  # a file where the folder would go
     for run in range(2):
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="perennial.ingest"):
+        with caplog.at_level(logging.WARNING, logger="perennial.data.ingest"):
             results = ingest_inbox(settings)
         warned = [r for r in caplog.records if "could not be moved out of the inbox" in r.getMessage()]
         assert len(warned) == 1 and (settings.inbox / "folder").is_dir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from perennial.inbox_watch import InboxWatcher
+from perennial.monitoring.inbox_watch import InboxWatcher
 
 
 def test_a_file_is_reported_once_when_it_has_stopped_changing(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perennial.batch_store import load_split, rows_path, split_batch, split_path, stratified_split
-from perennial.config import Settings
-from perennial.inbox import inbox_files, ready_inbox_files
-from perennial.ingest import ID_CHARS, ingest_file, read_batch, sha256_of
-from perennial.ledger import PENDING, QUARANTINED, Ledger
+from perennial.core.settings import Settings
+from perennial.data.batch_store import load_split, rows_path, split_batch, split_path, stratified_split
+from perennial.data.inbox import inbox_files, ready_inbox_files
+from perennial.data.ingest import ID_CHARS, ingest_file, read_batch, sha256_of
+from perennial.data.ledger import PENDING, QUARANTINED, Ledger
 
 CSV_TEXT = (
     "id,text,label\n"
@@ -220,7 +220,7 @@ def test_unreadable_file_is_quarantined_with_one_line_reason(settings: Settings,
 
 
 def test_unsupported_suffix_is_unreadable(tmp_path: Path) -> None:
-    from perennial.ingest import UnreadableBatch
+    from perennial.data.ingest import UnreadableBatch
 
     path = tmp_path / "notes.txt"
     path.write_text("text,label\nx,y\n", encoding="utf-8")
@@ -401,7 +401,7 @@ def test_split_batch_keeps_one_copy_of_each_text(settings: Settings, ledger: Led
 
 
 def test_safe_name_keeps_ordinary_names_and_masks_invisible_characters() -> None:
-    from perennial.batch_files import safe_name
+    from perennial.data.batch_files import safe_name
 
     assert safe_name("reviews (1) – copy.csv") == "reviews (1) – copy.csv"
     assert safe_name("a\nb\x1b[2J\u202ec\udcff.csv") == "a?b?[2J?c?.csv"
@@ -411,7 +411,7 @@ def test_safe_name_keeps_ordinary_names_and_masks_invisible_characters() -> None
 
 @pytest.mark.parametrize("name", ["reviews.csv", "reviews (1) – copy.csv", "John's batch_2024-01.02.jsonl"])
 def test_ordinary_names_are_safe(name: str) -> None:
-    from perennial.batch_files import unsafe_name_problem
+    from perennial.data.batch_files import unsafe_name_problem
 
     assert unsafe_name_problem(name) is None
 
@@ -428,14 +428,14 @@ def test_ordinary_names_are_safe(name: str) -> None:
     ],
 )
 def test_unsafe_names_say_why(name: str, problem: str) -> None:
-    from perennial.batch_files import unsafe_name_problem
+    from perennial.data.batch_files import unsafe_name_problem
 
     reason = unsafe_name_problem(name)
     assert reason is not None and problem in reason and "\n" not in reason
 
 
 def test_stored_suffix_is_never_taken_from_a_strange_name() -> None:
-    from perennial.batch_files import stored_suffix
+    from perennial.data.batch_files import stored_suffix
 
     assert stored_suffix("a.CSV") == ".csv"
     assert stored_suffix("a.parquet") == ".parquet"
@@ -444,7 +444,7 @@ def test_stored_suffix_is_never_taken_from_a_strange_name() -> None:
 
 
 def test_utf8_check_across_chunk_boundaries(tmp_path: Path) -> None:
-    from perennial.batch_files import UnreadableBatch, check_text
+    from perennial.data.batch_files import UnreadableBatch, check_text
 
     path = tmp_path / "a.csv"
     # Small chunks cut the two-byte 'é' in half many times: valid UTF-8 all the same.
@@ -473,7 +473,7 @@ def test_utf8_check_across_chunk_boundaries(tmp_path: Path) -> None:
     ],
 )
 def test_check_text_names_the_problem(tmp_path: Path, content: bytes, needle: str) -> None:
-    from perennial.batch_files import UnreadableBatch, check_text
+    from perennial.data.batch_files import UnreadableBatch, check_text
 
     path = tmp_path / "a.csv"
     path.write_bytes(content)
@@ -484,8 +484,8 @@ def test_check_text_names_the_problem(tmp_path: Path, content: bytes, needle: st
 
 
 def test_csv_errors_name_the_real_line(tmp_path: Path) -> None:
-    from perennial.batch_csv import csv_record_line
-    from perennial.batch_files import UnreadableBatch
+    from perennial.data.batch_csv import csv_record_line
+    from perennial.data.batch_files import UnreadableBatch
 
     path = tmp_path / "a.csv"
     # Record 1 spans lines 2-4; record 3 (line 6) has one field too many.
@@ -502,7 +502,7 @@ def test_csv_errors_name_the_real_line(tmp_path: Path) -> None:
 
 
 def test_duplicate_header_and_blank_file(tmp_path: Path) -> None:
-    from perennial.batch_files import BadBatch
+    from perennial.data.batch_files import BadBatch
 
     path = tmp_path / "a.csv"
     path.write_text("text,label,text\nx,y,z\n", encoding="utf-8")
@@ -514,7 +514,7 @@ def test_duplicate_header_and_blank_file(tmp_path: Path) -> None:
 
 
 def test_json_array_file_and_non_object_lines(tmp_path: Path) -> None:
-    from perennial.batch_files import UnreadableBatch
+    from perennial.data.batch_files import UnreadableBatch
 
     path = tmp_path / "a.json"
     path.write_text('[{"text": "x", "label": "a"}, {"text": "y", "label": "b"}]', encoding="utf-8")
@@ -526,7 +526,7 @@ def test_json_array_file_and_non_object_lines(tmp_path: Path) -> None:
 
 
 def test_label_types_and_numeric_texts(tmp_path: Path) -> None:
-    from perennial.batch_files import BadBatch
+    from perennial.data.batch_files import BadBatch
 
     path = tmp_path / "a.jsonl"
     path.write_text('{"text": "x", "label": ["a"]}\n', encoding="utf-8")
@@ -670,7 +670,7 @@ def test_a_growing_file_is_left_for_the_next_run(
     writer = threading.Thread(target=append)
     writer.start()
     try:
-        with caplog.at_level("INFO", logger="perennial.ingest"):
+        with caplog.at_level("INFO", logger="perennial.data.ingest"):
             ready = ready_inbox_files(settings.model_copy(update={"inbox_settle_seconds": 0.3}))
     finally:
         stop.set()

@@ -13,11 +13,12 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from perennial import cycle, workspace
-from perennial.batch_store import split_path
-from perennial.config import Settings
-from perennial.gate import FORGETTING, LABELS, Decision
-from perennial.label_check import (
+from perennial import workspace
+from perennial.core.settings import Settings
+from perennial.data.batch_store import split_path
+from perennial.data.ledger import PROMOTED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.evaluation.gate import FORGETTING, LABELS, Decision
+from perennial.evaluation.label_check import (
     CONFIDENT,
     DRIFT_READING,
     FIT_MARGIN,
@@ -32,9 +33,9 @@ from perennial.label_check import (
     check_labels,
     confident_errors,
 )
-from perennial.ledger import PROMOTED, REJECTED_MODEL, TRAINED, Ledger
-from perennial.retry import should_retry
-from perennial.status import format_status
+from perennial.evaluation.retry import should_retry
+from perennial.pipeline import cycle_steps as cycle
+from perennial.reporting.status import format_status
 
 ALPHA = 0.05
 

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from perennial.batch_store import load_split, rows_path, split_batch
-from perennial.config import Settings
-from perennial.leakage import GUARD_FILE
-from perennial.ledger import QUARANTINED, Ledger
-from perennial.text_keys import text_key
+from perennial.core.settings import Settings
+from perennial.data.batch_store import load_split, rows_path, split_batch
+from perennial.data.leakage import GUARD_FILE
+from perennial.data.ledger import QUARANTINED, Ledger
+from perennial.data.text_keys import text_key
 
 SPLITS = ("train", "val", "test")
 LABELS = ("negative", "positive")
@@ -85,7 +85,7 @@ def test_near_copies_of_test_rows_are_dropped_and_of_train_rows_kept_in_train(
     copies_of_seen = [near_copy(t, how) for t in seen_1[:10]]
     two = add_batch(settings, "two.csv", fresh + copies_of_test + copies_of_seen)
 
-    with caplog.at_level("INFO", logger="perennial.ingest"):
+    with caplog.at_level("INFO", logger="perennial.data.ingest"):
         counts = split_batch(settings, two)
 
     assert counts["dropped_test_leaks"] == len(test_1) > 0
@@ -137,7 +137,7 @@ def test_splitting_again_gives_the_same_splits_after_later_batches(settings: Set
 
 
 def test_split_counts_still_read_by_name(settings: Settings) -> None:
-    from perennial.cycle import split
+    from perennial.pipeline.cycle_steps import split
 
     one = first_batch(settings)
     counts = split(settings, add_batch(settings, "two.csv", [f"other review {i} here" for i in range(20)]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from perennial.ledger import (
+from perennial.data.ledger import (
     PENDING,
     PROMOTED,
     QUARANTINED,

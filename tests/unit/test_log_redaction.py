@@ -11,9 +11,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from perennial.config import Settings
-from perennial.environment import configure
-from perennial.secrets import MASK, install_log_redaction, redact_record
+from perennial.core.environment import configure
+from perennial.core.secrets import MASK, install_log_redaction, redact_record
+from perennial.core.settings import Settings
 
 TOKEN = "s3cr3t-T0ken"
 URIS = [

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial.batch_store import split_path, write_parquet
-from perennial.config import Settings
-from perennial.ledger import Ledger
-from perennial.model_card import (
+from perennial.core.settings import Settings
+from perennial.data.batch_store import split_path, write_parquet
+from perennial.data.ledger import Ledger
+from perennial.reporting.model_card import (
     gather_card_facts,
     publish_model_card,
     render_html,
@@ -354,7 +354,7 @@ def test_gather_card_facts_first_version_from_the_base_model(workspace: Settings
 def test_publish_model_card_logs_a_warning_instead_of_failing(
     workspace: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from perennial import registry
+    from perennial.registry import mlflow_registry as registry
 
     def unreachable(*args, **kwargs) -> None:
         raise RuntimeError("tracking store unreachable")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.ledger import Ledger
-from perennial.monitoring import (
+from perennial.core.settings import Settings
+from perennial.data.ledger import Ledger
+from perennial.monitoring.drift_check import (
     COOLDOWN,
     LABELS_NEEDED,
     NONE,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial.plots import plot_strategy_comparison
+from perennial.reporting.plots import plot_strategy_comparison
 
 NAN = math.nan
 SLICES = ["movies", "books", "electronics"]
@@ -56,7 +56,7 @@ def test_plot_strategy_comparison_rejects_invalid_matrix(tmp_path: Path) -> None
 def test_metrics_over_versions_plot_is_a_png(tmp_path: Path) -> None:
     import pandas as pd
 
-    from perennial.plots import plot_metrics_over_versions
+    from perennial.reporting.plots import plot_metrics_over_versions
 
     frame = pd.DataFrame(
         {"decision": ["promote", "reject"], "tweets": [0.9, 0.8], "movies": [float("nan"), 0.85]},

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perennial import precision
-from perennial.precision import cpu_has_native_bf16, inference_precision, resolve_precision
+from perennial.core import precision
+from perennial.core.precision import cpu_has_native_bf16, inference_precision, resolve_precision
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_auto_picks_bf16_only_where_it_is_native(monkeypatch: pytest.MonkeyPatch
 def test_bf16_predictions_agree_with_float32(tiny_model_dir: Path) -> None:
     import torch
 
-    from perennial.evaluation import load_model_dir, predict
+    from perennial.models.inference import load_model_dir, predict
 
     model, tokenizer = load_model_dir(tiny_model_dir, "cpu")
     words = ["plot", "food", "delivery", "battery"]

@@ -9,8 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perennial.config import Settings
-from perennial.onnx_predict import ONNX_FILE, OnnxClassifier, choose_engine, predict_onnx, resolve_engine
+from perennial.core.settings import Settings
+from perennial.serving.onnx_predict import (
+    ONNX_FILE,
+    OnnxClassifier,
+    choose_engine,
+    predict_onnx,
+    resolve_engine,
+)
 
 WORDS = ["plot", "food", "delivery", "battery"]
 VERDICTS = ["great", "awful", "fine", "slow", "superb"]
@@ -30,7 +36,7 @@ def model_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
 def torch_float32(model_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
-    from perennial.evaluation import load_model_dir, predict
+    from perennial.models.inference import load_model_dir, predict
 
     model, tokenizer = load_model_dir(model_dir, "cpu")
     return predict(model, tokenizer, texts, batch_size=16, max_length=32, device=torch.device("cpu"))
@@ -78,8 +84,8 @@ def test_onnx_path_runs_without_torch(model_dir: Path, settings: Settings) -> No
     OnnxClassifier(model_dir)  # the export (torch) happens here, once
     script = f"""
 import sys
-from perennial.config import Settings
-from perennial.onnx_predict import OnnxClassifier, resolve_engine
+from perennial.core.settings import Settings
+from perennial.serving.onnx_predict import OnnxClassifier, resolve_engine
 assert resolve_engine(Settings(device="auto", predict_precision="float32"))[0] == "onnxruntime"
 ids, _ = OnnxClassifier({str(model_dir)!r}).predict(["great", "awful"], batch_size=2, max_length=8)
 assert len(ids) == 2

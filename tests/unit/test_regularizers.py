@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from perennial.config import Settings
-from perennial.regularizers import (
+from perennial.core.settings import Settings
+from perennial.learning.regularizers import (
     ElasticWeightConsolidation,
     LearningWithoutForgetting,
     build_regularizer,
     distillation_loss,
     ewc_penalty,
 )
-from perennial.training import load_for_training
+from perennial.learning.training import load_for_training
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_outside_settings")
 

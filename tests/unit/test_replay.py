@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perennial.replay import COLUMNS, ReplayMemory, balanced_selection, replay_size, sample_replay
+from perennial.learning.replay import COLUMNS, ReplayMemory, balanced_selection, replay_size, sample_replay
 
 # Three batches x 2-3 labels, cells of very different sizes (b1/negative holds a single row).
 SIZES: dict[str, dict[str, int]] = {

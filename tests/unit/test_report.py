@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from perennial.report import DRIFT_IMAGE, MATRIX_IMAGE, VERSIONS_IMAGE, render_report
+from perennial.reporting.report import DRIFT_IMAGE, MATRIX_IMAGE, VERSIONS_IMAGE, render_report
 
 EVIL = "<script>alert('x')</script>"
 

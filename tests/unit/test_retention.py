@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from perennial.retention import DELETED, FILES_TAG, files_deleted, latest_promoted, plan_retention
+from perennial.registry.retention import DELETED, FILES_TAG, files_deleted, latest_promoted, plan_retention
 
 
 def version(n: int, decision: str, aliases: tuple[str, ...] = (), **tags: str) -> dict:

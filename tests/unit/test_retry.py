@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from perennial.config import Settings
-from perennial.gate import FORGETTING, LABELS, NEW_SLICE
-from perennial.label_check import DRIFT_READING
-from perennial.retry import (
+from perennial.core.settings import Settings
+from perennial.evaluation.gate import FORGETTING, LABELS, NEW_SLICE
+from perennial.evaluation.label_check import DRIFT_READING
+from perennial.evaluation.retry import (
     first_attempt_reasons,
     retry_recipe,
     retry_settings,
@@ -18,7 +18,7 @@ from perennial.retry import (
     with_failed_retry,
     with_first_attempt,
 )
-from perennial.strategy import Strategy
+from perennial.learning.strategy import Strategy
 
 pytestmark = pytest.mark.usefixtures("no_outside_settings")
 

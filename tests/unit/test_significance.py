@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perennial.significance import (
+from perennial.evaluation.significance import (
     EXACT_LIMIT,
     PairedTest,
     binomial_upper_tail,
@@ -163,7 +163,7 @@ def test_binomial_tail_matches_the_exact_sum() -> None:
     from fractions import Fraction
     from math import comb
 
-    from perennial.significance import binomial_tail
+    from perennial.evaluation.significance import binomial_tail
 
     for n, p in ((0, 0.3), (1, 0.5), (10, 0.05), (40, 0.3), (200, 0.01)):
         q = Fraction(p)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from perennial.config import Settings
-from perennial.history import metrics_over_versions
-from perennial.ledger import PROMOTED, QUARANTINED, TRAINED, Ledger
-from perennial.workspace import continual_metrics, slice_names
+from perennial.core.settings import Settings
+from perennial.data.ledger import PROMOTED, QUARANTINED, TRAINED, Ledger
+from perennial.evaluation.champion_history import continual_metrics, metrics_over_versions
+from perennial.workspace import slice_names
 
 
 @pytest.fixture

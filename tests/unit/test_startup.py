@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from perennial.startup import CYCLE_MODULES, EarlyServer, preload, start_prefect_early
+from perennial.core.startup import CYCLE_MODULES, EarlyServer, preload, start_prefect_early
 
 
 def test_no_early_server_when_flows_talk_to_a_configured_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,8 +17,8 @@ def test_no_early_server_when_flows_talk_to_a_configured_server(monkeypatch: pyt
 
 
 def test_preload_imports_what_a_cycle_needs_and_skips_what_is_missing() -> None:
-    preload(["json", "perennial_no_such_module", "perennial.gate"])
-    assert "perennial.gate" in sys.modules
+    preload(["json", "perennial_no_such_module", "perennial.evaluation.gate"])
+    assert "perennial.evaluation.gate" in sys.modules
     assert "perennial_no_such_module" not in sys.modules
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.replay import COLUMNS, ReplayMemory, replay_size
-from perennial.strategy import (
+from perennial.core.settings import Settings
+from perennial.learning.replay import COLUMNS, ReplayMemory, replay_size
+from perennial.learning.strategy import (
     BIASES,
     DATA,
     MERGES,
@@ -20,7 +20,7 @@ from perennial.strategy import (
     TrainingData,
     assemble_training_data,
 )
-from perennial.tuning import TUNINGS
+from perennial.learning.tuning import TUNINGS
 
 pytestmark = pytest.mark.usefixtures("no_outside_settings")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.inbox import inbox_files
-from perennial.ingest import read_batch
-from perennial.stream import split_by_column, split_by_time, stream_file, write_stream
+from perennial.core.settings import Settings
+from perennial.data.inbox import inbox_files
+from perennial.data.ingest import read_batch
+from perennial.data.stream import split_by_column, split_by_time, stream_file, write_stream
 
 DATA = Path(__file__).parent.parent / "data"
 DATED = DATA / "dated.csv"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial import precision
-from perennial.config import Settings
-from perennial.precision import resolve_precision
-from perennial.training import fine_tune, forward_logits, load_for_training, make_optimizer
+from perennial.core import precision
+from perennial.core.precision import resolve_precision
+from perennial.core.settings import Settings
+from perennial.learning.training import fine_tune, forward_logits, load_for_training, make_optimizer
 
 LABELS = ["negative", "positive"]
 TEXTS = [f"the {['plot', 'food'][i % 2]} was {['great', 'awful'][i % 2]} #{i}" for i in range(16)]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.training import _no_decay, fine_tune, length_grouped_batches, linear_warmup_schedule
+from perennial.core.settings import Settings
+from perennial.learning.training import _no_decay, fine_tune, length_grouped_batches, linear_warmup_schedule
 
 
 @pytest.mark.parametrize("n", [1, 31, 32, 33, 500])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from perennial.config import Settings
-from perennial.training import load_for_training
-from perennial.tuning import TUNINGS, merged_for_saving, prepare_for_tuning, trainable_fraction
+from perennial.core.settings import Settings
+from perennial.learning.training import load_for_training
+from perennial.learning.tuning import TUNINGS, merged_for_saving, prepare_for_tuning, trainable_fraction
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "no_outside_settings")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from perennial.config import Settings
-from perennial.validation import REQUIRED_COLUMNS, ValidationReport, build_suite, validate
+from perennial.core.settings import Settings
+from perennial.data.validation import REQUIRED_COLUMNS, ValidationReport, build_suite, validate
 
 LABELS = ["negative", "positive"]
 N_ROWS = 40
@@ -180,7 +180,7 @@ def test_save_writes_json(settings: Settings, tmp_path: Path) -> None:
 
 def test_import_is_cheap() -> None:
     # GX takes seconds to import; importing the module must not pull it in.
-    code = "import sys, perennial.validation; print('great_expectations' in sys.modules)"
+    code = "import sys, perennial.data.validation; print('great_expectations' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

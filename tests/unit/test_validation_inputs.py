@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from perennial.batch_files import BadBatch
-from perennial.config import Settings
-from perennial.ingest import read_batch
-from perennial.validation import invisible_ranges, invisible_text_regex, validate
+from perennial.core.settings import Settings
+from perennial.data.batch_files import BadBatch
+from perennial.data.ingest import read_batch
+from perennial.data.validation import invisible_ranges, invisible_text_regex, validate
 
 FUZZ = hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""Weight-space averaging of a challenger with the champion (perennial.weight_average)."""
+"""Weight-space averaging of a challenger with the champion (perennial.learning.weight_average)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perennial.evaluation import load_model_dir
-from perennial.weight_average import average_model_dirs, average_state_dicts, keep_output_rows
+from perennial.learning.weight_average import average_model_dirs, average_state_dicts, keep_output_rows
+from perennial.models.inference import load_model_dir
 from tiny_bert import random_tiny_bert  # tests/ is on sys.path
 
 LABELS = ["negative", "positive"]

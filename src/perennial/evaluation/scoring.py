@@ -1,0 +1,169 @@
+"""Scoring a classifier: per-slice metrics and the accuracy matrix report (prediction itself is in
+`perennial.models.inference`).
+
+Metrics come from `evaluate` modules shipped inside the package (``perennial/evaluation/metrics/*``)
+because the Hub copies cannot be fetched offline. Heavy libraries are imported inside functions so
+that importing this module (e.g. from the CLI) stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from perennial.models.inference import predict, resolve_device
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    import evaluate
+    from perennial.core.settings import Settings
+
+METRICS_DIR = Path(__file__).parent / "metrics"
+METRIC_COLUMNS = ["accuracy", "macro_f1"]
+_MISSING = "—"
+
+# Metric objects are cached per process and keep state between add_batch() and compute(),
+# so concurrent callers (threaded Prefect tasks) must take turns.
+_SCORE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def load_metrics() -> dict[str, evaluate.EvaluationModule]:
+    """The shipped accuracy and F1 metrics, loaded once per process."""
+    import evaluate
+
+    metrics = {}
+    for name in ("accuracy", "f1"):
+        path = METRICS_DIR / name
+        if not (path / f"{name}.py").is_file():
+            raise FileNotFoundError(f"metric script missing from the package: {path / f'{name}.py'}")
+        # keep_in_memory: no Arrow cache files or file locks on disk for a few thousand integers.
+        metrics[name] = evaluate.load(str(path), keep_in_memory=True)
+    return metrics
+
+
+def score(
+    predictions: Sequence[int] | np.ndarray, references: Sequence[int] | np.ndarray
+) -> dict[str, float]:
+    """Accuracy and macro-averaged F1 of predicted against reference class ids."""
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"predictions and references differ in length: {len(predictions)} != {len(references)}"
+        )
+    if len(predictions) == 0:
+        raise ValueError("cannot score an empty set of predictions: accuracy and F1 are undefined")
+    preds = [int(p) for p in predictions]
+    refs = [int(r) for r in references]
+    metrics = load_metrics()
+    with _SCORE_LOCK:
+        accuracy = metrics["accuracy"].compute(predictions=preds, references=refs)["accuracy"]
+        # average passed to F1 alone: evaluate.combine would forward it to accuracy as well.
+        f1 = metrics["f1"].compute(predictions=preds, references=refs, average="macro")["f1"]
+    return {"accuracy": float(accuracy), "macro_f1": float(f1)}
+
+
+def predict_slices(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    slices: Mapping[str, pd.DataFrame],
+    label2id: Mapping[str, int],
+    settings: Settings,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(predicted ids, reference ids) on each named slice (frames with ``text`` and ``label``)."""
+    scored = predict_slices_with_probabilities(model, tokenizer, slices, label2id, settings)
+    return {name: (predictions, references) for name, (predictions, references, _) in scored.items()}
+
+
+def predict_slices_with_probabilities(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    slices: Mapping[str, pd.DataFrame],
+    label2id: Mapping[str, int],
+    settings: Settings,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(predicted ids, reference ids, class probabilities [n, k]) on each named slice."""
+    device = resolve_device(settings.device)
+    results: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for name, frame in slices.items():
+        missing = {"text", "label"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"slice {name!r} lacks column(s) {sorted(missing)}")
+        if frame.empty:
+            raise ValueError(f"slice {name!r} is empty; there is nothing to evaluate")
+        unknown = sorted(set(frame["label"]) - set(label2id))
+        if unknown:
+            raise ValueError(f"slice {name!r} has labels the model does not know: {unknown}")
+        references = np.array([label2id[label] for label in frame["label"]], dtype=np.int64)
+        predictions, probabilities = predict(
+            model,
+            tokenizer,
+            frame["text"].tolist(),
+            batch_size=settings.eval_batch_size,
+            max_length=settings.max_length,
+            device=device,
+        )
+        results[name] = (predictions, references, probabilities)
+    return results
+
+
+def score_slices(predicted: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """Accuracy, macro F1 and row count per slice, from `predict_slices` output."""
+    return {name: {**score(p, r), "n": len(r)} for name, (p, r) in predicted.items()}
+
+
+def evaluate_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    slices: Mapping[str, pd.DataFrame],
+    label2id: Mapping[str, int],
+    settings: Settings,
+) -> dict[str, dict[str, float]]:
+    """Accuracy, macro F1 and row count on each named slice (frames with ``text`` and ``label``)."""
+    return score_slices(predict_slices(model, tokenizer, slices, label2id, settings))
+
+
+def metrics_table(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> pd.DataFrame:
+    """Long table, one row per (model, slice), with columns model, slice, accuracy, macro_f1, n."""
+    rows = [
+        {
+            "model": model_name,
+            "slice": slice_name,
+            "accuracy": metrics.get("accuracy", math.nan),
+            "macro_f1": metrics.get("macro_f1", math.nan),
+            "n": metrics.get("n"),
+        }
+        for model_name, per_slice in results.items()
+        for slice_name, metrics in per_slice.items()
+    ]
+    table = pd.DataFrame(rows, columns=["model", "slice", *METRIC_COLUMNS, "n"])
+    table[METRIC_COLUMNS] = table[METRIC_COLUMNS].astype(float)
+    table["n"] = table["n"].astype("Int64")  # nullable: a result may lack a row count
+    return table
+
+
+def accuracy_matrix(rows: Sequence[tuple[str, Mapping[str, float]]], columns: Sequence[str]) -> pd.DataFrame:
+    """Models (rows) by test slices (columns) of accuracy; NaN where a model was not scored on a slice."""
+    columns = list(columns)
+    data = [[float(values.get(column, math.nan)) for column in columns] for _, values in rows]
+    matrix = pd.DataFrame(
+        data,
+        index=pd.Index([label for label, _ in rows], name="model"),
+        columns=pd.Index(columns, name="test slice"),
+        dtype=float,
+    )
+    return matrix
+
+
+def format_matrix(matrix: pd.DataFrame) -> str:
+    """The matrix as a plain-text table: three decimals, '—' where a value is missing."""
+    if matrix.empty:
+        return "(no results)"
+    return matrix.to_string(float_format=lambda v: f"{v:.3f}", na_rep=_MISSING)

@@ -1,0 +1,3 @@
+"""Learning: fine-tuning, strategies, replay, regularisers, tuning (full, LoRA, head), data-parallel
+jobs and what finishes a trained model.
+"""

@@ -1,0 +1,1 @@
+"""Monitoring: drift tests, the drift check, and watching the inbox."""

@@ -1,0 +1,69 @@
+"""What one cycle did, as a reader wants it: the decision in words, the metrics side by side.
+
+Pure builders over the flow's small values; the flow publishes them as Prefect artifacts. The Prefect
+UI renders the markdown, so every value from data (file names, reasons that quote labels) is written as
+a code span or with its Markdown specials escaped: no link, image or HTML can come out of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from perennial.evaluation.gate import PROMOTE
+from perennial.reporting.safe_html import markdown_code, markdown_text
+
+
+def comparison_rows(scores: Mapping, names: Mapping[str, str]) -> list[dict]:
+    """One row per test slice: challenger against champion (None before the first champion)."""
+    champion = scores.get("champion") or {}
+    rows = []
+    for slice_id, mine in scores["challenger"].items():
+        theirs = champion.get(slice_id)
+        rows.append(
+            {
+                "slice": names.get(slice_id, slice_id),
+                "new": slice_id == scores.get("new_slice"),
+                "challenger_accuracy": round(mine["accuracy"], 4),
+                "champion_accuracy": round(theirs["accuracy"], 4) if theirs else None,
+                "delta_points": round(100 * (mine["accuracy"] - theirs["accuracy"]), 2) if theirs else None,
+                "challenger_macro_f1": round(mine["macro_f1"], 4),
+                "champion_macro_f1": round(theirs["macro_f1"], 4) if theirs else None,
+                "n": int(mine["n"]),
+            }
+        )
+    return rows
+
+
+def decision_markdown(source: str, batch_id: str, rows: int | None, outcome: Mapping) -> str:
+    """The cycle's story: which batch, validation passed, which version, the decision and why."""
+    e = markdown_text
+    compared = f"v{e(outcome['compared_with'])}" if outcome.get("compared_with") else "no champion yet"
+    verdict = "promoted" if outcome["decision"] == PROMOTE else "rejected"
+    version, source, batch_id = e(outcome["version"]), markdown_code(source), markdown_code(batch_id)
+    lines = [
+        f"# Cycle for {source}: v{version} {verdict}",
+        "",
+        f"- batch: {source} (id {batch_id}, {e(rows) if rows is not None else '?'} rows)",
+        "- validation: passed (Great Expectations suite)",
+        f"- challenger: v{version}, compared with {compared}",
+        f"- decision: **{e(outcome['decision'])}**; champion is now v{e(outcome['champion_version'])}",
+        "",
+        "## Reasons",
+        "",
+        *[f"- {e(reason)}" for reason in outcome["reasons"]],
+    ]
+    return "\n".join(lines)
+
+
+def quarantine_markdown(source: str, batch_id: str, reason: str) -> str:
+    """The quarantine in words; the reason quotes the batch's own values, so it is shown as code."""
+    source = markdown_code(source)
+    return "\n".join(
+        [
+            f"# Cycle for {source}: quarantined",
+            "",
+            f"- batch: {source} (id {markdown_code(batch_id)})",
+            "- validation: **failed**; no model was trained on it, its raw file is kept",
+            f"- reason: {markdown_code(reason)}",
+        ]
+    )

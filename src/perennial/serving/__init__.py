@@ -1,0 +1,1 @@
+"""Serving: `perennial predict`, in process or through ONNX Runtime."""
