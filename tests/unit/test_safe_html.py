@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from perennial.reporting.cycle_report import decision_markdown, quarantine_markdown
 from perennial.reporting.model_card import render_html
-from perennial.reporting.report import _link
 from perennial.reporting.safe_html import csp_meta, markdown_code, markdown_text, sanitize
+from perennial.reporting.templating import link as _link
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 

@@ -1,0 +1,76 @@
+"""The Jinja2 environment every HTML page perennial writes is rendered with: facts are gathered in
+Python, markup lives in templates/, and autoescaping is on, so any value from data is escaped unless
+a helper here built it as markup from escaped parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from perennial.reporting.safe_html import is_relative_url
+
+MISSING = "—"
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("perennial.reporting", "templates"),
+        autoescape=True,  # every template, whatever its name: nothing from data is trusted
+        undefined=StrictUndefined,  # a fact the template names but the gatherer forgot fails loudly
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_none_as_missing,
+    )
+    env.filters.update(num=number, when=when, version=version, data_uri=png_data_uri)
+    env.globals.update(link=link, MISSING=MISSING)
+    return env
+
+
+def _none_as_missing(value: Any) -> Any:
+    """A missing value shows as a dash, never as 'None'."""
+    return MISSING if value is None else value
+
+
+def render(template: str, **facts: Any) -> str:
+    return environment().get_template(template).render(**facts)
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    return MISSING if value is None else f"{value:.{digits}f}"
+
+
+def when(stamp: str | None) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM:SS UTC'; unparsable text is shown as is."""
+    if not stamp:
+        return MISSING
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def version(value: str | None, none: str = "none yet") -> str:
+    return f"v{value}" if value else none
+
+
+def link(href: str | None, text: str, missing: str = MISSING) -> Markup:
+    """A link to a file beside the page; an href that names a scheme or a host (`javascript:`,
+    `//host`) is not one of ours, so only the text is shown."""
+    if not href or not is_relative_url(str(href)):
+        return escape(missing)
+    return Markup('<a href="{}">{}</a>').format(href, text)
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
