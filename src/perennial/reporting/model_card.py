@@ -9,7 +9,6 @@ No Prefect here: the cycle calls it, and a failure is logged, never raised.
 
 from __future__ import annotations
 
-import html
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from markdown.extensions import Extension
 from markdown.extensions.tables import TableExtension
+from markupsafe import Markup
 
 from perennial.core.files import write_text_atomic
 from perennial.core.settings import Settings
@@ -28,7 +28,9 @@ from perennial.data.ledger import Ledger, LedgerError
 from perennial.evaluation.gate import PROMOTE
 from perennial.learning.strategy import Strategy
 from perennial.reporting import safe_html
-from perennial.reporting.safe_html import content_security_policy, csp_meta, markdown_code, sanitize
+from perennial.reporting.safe_html import content_security_policy, csp_meta, sanitize
+from perennial.reporting.templating import render
+from perennial.reporting.templating import render_markdown as render_markdown_template
 from perennial.workspace import labels_for, ledger_for, slice_names
 
 log = logging.getLogger("perennial")
@@ -274,205 +276,34 @@ def _limitation_facts(slices: Sequence[Mapping], labels: Sequence[str]) -> dict:
 
 
 def render_markdown(facts: Mapping) -> str:
-    """The card as markdown: title, decision, lineage, training, evaluation, drift, use, limits."""
-    sections = [
-        [
-            f"# {_text(facts['model'])} v{_text(facts['version'])}",
-            "",
-            f"Card written {_text(facts['created_at'])}.",
-        ],
-        _decision_section(facts),
-        _lineage_section(facts),
-        _training_section(facts),
-        _evaluation_section(facts),
-        _drift_section(facts),
-        ["## Intended use", "", _intended_use(facts)],
-        _limitations_section(facts),
-    ]
-    return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
+    """The card as markdown (templates/model_card.md.j2): title, decision, lineage, training,
+    evaluation, drift, intended use, limitations."""
+    return render_markdown_template(
+        "model_card.md.j2",
+        **facts,
+        intended_use_text=_intended_use(facts),
+        regularizer=_configured(facts["training"], "regularizer", "regularizer_applied", "anchor to"),
+        merge=_configured(facts["training"], "merge", "merge_applied", "average with"),
+        splits=SPLITS,
+        small_slice=SMALL_SLICE,
+        promote=PROMOTE,
+    )
 
 
-def _intended_use(facts: Mapping) -> str:
+def _intended_use(facts: Mapping) -> Markup:
     """The standard text keeps its `perennial drift` code span; only the labels in it are escaped."""
     labels = ", ".join(str(label) for label in facts["limitations"]["labels"])
     if facts["intended_use"] == INTENDED_USE.format(labels=labels):
-        return INTENDED_USE.format(labels=_text(labels))
-    return _text(facts["intended_use"])
+        return Markup(INTENDED_USE.format(labels=_text(labels)))
+    return Markup(_text(facts["intended_use"]))
 
 
-def _decision_section(facts: Mapping) -> list[str]:
-    decision = facts["decision"]
-    compared = (
-        f"champion v{_text(facts['compared_with'])}"
-        if facts["compared_with"]
-        else "no champion (first version)"
-    )
-    after = f"v{_text(facts['champion_after'])}" if facts["champion_after"] else "none"
-    lines = [
-        "## Decision",
-        "",
-        f"**{_text(decision['label'])}**: v{_text(facts['version'])}, trained on new slice "
-        f"{_text(facts['new_slice'])}, "
-        f"was compared with {compared}. Champion after this decision: {after}.",
-        "",
-        "Reasons:",
-        "",
-    ]
-    return lines + [f"- {_text(reason)}" for reason in decision["reasons"] or ["(none recorded)"]]
-
-
-def _lineage_section(facts: Mapping) -> list[str]:
-    lines = [
-        "## Data lineage",
-        "",
-        "| slice | batch | source file | arrived | train | val | test | domains | dates |",
-        "|---|---|---|---|---:|---:|---:|---|---|",
-    ]
-    for b in facts["lineage"]["batches"]:
-        rows = b["rows"] or {}
-        dates = _cell(f"{b['date_range']['from']} to {b['date_range']['to']}") if b["date_range"] else "-"
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    _cell(b["slice"] + (" (new)" if b["new"] else "")),
-                    markdown_code(b["batch_id"]).replace("|", "\\|"),
-                    _cell(b["source"] or "unknown"),
-                    _cell(b["arrived_at"] or "unknown"),
-                    *(_cell(rows.get(s, "?")) for s in SPLITS),
-                    _cell(", ".join(b["domains"])) if b["domains"] else "-",
-                    dates,
-                ]
-            )
-            + " |"
-        )
-    lines += ["", _replay_line(facts["lineage"]["replay"])]
-    return lines
-
-
-def _replay_line(replay: Mapping) -> str:
-    if replay["rows"] is None:
-        return "Replayed rows: not recorded for this version."
-    line = f"Replayed rows mixed into training: {_text(replay['rows'])}"
-    if replay["by_slice"]:
-        line += " (" + ", ".join(f"{_text(k)}: {_text(v)}" for k, v in replay["by_slice"].items()) + ")"
-    return line + "."
-
-
-def _training_section(facts: Mapping) -> list[str]:
-    t = facts["training"]
-    start = (
-        f"champion {t['warm_started_from']}" if t["warm_started_from"] else f"base model {t['base_model']}"
-    )
-    regularizer = t["regularizer"]
-    if regularizer != "none" and not t["regularizer_applied"]:
-        regularizer += " (configured, not applied: no champion to anchor to)"
-    merge = t.get("merge", "none")
-    if merge != "none" and not t.get("merge_applied", True):
-        merge += " (configured, not applied: no champion to average with)"
-    bias = t.get("bias_correction", "none")
-    replay = t["replay"]
-    lines = [
-        "## Training",
-        "",
-        f"- base model: {_text(t['base_model'])}",
-        f"- warm-started from: {_text(start)}",
-        f"- strategy: {_text(t['strategy'])} (data {_text(t['data'])}, tuning {_text(t['tuning'])}, "
-        f"regularizer {_text(regularizer)}, merge {_text(merge)}, bias correction {_text(bias)})",
-        f"- replay: {'on' if replay['used'] else 'off'} (memory size {_text(replay['memory_size'])}, "
-        f"ratio {replay['ratio']:g})",
-        "- hyperparameters: "
-        + ", ".join(
-            f"{_text(k)} {v:g}" if isinstance(v, float) else f"{_text(k)} {_text(v)}"
-            for k, v in t["hyperparameters"].items()
-        ),
-    ]
-    result = t["result"]
-    if result:
-        lines.append("- result: " + ", ".join(_result_item(k, v) for k, v in result.items()))
-    else:
-        lines.append("- result: not recorded")
-    return lines
-
-
-def _result_item(key: str, value: object) -> str:
-    label = _text(key.replace("_", " "))
-    if isinstance(value, bool):
-        return f"{label} {'yes' if value else 'no'}"
-    if isinstance(value, float):
-        return f"{label} {value:.4g}"
-    return f"{label} {_text(value)}"
-
-
-def _evaluation_section(facts: Mapping) -> list[str]:
-    evaluation = facts["evaluation"]
-    against = f"champion v{_text(facts['compared_with'])}" if facts["compared_with"] else "no champion"
-    lines = [
-        "## Evaluation",
-        "",
-        f"Test split of every slice, challenger v{_text(facts['version'])} against {against}; "
-        "macro-F1 is the challenger's.",
-        "",
-        "| slice | challenger acc | champion acc | delta | macro-F1 | n |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    lines += [_evaluation_row(s) for s in evaluation["slices"]]
-    paired = evaluation["paired"]
-    lines += [
-        "",
-        f"Paired test on the new slice: {_text(paired['description'])}."
-        if paired
-        else "Paired test: none (no champion to compare with).",
-    ]
-    return lines
-
-
-def _evaluation_row(s: Mapping) -> str:
-    mine, theirs = s["challenger"], s["champion"]
-    cells = [
-        _cell(s["name"] + (" (new)" if s["new"] else "")),
-        f"{mine['accuracy']:.3f}",
-        f"{theirs['accuracy']:.3f}" if theirs else "-",
-        f"{s['delta']:+.3f}" if s["delta"] is not None else "-",
-        f"{mine['macro_f1']:.3f}",
-        _cell(mine["n"]),
-    ]
-    return "| " + " | ".join(cells) + " |"
-
-
-def _drift_section(facts: Mapping) -> list[str]:
-    drift = facts["drift"]
-    lines = ["## Drift at training time", ""]
-    if not drift["checked"]:
-        return lines + ["Never checked (`perennial drift`, or the drift-monitor deployment)."]
-    against = f"champion v{_text(drift['champion_version'])}" if drift["champion_version"] else "no champion"
-    score = f", score {drift['score']:.4g}" if drift["score"] is not None else ""
-    return lines + [
-        f"Latest check {_text(drift['checked_at'])} against {against}: {_text(drift['message'])} "
-        f"(action {_text(drift['action'])}{score})."
-    ]
-
-
-def _limitations_section(facts: Mapping) -> list[str]:
-    limits = facts["limitations"]
-    lines = ["## Known limitations", "", "- Weakest test slices (challenger accuracy):"]
-    for s in limits["weakest_slices"]:
-        lines.append(
-            f"    - {_text(s['name'])}: accuracy {s['accuracy']:.3f}, "
-            f"macro-F1 {s['macro_f1']:.3f} (n={_text(s['n'])})"
-        )
-    lines.append(
-        f"- Predicts only these labels: {_text(', '.join(limits['labels']))}; "
-        "any other kind of text is forced into one of them."
-    )
-    smallest = limits["smallest_test_slice"]
-    if smallest is not None and smallest < SMALL_SLICE:
-        lines.append(
-            f"- Small test slices (smallest n={smallest}): accuracies are uncertain by several points."
-        )
-    if facts["decision"]["label"] != PROMOTE:
-        lines.append("- Rejected by the promotion gate: registered for the record, not serving as champion.")
-    return lines
+def _configured(training: Mapping, key: str, applied: str, what: str) -> str:
+    """A training step as configured, and whether it ran (it needs a champion)."""
+    value = training.get(key, "none")
+    if value != "none" and not training.get(applied, True):
+        value += f" (configured, not applied: no champion to {what})"
+    return value
 
 
 def _text(value: object) -> str:
@@ -487,18 +318,6 @@ def _cell(value: object) -> str:
 
 # --------------------------------------------------------------------------- html
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem; margin: 2rem auto;
-       padding: 0 1rem; color: #1f2328; line-height: 1.5; }
-h1 { border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
-h2 { margin-top: 2rem; border-bottom: 1px solid #eaeef2; padding-bottom: .2rem; }
-table { border-collapse: collapse; margin: 1rem 0; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; }
-th { background: #f6f8fa; }
-code { background: #f6f8fa; padding: .1rem .3rem; border-radius: 4px; font-size: 90%; }
-"""
-
-
 # Inline CSS only; images embedded or relative (the sanitiser already removed any other).
 CSP = content_security_policy("img-src 'self' data:", "style-src 'unsafe-inline'")
 
@@ -509,13 +328,11 @@ def render_html(markdown_text: str, title: str) -> str:
     body = markdown.Markdown(
         extensions=[_NoRawHtml(), TableExtension(use_align_attribute=True)], output_format="html"
     ).convert(markdown_text)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"{csp_meta(CSP)}\n"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n{sanitize(body)}\n</body>\n</html>\n"
+    return render(
+        "model_card.html.j2",
+        csp_meta=Markup(csp_meta(CSP)),  # built from our own constants, already escaped
+        title=title,
+        body=Markup(sanitize(body)),  # sanitised by nh3: the only markup that passes unescaped
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from perennial.reporting.safe_html import is_relative_url
+from perennial.reporting.safe_html import is_relative_url, markdown_code, markdown_text
 
 MISSING = "—"
 
@@ -32,6 +32,46 @@ def environment() -> Environment:
     env.filters.update(num=number, when=when, version=version, data_uri=png_data_uri)
     env.globals.update(link=link, MISSING=MISSING)
     return env
+
+
+@functools.lru_cache(maxsize=1)
+def markdown_environment() -> Environment:
+    """For Markdown (model cards): every value is shown as exactly its text, the way autoescaping
+    does it for HTML, unless a helper here built it as Markup (numbers, code spans, table cells)."""
+    env = Environment(
+        loader=PackageLoader("perennial.reporting", "templates"),
+        autoescape=False,  # Markdown, not HTML: _as_markdown_text below does the escaping
+        finalize=_as_markdown_text,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(cell=markdown_cell, code_cell=markdown_code_cell, fmt=formatted)
+    env.globals.update(raw=Markup)
+    return env
+
+
+def render_markdown(template: str, **facts: Any) -> str:
+    return markdown_environment().get_template(template).render(**facts)
+
+
+def _as_markdown_text(value: Any) -> Any:
+    return value if isinstance(value, Markup) else markdown_text(value)
+
+
+def markdown_cell(value: object) -> Markup:
+    """Text in a Markdown table cell: escaped, and a pipe would split the cell."""
+    return Markup(markdown_text(value).replace("|", "\\|"))
+
+
+def markdown_code_cell(value: object) -> Markup:
+    return Markup(markdown_code(value).replace("|", "\\|"))
+
+
+def formatted(value: float, spec: str) -> Markup:
+    """A number with a format spec (".3f", "g", "+.3f"): digits need no escaping."""
+    return Markup(format(value, spec))
 
 
 def _none_as_missing(value: Any) -> Any:
