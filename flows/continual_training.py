@@ -19,7 +19,7 @@ from perennial.evaluation.retry import (
     with_failed_retry,
     with_first_attempt,
 )
-from perennial.pipeline.cycle_steps import discard_failed_retry, link_second_attempt, retire_first_attempt
+from perennial.pipeline.train_step import discard_failed_retry, link_second_attempt, retire_first_attempt
 from perennial.registry import mlflow_registry as registry
 from perennial.reporting.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
 from perennial.tasks.evaluate import evaluate

@@ -1,1 +1,1 @@
-"""Thin Prefect tasks, one file per stage, each wrapping a `perennial.pipeline.cycle_steps` function."""
+"""Thin Prefect tasks, one file per stage, each wrapping a function of `perennial.pipeline`."""

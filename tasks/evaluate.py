@@ -2,10 +2,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from perennial.core.settings import Settings
-from perennial.pipeline import cycle_steps as cycle
+from perennial.pipeline import evaluate_step
 
 
 @task(name="evaluate", cache_policy=NONE)
 def evaluate(settings: Settings, batch_id: str, challenger: dict) -> dict:
     """Challenger and champion on the new test slice and every earlier one."""
-    return cycle.evaluate_challenger(settings, batch_id, challenger)
+    return evaluate_step.evaluate_challenger(settings, batch_id, challenger)

@@ -2,10 +2,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from perennial.core.settings import Settings
-from perennial.pipeline import cycle_steps as cycle
+from perennial.pipeline import decide_step
 
 
 @task(name="promote", cache_policy=NONE)
 def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, decision: dict) -> dict:
     """Register the challenger; move the champion alias only on a promote decision."""
-    return cycle.promote(settings, batch_id, challenger, scores, decision)
+    return decide_step.promote(settings, batch_id, challenger, scores, decision)

@@ -2,10 +2,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from perennial.core.settings import Settings
-from perennial.pipeline import cycle_steps as cycle
+from perennial.pipeline import intake
 
 
 @task(name="validate", cache_policy=NONE)
 def validate(settings: Settings, batch_id: str) -> dict:
     """Great Expectations suite; a failing batch is quarantined and this task fails with the reason."""
-    return cycle.validate_batch(settings, batch_id)
+    return intake.validate_batch(settings, batch_id)

@@ -1,6 +1,6 @@
 """Where a workspace keeps things, and the look-ups every stage and report shares.
 
-Low in the import graph on purpose: orchestration (`perennial.pipeline.cycle_steps`), reporting (report, model
+Low in the import graph on purpose: orchestration (`perennial.pipeline`), reporting (report, model
 cards, Data Docs, status) and monitoring all read the workspace through these functions, so none of
 them needs to import another.
 """

@@ -225,9 +225,9 @@ def _second_decision_forgets(monkeypatch: pytest.MonkeyPatch) -> list:
     then made to have forgotten, as on a drifting stream, so the retry path runs deterministically.
     Returns the list of the real decisions, in order."""
     from perennial.evaluation.gate import FORGETTING, Decision
-    from perennial.pipeline import cycle_steps as cycle
+    from perennial.pipeline import decide_step
 
-    real_decide = cycle.decide
+    real_decide = decide_step.decide
     calls: list[Decision] = []
 
     def second_forgets(*args, **kwargs) -> Decision:
@@ -238,7 +238,7 @@ def _second_decision_forgets(monkeypatch: pytest.MonkeyPatch) -> list:
         forgot = [*decision.reasons, "forgets slice reviews.csv: 0.500 vs champion 0.900"]
         return Decision(False, forgot, (FORGETTING,))
 
-    monkeypatch.setattr(cycle, "decide", second_forgets)
+    monkeypatch.setattr(decide_step, "decide", second_forgets)
     return calls
 
 
@@ -314,17 +314,17 @@ def test_a_batch_bringing_a_class_new_to_the_champion_is_retried_without_averagi
 def test_a_retry_that_crashes_leaves_the_first_attempt_decided(
     settings: Settings, drop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from perennial.pipeline import cycle_steps as cycle
+    from perennial.pipeline import train_step
 
     _second_decision_forgets(monkeypatch)
-    real_finish = cycle.finish_model
+    real_finish = train_step.finish_model
 
     def averaging_crashes(strategy, *args, **kwargs):
         if strategy.merge == "wise":
             raise MemoryError("out of memory while averaging")
         return real_finish(strategy, *args, **kwargs)
 
-    monkeypatch.setattr(cycle, "finish_model", averaging_crashes)
+    monkeypatch.setattr(train_step, "finish_model", averaging_crashes)
     settings = _two_batches(settings, drop, require_significant_gain=False, min_delta=-1.0)
     second = _batch(settings, "films.jsonl")
     assert second.status == REJECTED_MODEL  # the first attempt's decision, recorded once

@@ -26,7 +26,7 @@ from perennial.core.settings import Settings
 from perennial.data.batch_store import load_split, rows_path, split_batch, split_path
 from perennial.data.ingest import ingest_file, open_for_writing
 from perennial.data.ledger import PENDING, PROMOTED, QUARANTINED, Batch
-from perennial.pipeline.cycle_steps import ingest_inbox, pending_batches, validate_batch
+from perennial.pipeline.intake import ingest_inbox, pending_batches, validate_batch
 from perennial.registry import mlflow_registry as registry
 from perennial.workspace import ledger_for, validation_path
 

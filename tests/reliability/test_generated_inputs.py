@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from conftest import champion_predicts
 from perennial.core.settings import Settings
 from perennial.data.ledger import PENDING, QUARANTINED
-from perennial.pipeline.cycle_steps import ingest_inbox, pending_batches, validate_batch
+from perennial.pipeline.intake import ingest_inbox, pending_batches, validate_batch
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability]

@@ -12,8 +12,8 @@ import pytest
 
 from perennial.core.settings import Settings
 from perennial.data.ledger import PENDING, QUARANTINED
-from perennial.pipeline import cycle_steps as cycle
-from perennial.pipeline.cycle_steps import ingest_inbox, pending_batches, validate_batch
+from perennial.pipeline import intake
+from perennial.pipeline.intake import ingest_inbox, pending_batches, validate_batch
 from perennial.workspace import ledger_for
 
 pytestmark = [pytest.mark.reliability]
@@ -92,7 +92,7 @@ def test_any_error_while_validating_quarantines_that_batch_only(
     (settings.inbox / "broken.csv").write_bytes(csv_file(lines("broken")))
     (settings.inbox / "good.csv").write_bytes(csv_file(lines("good")))
 
-    with caplog.at_level(logging.DEBUG, logger="perennial.pipeline.cycle_steps"):
+    with caplog.at_level(logging.DEBUG, logger="perennial.pipeline.intake"):
         run(settings)
 
     assert reasons(settings)["broken.csv"] == (
@@ -108,14 +108,14 @@ def test_any_error_while_validating_quarantines_that_batch_only(
 def test_a_file_that_breaks_ingest_does_not_stop_the_others(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = cycle.ingest_file
+    real = intake.ingest_file
 
     def ingest_file(path: Path, settings: Settings, ledger):  # noqa: ANN001, ANN202
         if path.name.startswith("broken"):
             raise KeyError("nobody expected this")
         return real(path, settings, ledger)
 
-    monkeypatch.setattr(cycle, "ingest_file", ingest_file)
+    monkeypatch.setattr(intake, "ingest_file", ingest_file)
     (settings.inbox / "broken.csv").write_bytes(csv_file(lines("broken")))
     (settings.inbox / "good.csv").write_bytes(csv_file(lines("good")))
 

@@ -27,7 +27,7 @@ DOCKERFILE = DOCKER / "Dockerfile"
 SCHEMA = DOCKER / "schema" / "compose-spec.json"
 SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 ENV_EXAMPLE = DOCKER / "team.env.example"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "operations.md"  # the manual's operations page
 README_SECTION = "## Running on a team stack"
 
 # Names that hold credentials: their values must come from team.env, never from a tracked file.
@@ -508,7 +508,7 @@ def test_health_reports_a_dead_url() -> None:
 def readme_section() -> str:
     text = README.read_text()
     start = text.find(f"\n{README_SECTION}\n")
-    assert start >= 0, f"README.md has no '{README_SECTION}' section"
+    assert start >= 0, f"docs/operations.md has no '{README_SECTION}' section"
     body = text[start + len(README_SECTION) + 2 :]
     end = re.search(r"^## ", body, re.MULTILINE)
     return body[: end.start()] if end else body

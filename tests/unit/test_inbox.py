@@ -32,7 +32,7 @@ from perennial.data.ingest import SKIPPED, ingest_file, open_for_writing, set_as
 from perennial.data.ledger import PENDING, QUARANTINED, Ledger, LedgerError
 from perennial.data.text_keys import text_key
 from perennial.monitoring.inbox_watch import InboxWatcher
-from perennial.pipeline.cycle_steps import ingest_inbox
+from perennial.pipeline.intake import ingest_inbox
 
 ROWS = [("the screen was wonderful", "positive"), ("the delivery was terrible", "negative")] * 2
 ROWS = [(f"{text} {i}", label) for i, (text, label) in enumerate(ROWS)]

@@ -34,7 +34,7 @@ from perennial.evaluation.label_check import (
     confident_errors,
 )
 from perennial.evaluation.retry import should_retry
-from perennial.pipeline import cycle_steps as cycle
+from perennial.pipeline import decide_step, evaluate_step, train_step
 from perennial.reporting.status import format_status
 
 ALPHA = 0.05
@@ -280,7 +280,7 @@ def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings
     ledger.add_batch(new, "sha-new", "films.jsonl", Path("/raw/new.jsonl"), rows=40)
 
     # Forgets the old slice (0.9 -> 0.5): rejected, and the labels contradict the champion.
-    decision = cycle.gate(settings, scores_for(new, old, FLIPPED, 0.9))
+    decision = decide_step.gate(settings, scores_for(new, old, FLIPPED, 0.9))
     assert decision["promote"] is False
     flag = decision["label_flag"]
     assert flag and flag["reason"] == decision["reasons"][-1]
@@ -290,13 +290,13 @@ def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings
     assert any(r.startswith("forgets slice batch-1") for r in decision["reasons"])
 
     # Drift (the champion is right where it is sure): rejected for forgetting, not flagged.
-    decision = cycle.gate(settings, scores_for(new, old, DRIFTED, 0.9))
+    decision = decide_step.gate(settings, scores_for(new, old, DRIFTED, 0.9))
     assert decision["promote"] is False and decision["label_flag"] is None
     assert not any("labels disagree" in r for r in decision["reasons"])
 
     # Promoted: never flagged, whatever the champion thinks of the labels.
     lenient = settings.model_copy(update={"max_forgetting": 1.0})
-    decision = cycle.gate(lenient, scores_for(new, old, FLIPPED, 0.9))
+    decision = decide_step.gate(lenient, scores_for(new, old, FLIPPED, 0.9))
     assert decision["promote"] is True and decision["label_flag"] is None
 
 
@@ -310,7 +310,7 @@ def test_gate_reads_a_learnable_contradiction_as_drift_and_lets_the_retry_run(se
     scores = scores_for(new, old, FLIPPED, 0.9)
     scores["challenger"][old] = {"accuracy": 0.90, "n": 40}
     scores["champion"][old] = {"accuracy": 0.95, "n": 40}
-    decision = cycle.gate(settings, scores)
+    decision = decide_step.gate(settings, scores)
     assert decision["promote"] is False and decision["label_flag"] is None
     assert decision["failed_on"] == [FORGETTING]
     assert decision["reasons"][-1].startswith(f"{DRIFT_READING} on subtypes read as drift")
@@ -321,11 +321,11 @@ def test_gate_reads_a_learnable_contradiction_as_drift_and_lets_the_retry_run(se
 
     # The same contradiction where the challenger lost the old slice (0.95 -> 0.5): flagged, no retry.
     scores["challenger"][old] = {"accuracy": 0.5, "n": 40}
-    decision = cycle.gate(settings, scores)
+    decision = decide_step.gate(settings, scores)
     assert decision["label_flag"] is not None and LABELS in decision["failed_on"]
     assert not should_retry(settings, decision, challenger)
     # A retry's gate does not judge the labels again (attempt 1 did): no flag, whatever it fits.
-    decision = cycle.gate(settings, scores, judge_labels=False)
+    decision = decide_step.gate(settings, scores, judge_labels=False)
     assert decision["label_flag"] is None and decision["failed_on"] == [FORGETTING]
 
 
@@ -344,17 +344,17 @@ def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(set
     assert workspace.earlier_batches(settings, new) == [first, flipped, third]
 
     decision = {"promote": False, "reasons": ["r"], "label_flag": {"reason": "labels disagree", "k": 1}}
-    cycle._record_label_flag(ledger, flipped, Decision(False, ["r"]), decision)
+    decide_step._record_label_flag(ledger, flipped, Decision(False, ["r"]), decision)
     flags = ledger.label_flags()
     assert list(flags) == [flipped] and flags[flipped].details == {"k": 1}
 
     assert workspace.earlier_batches(settings, new) == [first, third]
-    assert list(cycle.evaluation_slices(settings, new)) == [first, third, new]
-    memory = cycle.replay_memory(settings, workspace.earlier_batches(settings, new))
+    assert list(evaluate_step.evaluation_slices(settings, new)) == [first, third, new]
+    memory = train_step.replay_memory(settings, workspace.earlier_batches(settings, new))
     assert set(memory.rows["batch_id"]) == {first, third}
 
     # A retried cycle that did not flag the batch clears the flag.
-    cycle._record_label_flag(ledger, flipped, Decision(False, ["r"]), {"label_flag": None})
+    decide_step._record_label_flag(ledger, flipped, Decision(False, ["r"]), {"label_flag": None})
     assert ledger.label_flags() == {}
     assert workspace.earlier_batches(settings, new) == [first, flipped, third]
 

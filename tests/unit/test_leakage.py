@@ -137,7 +137,7 @@ def test_splitting_again_gives_the_same_splits_after_later_batches(settings: Set
 
 
 def test_split_counts_still_read_by_name(settings: Settings) -> None:
-    from perennial.pipeline.cycle_steps import split
+    from perennial.pipeline.intake import split
 
     one = first_batch(settings)
     counts = split(settings, add_batch(settings, "two.csv", [f"other review {i} here" for i in range(20)]))

@@ -1,0 +1,208 @@
+"""The gate's decision on the scores, the label check on a rejected batch, and promotion:
+registering the version, moving the champion alias, recording the decision.
+
+Each stage takes the settings and small values (batch ids, run ids, paths, metric dicts) and returns
+small values; state lives in the ledger, the data store and MLflow. tasks/ wraps these for Prefect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from perennial.core.faults import fault_point
+from perennial.core.settings import Settings
+from perennial.data.ledger import (
+    PROMOTED,
+    PROMOTION,
+    REJECTED_MODEL,
+    Ledger,
+)
+from perennial.evaluation.champion_history import continual_metrics
+from perennial.evaluation.gate import LABELS, Decision, decide
+from perennial.registry import mlflow_registry as registry
+from perennial.registry.champion import move_champion
+from perennial.reporting.model_card import publish_model_card
+from perennial.workspace import (
+    ledger_for,
+    slice_names,
+)
+
+log = logging.getLogger(__name__)
+
+
+# Gate
+def gate(settings: Settings, scores: dict, judge_labels: bool = True) -> dict:
+    """The gate's decision and reasons. A rejected batch whose labels contradict the champion far
+    beyond its usual error, and which the challenger could not fit beside the old slices, is flagged
+    (`label_flag`: the reason and numbers; promote records it). `judge_labels=False` for a retry:
+    its labels were judged on the first attempt."""
+    from perennial.evaluation.baselines import Baseline
+    from perennial.evaluation.champion_history import best_champion_accuracy
+    from perennial.evaluation.label_check import LabelCheck, challenger_fit, check_labels
+    from perennial.evaluation.significance import PairedTest
+
+    names = slice_names(settings)
+    decision = decide(
+        scores["challenger"],
+        scores["champion"],
+        scores["new_slice"],
+        settings,
+        names=names,
+        paired=PairedTest(**scores["paired"]) if scores.get("paired") else None,
+        best_before=best_champion_accuracy(ledger_for(settings).cycles()),
+        baseline=Baseline.from_dict(scores["baseline"]) if scores.get("baseline") else None,
+    )
+    flag = None
+    if judge_labels and not decision.promote and scores.get("champion") and scores.get("label_check"):
+        check = LabelCheck(**scores["label_check"])
+        fit = challenger_fit(scores["challenger"], scores["champion"], scores["new_slice"])
+        new_name = names.get(scores["new_slice"], scores["new_slice"])
+        verdict = check_labels(check, new_name, settings, fit, names)
+        if verdict.flag:
+            flag = {"reason": verdict.flag, **check.to_dict(), "p_value": check.p_value}
+            decision = Decision(False, [*decision.reasons, verdict.flag], (*decision.failed_on, LABELS))
+        elif verdict.note:  # a reason, not a failure: the retry may still rescue the batch
+            decision = Decision(False, [*decision.reasons, verdict.note], decision.failed_on)
+    return {
+        "promote": decision.promote,
+        "reasons": decision.reasons,
+        "label_flag": flag,
+        "failed_on": list(decision.failed_on),
+    }
+
+
+# Promote
+def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, decision: dict) -> dict:
+    """Register the challenger; move `champion` only if the gate said so and the version loads."""
+    ledger = ledger_for(settings)
+    verdict = Decision(decision["promote"], decision["reasons"])
+    run_id = challenger["run_id"]
+    tags = {
+        "batch_id": batch_id,
+        "lineage": json.dumps(challenger["lineage"]),
+        "compared_with": f"v{challenger['champion_version']}" if challenger["champion_version"] else "none",
+        "decision": verdict.label,
+        "reasons": " | ".join(verdict.reasons)[:4900],
+        "new_slice_accuracy": f"{scores['challenger'][batch_id]['accuracy']:.4f}",
+    }
+    try:
+        version = registry.register_model(settings, run_id, Path(challenger["model_dir"]), tags)
+        fault_point("registered", settings.root)
+        registry.set_alias(settings, "challenger", version)
+        if verdict.promote:
+            try:
+                registry.verify_loadable(settings, version)  # never point champion at a broken model
+            except registry.RegistryError as error:
+                verdict = Decision(False, [*verdict.reasons, f"failed the load check: {error}"])
+                registry.set_version_tags(
+                    settings, version, {"decision": verdict.label, "reasons": str(error)[:4900]}
+                )
+        if verdict.promote:
+            move_champion(settings, version, PROMOTION, verdict.summary())
+            fault_point("champion-moved", settings.root)
+            registry.delete_alias(settings, "challenger")
+        registry.set_run_tags(run_id, {"decision": verdict.label, "model_version": version})
+    except BaseException:
+        registry.end_run(run_id, "FAILED")
+        raise
+    _keep_local_copy(settings, Path(challenger["model_dir"]), version)
+    _record_label_flag(ledger, batch_id, verdict, decision)
+    # The decision is final: describe this version. Never raises; a missing card is only a warning.
+    publish_model_card(
+        settings, run_id, batch_id, version, challenger, scores, verdict.label, verdict.reasons
+    )
+    ledger.record_decision(
+        batch_id,
+        PROMOTED if verdict.promote else REJECTED_MODEL,
+        run_id,
+        version,
+        challenger["champion_version"],
+        verdict.label,
+        verdict.reasons,
+        verdict.summary(),
+        {
+            "challenger": scores["challenger"],
+            "champion": scores["champion"],
+            "paired": scores.get("paired"),
+            "baseline": scores.get("baseline"),
+        },
+    )
+    fault_point("recorded", settings.root)
+    log_continual_metrics(settings, run_id)
+    registry.end_run(run_id, "FINISHED")
+    _apply_retention(settings)
+    champ = registry.champion(settings)
+    return {
+        "batch_id": batch_id,
+        "version": version,
+        "decision": verdict.label,
+        "reasons": verdict.reasons,
+        "champion_version": champ.version if champ else None,
+    }
+
+
+def _record_label_flag(ledger: Ledger, batch_id: str, verdict: Decision, decision: dict) -> None:
+    """Flag (or clear) the batch before its decision is recorded: a stop in between leaves it TRAINED,
+    out of replay either way, and the retried cycle sets the flag again."""
+    flag = decision.get("label_flag") if not verdict.promote else None
+    if flag:
+        details = {k: v for k, v in flag.items() if k != "reason"}
+        ledger.set_label_flag(batch_id, flag["reason"], details)
+    else:
+        ledger.set_label_flag(batch_id, None)
+
+
+def _apply_retention(settings: Settings) -> None:
+    """Delete older rejected challengers' model files. Housekeeping after the decision is recorded:
+    a failure is a warning, and the next cycle tries again."""
+    from perennial.registry.retention import apply_retention
+
+    try:
+        apply_retention(settings)
+    except Exception as error:  # noqa: BLE001 - never fails a decided cycle
+        log.warning("retention skipped this cycle: %s", error)
+
+
+def _keep_local_copy(settings: Settings, model_dir: Path, version: str) -> None:
+    # The trained folder is exactly what was registered: keep it as the local cache of that version.
+    local = settings.models_dir / f"v{version}"
+    shutil.rmtree(local, ignore_errors=True)
+    model_dir.rename(local)
+
+
+def log_continual_metrics(settings: Settings, run_id: str) -> None:
+    """Log the matrix (JSON and heatmap), accuracy over versions (line plot) and the
+    continual-learning summary to the cycle's run."""
+    from perennial.evaluation.champion_history import metrics_over_versions
+    from perennial.reporting.plots import plot_accuracy_matrix, plot_metrics_over_versions
+
+    matrix, summary = continual_metrics(settings)
+    if matrix.empty:
+        return
+    registry.log_dict_artifact(
+        run_id,
+        {"index": list(matrix.index), "columns": list(matrix.columns), "values": matrix.values.tolist()},
+        "accuracy_matrix.json",
+    )
+    png = plot_accuracy_matrix(
+        matrix, settings.reports_dir / "accuracy_matrix.png", "Champion accuracy per slice"
+    )
+    registry.log_file_artifact(run_id, png)
+    versions = metrics_over_versions(ledger_for(settings).cycles(), slice_names(settings))
+    if not versions.empty:
+        line = plot_metrics_over_versions(
+            versions,
+            settings.reports_dir / "metrics_over_versions.png",
+            "Accuracy of every version per slice",
+        )
+        registry.log_file_artifact(run_id, line)
+    if summary:
+        values = {
+            k: summary[k]
+            for k in ("avg_acc", "bwt", "avg_forgetting", "max_forgetting", "max_forgetting_any_cycle")
+            if summary[k] is not None
+        }
+        registry.log_metrics(run_id, {f"cl.{k}": v for k, v in values.items()})

@@ -1,0 +1,143 @@
+"""Evaluating the challenger and the champion on the new slice and every earlier one,
+with the trivial baselines, the paired test and the champion's confident errors.
+
+Each stage takes the settings and small values (batch ids, run ids, paths, metric dicts) and returns
+small values; state lives in the ledger, the data store and MLflow. tasks/ wraps these for Prefect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from perennial.core.faults import fault_point
+from perennial.core.settings import Settings
+from perennial.data.batch_store import load_split
+from perennial.registry import mlflow_registry as registry
+from perennial.registry.champion import champion_model_dir
+from perennial.workspace import (
+    earlier_batches,
+    labels_for,
+    slice_names,
+)
+
+
+# Evaluate
+def evaluation_slices(settings: Settings, batch_id: str) -> dict[str, pd.DataFrame]:
+    """The new batch's test split plus every earlier accepted (and unflagged) batch's test split."""
+    ids = [*earlier_batches(settings, batch_id), batch_id]
+    return {b: load_split(settings, b, "test") for b in ids}
+
+
+def _label_check(predicted: dict[str, tuple], new_slice: str, champion_version: str | None) -> dict:
+    """The champion's confident rows and its confident errors on the new slice vs the earlier ones."""
+    from perennial.evaluation.label_check import CONFIDENT, LabelCheck, confident_errors
+
+    new = confident_errors(predicted[new_slice][2], predicted[new_slice][1], CONFIDENT)
+    earlier = [confident_errors(p, r, CONFIDENT) for k, (_, r, p) in predicted.items() if k != new_slice]
+    return LabelCheck(
+        champion_version=champion_version,
+        threshold=CONFIDENT,
+        new_confident=new[0],
+        new_wrong=new[1],
+        earlier_confident=sum(c for c, _ in earlier),
+        earlier_wrong=sum(w for _, w in earlier),
+        new_rows=len(predicted[new_slice][1]),
+    ).to_dict()
+
+
+def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> dict:
+    """Score the challenger and the current champion on every slice; log the table to MLflow. Also
+    the trivial baselines on the new slice (what a first champion must beat) and the champion's
+    confident errors (whether a rejected batch's labels contradict it): see
+    perennial.evaluation.label_check."""
+    from perennial.evaluation.baselines import trivial_baseline
+    from perennial.evaluation.scoring import metrics_table, predict_slices_with_probabilities, score_slices
+    from perennial.evaluation.significance import paired_test
+    from perennial.models.inference import load_model_dir, resolve_device
+
+    device = resolve_device(settings.device)
+    slices = evaluation_slices(settings, batch_id)
+    labels = labels_for(settings)
+    label2id = {label: i for i, label in enumerate(labels)}
+    models = {"challenger": Path(challenger["model_dir"])}
+    if challenger["champion_version"]:
+        models["champion"] = champion_model_dir(settings, challenger["champion_version"])
+    run_id = challenger["run_id"]
+    try:
+        scores: dict[str, dict] = {}
+        correct_on_new: dict[str, np.ndarray] = {}
+        label_check = None
+        for role, folder in models.items():
+            model, tokenizer = load_model_dir(folder, device)
+            with_probabilities = predict_slices_with_probabilities(
+                model, tokenizer, slices, label2id, settings
+            )
+            if role == "champion":  # its confidence too, for the label check
+                label_check = _label_check(with_probabilities, batch_id, challenger["champion_version"])
+            predicted = {k: (p, r) for k, (p, r, _) in with_probabilities.items()}
+            scores[role] = score_slices(predicted)
+            predictions, references = predicted[batch_id]
+            correct_on_new[role] = predictions == references
+            del model
+        # Both paired tests (against the majority class, against the champion) run alike.
+        test_options: dict[str, Any] = {
+            "resamples": settings.bootstrap_resamples,
+            "confidence": 1 - settings.significance_level,
+            "seed": settings.seed,
+        }
+        # The trivial predictors a first champion must beat; logged for every cycle, for comparison.
+        baseline = trivial_baseline(
+            load_split(settings, batch_id, "train")["label"].to_numpy(),
+            slices[batch_id]["label"].to_numpy(),
+            correct_on_new["challenger"],
+            **test_options,
+        )
+        registry.log_metrics(
+            run_id,
+            {
+                "baseline.majority_accuracy": baseline.majority_accuracy,
+                "baseline.majority_macro_f1": baseline.majority_macro_f1,
+                "baseline.chance_macro_f1": baseline.chance_macro_f1,
+                "baseline.paired.p_value": baseline.paired.p_value,
+            },
+        )
+        paired = None
+        if "champion" in correct_on_new:
+            # Same rows, both models: a paired test says whether the gain is more than noise.
+            paired = paired_test(correct_on_new["champion"], correct_on_new["challenger"], **test_options)
+            registry.log_metrics(
+                run_id,
+                {
+                    "paired.p_value": paired.p_value,
+                    "paired.ci_low": paired.ci_low,
+                    "paired.ci_high": paired.ci_high,
+                }
+                if paired.ci_low is not None and paired.ci_high is not None
+                else {"paired.p_value": paired.p_value},
+            )
+        for role, per_slice in scores.items():
+            for name, metrics in per_slice.items():
+                registry.log_metrics(
+                    run_id, {f"{role}.{name}.{k}": v for k, v in metrics.items() if k != "n"}
+                )
+        table = metrics_table(scores)
+        table.insert(2, "source", table["slice"].map(slice_names(settings)))
+        registry.log_dict_artifact(run_id, {"rows": table.to_dict(orient="records")}, "evaluation.json")
+    except BaseException:
+        registry.end_run(run_id, "FAILED")
+        raise
+    fault_point("evaluated", settings.root)
+    return {
+        "batch_id": batch_id,
+        "new_slice": batch_id,
+        "challenger": scores["challenger"],
+        "champion": scores.get("champion"),
+        "paired": asdict(paired) if paired else None,
+        "baseline": baseline.to_dict(),
+        "label_check": label_check,
+    }

@@ -1,0 +1,154 @@
+"""Intake: a batch file from the inbox into the ledger and data store, its validation
+(Great Expectations) and its split; and the recovery of a cycle stopped part-way.
+
+Each stage takes the settings and small values (batch ids, run ids, paths, metric dicts) and returns
+small values; state lives in the ledger, the data store and MLflow. tasks/ wraps these for Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from perennial.core.faults import fault_point
+from perennial.core.messages import first_line
+from perennial.core.settings import Settings
+from perennial.data.batch_files import safe_name
+from perennial.data.batch_store import rows_path, split_batch
+from perennial.data.inbox import ready_inbox_files
+from perennial.data.ingest import SKIPPED, IngestResult, ingest_file
+from perennial.data.ledger import (
+    QUARANTINED,
+    RESTORE,
+    TRAINED,
+    Ledger,
+)
+from perennial.registry import mlflow_registry as registry
+from perennial.registry.champion import move_champion
+from perennial.workspace import (
+    ledger_for,
+    validation_path,
+)
+
+log = logging.getLogger(__name__)
+
+
+# Ingest
+def ingest_inbox(settings: Settings) -> list[dict]:
+    """Ingest every file in the inbox that has stopped changing, oldest first. One file that fails
+    in a way ingest did not foresee is skipped with a one-line message; the others go on."""
+    ledger = ledger_for(settings)
+    ready = ready_inbox_files(settings)
+    results: list[IngestResult] = [_ingest_one(path, settings, ledger) for path in ready]
+    for result in results:
+        log.info(result.message)
+    return [asdict(r) for r in results]
+
+
+def _ingest_one(path: Path, settings: Settings, ledger: Ledger) -> IngestResult:
+    try:
+        return ingest_file(path, settings, ledger)
+    except Exception as error:  # noqa: BLE001 - one file must never stop the others
+        name = safe_name(path.name)
+        log.debug("ingesting %s failed", name, exc_info=True)
+        where = "left in the inbox for the next run" if path.exists() else "nothing recorded"
+        message = f"{name}: could not ingest: {first_line(error)}; {where}"
+        return IngestResult(name, "", False, SKIPPED, message)
+
+
+def pending_batches(settings: Settings) -> list[str]:
+    return [b.batch_id for b in ledger_for(settings).pending()]
+
+
+# Recovery: a cycle stopped part-way (killed, out of disk, MLflow gone) is finished by the next run.
+def recover_interrupted(settings: Settings, batch_id: str) -> list[str]:
+    """Undo what an interrupted cycle of `batch_id` left in the registry before it is retrained.
+
+    The ledger is the record of decisions: a version registered for this batch that the ledger never
+    recorded is left over from a cycle that stopped between registering and recording. Each such
+    version is tagged `decision=interrupted`; if `champion` already points at one (the stop came
+    after the alias moved), the alias goes back to the champion that version was compared with, so
+    the retrained challenger meets the same champion and the batch is decided exactly once.
+    Returns the versions found."""
+    decided = {c.challenger_version for c in ledger_for(settings).cycles() if c.challenger_version}
+    leftovers = [
+        row
+        for row in registry.list_versions(settings)
+        if row["tags"].get("batch_id") == batch_id and row["version"] not in decided
+    ]
+    for row in leftovers:
+        version = row["version"]
+        if "champion" in row["aliases"]:
+            before = row["tags"].get("compared_with", "none")
+            restored = None if before == "none" else before.removeprefix("v")
+            reason = f"cycle of batch {batch_id} stopped after promoting v{version}; retraining the batch"
+            move_champion(settings, restored, RESTORE, reason)
+            log.warning("champion moved back from v%s to %s: %s", version, before, reason)
+        if "challenger" in row["aliases"]:
+            registry.delete_alias(settings, "challenger")
+        registry.set_version_tags(
+            settings,
+            version,
+            {"decision": "interrupted", "reasons": "the cycle stopped before its decision was recorded"},
+        )
+    return [row["version"] for row in leftovers]
+
+
+# Validate
+def validate_batch(settings: Settings, batch_id: str) -> dict:
+    """Run the expectation suite. A failing batch is quarantined with a one-line reason (returned,
+    not raised: a bad batch is an expected outcome). The first accepted batch fixes the label set."""
+    ledger = ledger_for(settings)
+    if ledger.batch(batch_id).status == TRAINED:  # an interrupted cycle: already validated
+        return {"batch_id": batch_id, "success": True, "reason": "validated earlier"}
+    label_set = settings.labels or ledger.label_set()
+    try:
+        reason, labels = _validation_reason(settings, batch_id, label_set)
+    except Exception as error:  # noqa: BLE001 - a batch that breaks validation must not stay pending
+        log.debug("validating batch %s failed", batch_id, exc_info=True)
+        reason, labels = f"could not validate: {first_line(error)}; drop the file again to retry", []
+    if reason:
+        ledger.transition(batch_id, QUARANTINED, reason)
+        return {"batch_id": batch_id, "success": False, "reason": reason}
+    # Record the label set (configured, or fixed by this first batch) so a later change is visible.
+    ledger.fix_label_set(label_set or labels)
+    fault_point("validated", settings.root)
+    return {"batch_id": batch_id, "success": True, "reason": ""}
+
+
+def _validation_reason(
+    settings: Settings, batch_id: str, label_set: list[str] | None
+) -> tuple[str, list[str]]:
+    """Why the batch fails ("" when it passes) and its labels; the report is saved and published."""
+    from perennial.data.validation import validate
+
+    frame = pd.read_parquet(rows_path(settings, batch_id))
+    report = validate(frame, settings, label_set)
+    report.save(validation_path(settings, batch_id))
+    _publish_data_docs(settings, batch_id)
+    reason = report.reason  # "" when the suite passed
+    # Nulls left out (pandas' string dtype keeps them as NaN, which does not sort with strings).
+    labels = sorted({str(v) for v in frame["label"].dropna()}) if "label" in frame.columns else []
+    if not reason and label_set is None and len(labels) < 2:
+        reason = f"the first batch fixes the label set and needs at least two labels, found {labels}"
+    return reason, labels
+
+
+def _publish_data_docs(settings: Settings, batch_id: str) -> None:
+    """The batch's Great Expectations page; only a view of the stored result, so never fatal."""
+    from perennial.reporting.data_docs import publish_validation_page
+
+    try:
+        publish_validation_page(settings, batch_id)
+    except Exception as error:  # noqa: BLE001 - the validation outcome is already recorded
+        log.warning("Data Docs page for batch %s not written: %s", batch_id, error)
+
+
+# Split
+def split(settings: Settings, batch_id: str) -> dict[str, int]:
+    counts = split_batch(settings, batch_id)
+    fault_point("split", settings.root)
+    return counts
