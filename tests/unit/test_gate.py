@@ -67,7 +67,7 @@ def first_decision(
     # Object arrays, as pandas gives the cycle its splits' labels.
     train_labels, test_labels = np.array(train, dtype=object), np.array(references, dtype=object)
     baseline = trivial_baseline(train_labels, test_labels, correct, resamples=200, seed=0)
-    decision = decide(first_scores(predictions, references), None, NEW, settings, baseline=baseline)
+    decision = decide(first_scores(predictions, references), None, NEW, settings.gate, baseline=baseline)
     check_shape(decision)
     return decision, baseline
 
@@ -88,7 +88,7 @@ def test_no_champion_truth_table(
     settings = gate_settings(tmp_path, min_accuracy={True: 0.75, False: 0.875, None: 0.0}[above_floor])
     baseline = fixed_baseline(0.01 if significant else 0.2, 0.08)
     challenger = {NEW: {"accuracy": 0.75, "macro_f1": 0.5 + f1_margin}}  # best trivial: chance 0.5
-    decision = decide(challenger, None, NEW, settings, baseline=baseline)
+    decision = decide(challenger, None, NEW, settings.gate, baseline=baseline)
     check_shape(decision)
     assert decision.promote is (significant and f1_margin >= 0.02 and above_floor is not False)
     assert decision.reasons[0].startswith("no champion yet: accuracy 0.750 on batch-new vs majority class")
@@ -104,20 +104,28 @@ def test_no_champion_truth_table(
 def test_no_champion_a_loss_to_the_majority_class_is_never_enough(tmp_path: Path) -> None:
     settings = gate_settings(tmp_path).model_copy(update={"require_significant_gain": False})
     decision = decide(
-        {NEW: {"accuracy": 0.6, "macro_f1": 0.9}}, None, NEW, settings, baseline=fixed_baseline(0.9, -0.07)
+        {NEW: {"accuracy": 0.6, "macro_f1": 0.9}},
+        None,
+        NEW,
+        settings.gate,
+        baseline=fixed_baseline(0.9, -0.07),
     )
     assert decision.promote is False
     assert "no gain over the majority class" in decision.reasons[0]
     # Without require_significant_gain a gain within noise is enough, as against a champion.
     decision = decide(
-        {NEW: {"accuracy": 0.7, "macro_f1": 0.9}}, None, NEW, settings, baseline=fixed_baseline(0.3, 0.03)
+        {NEW: {"accuracy": 0.7, "macro_f1": 0.9}},
+        None,
+        NEW,
+        settings.gate,
+        baseline=fixed_baseline(0.3, 0.03),
     )
     assert decision.promote is True
     assert "significance not required" in decision.reasons[0]
 
 
 def test_no_champion_without_baseline_scores_rejects(tmp_path: Path) -> None:
-    decision = decide(scores(new=1.0), None, NEW, gate_settings(tmp_path))
+    decision = decide(scores(new=1.0), None, NEW, gate_settings(tmp_path).gate)
     check_shape(decision)
     assert decision.promote is False and "no baseline" in decision.reasons[0]
 
@@ -259,7 +267,7 @@ def test_property_no_constant_predictor_is_promoted_on_a_stratified_split(
 
 def test_better_on_new_and_no_forgetting_promotes(tmp_path: Path) -> None:
     decision = decide(
-        scores(new=0.75, a=0.75, b=0.5), scores(new=0.5, a=0.75, b=0.5), NEW, gate_settings(tmp_path)
+        scores(new=0.75, a=0.75, b=0.5), scores(new=0.5, a=0.75, b=0.5), NEW, gate_settings(tmp_path).gate
     )
     check_shape(decision)
     assert decision.promote is True
@@ -269,14 +277,14 @@ def test_better_on_new_and_no_forgetting_promotes(tmp_path: Path) -> None:
 
 
 def test_equal_on_new_with_zero_min_delta_promotes(tmp_path: Path) -> None:
-    decision = decide(scores(new=0.5), scores(new=0.5), NEW, gate_settings(tmp_path, min_delta=0.0))
+    decision = decide(scores(new=0.5), scores(new=0.5), NEW, gate_settings(tmp_path, min_delta=0.0).gate)
     check_shape(decision)
     assert decision.promote is True
     assert len(decision.reasons) == 1, "no earlier slices, so no forgetting line"
 
 
 def test_worse_on_new_slice_rejects(tmp_path: Path) -> None:
-    decision = decide(scores(new=0.5, a=0.75), scores(new=0.75, a=0.75), NEW, gate_settings(tmp_path))
+    decision = decide(scores(new=0.5, a=0.75), scores(new=0.75, a=0.75), NEW, gate_settings(tmp_path).gate)
     check_shape(decision)
     assert decision.promote is False
     assert decision.label == "reject"
@@ -286,14 +294,14 @@ def test_worse_on_new_slice_rejects(tmp_path: Path) -> None:
 
 def test_negative_min_delta_tolerates_a_small_loss(tmp_path: Path) -> None:
     settings = gate_settings(tmp_path, min_delta=-0.125)
-    assert decide(scores(new=0.625), scores(new=0.75), NEW, settings).promote is True
-    assert decide(scores(new=0.5), scores(new=0.75), NEW, settings).promote is False
+    assert decide(scores(new=0.625), scores(new=0.75), NEW, settings.gate).promote is True
+    assert decide(scores(new=0.5), scores(new=0.75), NEW, settings.gate).promote is False
 
 
 def test_forgetting_an_earlier_slice_rejects_and_names_it(tmp_path: Path) -> None:
     challenger = scores(new=1.0, alpha=0.75, beta=0.25)
     champion = scores(new=0.5, alpha=0.75, beta=0.5)
-    decision = decide(challenger, champion, NEW, gate_settings(tmp_path, max_forgetting=0.125))
+    decision = decide(challenger, champion, NEW, gate_settings(tmp_path, max_forgetting=0.125).gate)
     check_shape(decision)
     assert decision.promote is False
     forgets = [r for r in decision.reasons if r.startswith("forgets")]
@@ -308,10 +316,12 @@ def test_limits_hold_exactly_on_row_count_accuracies(tmp_path: Path) -> None:
     # 97 -> 94 right of 100 is a loss of 0.030000000000000027 in floating point: exactly the limit.
     settings = gate_settings(tmp_path, max_forgetting=0.03, min_delta=0.01)
     champion = scores(new=92 / 100, alpha=97 / 100)
-    assert decide(scores(new=93 / 100, alpha=94 / 100), champion, NEW, settings).promote is True
-    decision = decide(scores(new=93 / 100, alpha=93 / 100), champion, NEW, settings)
+    assert decide(scores(new=93 / 100, alpha=94 / 100), champion, NEW, settings.gate).promote is True
+    decision = decide(scores(new=93 / 100, alpha=93 / 100), champion, NEW, settings.gate)
     assert decision.failed_on == (FORGETTING,)  # one row more is beyond it
-    assert decide(scores(new=92 / 100, alpha=97 / 100), champion, NEW, settings).failed_on == (NEW_SLICE,)
+    assert decide(scores(new=92 / 100, alpha=97 / 100), champion, NEW, settings.gate).failed_on == (
+        NEW_SLICE,
+    )
 
 
 @given(
@@ -333,14 +343,14 @@ def test_property_forgetting_is_judged_on_whole_rows(
     right_before = data.draw(st.integers(lost, rows))
     settings = gate_settings(tmp_path, max_forgetting=limit_percent / 100)
     champion = scores(new=0.5, old=right_before / rows)
-    decision = decide(scores(new=0.5, old=(right_before - lost) / rows), champion, NEW, settings)
+    decision = decide(scores(new=0.5, old=(right_before - lost) / rows), champion, NEW, settings.gate)
     assert (FORGETTING in decision.failed_on) == (lost > limit_percent * hundreds)
 
 
 def test_every_forgotten_slice_is_named(tmp_path: Path) -> None:
     challenger = scores(new=1.0, alpha=0.25, beta=0.25, gamma=0.75)
     champion = scores(new=0.5, alpha=0.5, beta=0.75, gamma=0.75)
-    decision = decide(challenger, champion, NEW, gate_settings(tmp_path, max_forgetting=0.125))
+    decision = decide(challenger, champion, NEW, gate_settings(tmp_path, max_forgetting=0.125).gate)
     assert decision.promote is False
     forgets = [r for r in decision.reasons if r.startswith("forgets")]
     assert [r.split(":")[0] for r in forgets] == ["forgets slice alpha", "forgets slice beta"]
@@ -349,33 +359,35 @@ def test_every_forgotten_slice_is_named(tmp_path: Path) -> None:
 def test_forgetting_exactly_max_forgetting_still_promotes(tmp_path: Path) -> None:
     challenger = scores(new=0.75, old=0.5)
     champion = scores(new=0.5, old=0.75)
-    decision = decide(challenger, champion, NEW, gate_settings(tmp_path, max_forgetting=0.25))
+    decision = decide(challenger, champion, NEW, gate_settings(tmp_path, max_forgetting=0.25).gate)
     check_shape(decision)
     assert decision.promote is True
     # One step past the boundary rejects.
-    past = decide(scores(new=0.75, old=0.4375), champion, NEW, gate_settings(tmp_path, max_forgetting=0.25))
+    past = decide(
+        scores(new=0.75, old=0.4375), champion, NEW, gate_settings(tmp_path, max_forgetting=0.25).gate
+    )
     assert past.promote is False
     assert any("old" in r for r in past.reasons if r.startswith("forgets"))
 
 
 def test_zero_max_forgetting_rejects_any_loss(tmp_path: Path) -> None:
     settings = gate_settings(tmp_path, max_forgetting=0.0)
-    assert decide(scores(new=1.0, old=0.5), scores(new=0.5, old=0.5), NEW, settings).promote is True
-    assert decide(scores(new=1.0, old=0.4375), scores(new=0.5, old=0.5), NEW, settings).promote is False
+    assert decide(scores(new=1.0, old=0.5), scores(new=0.5, old=0.5), NEW, settings.gate).promote is True
+    assert decide(scores(new=1.0, old=0.4375), scores(new=0.5, old=0.5), NEW, settings.gate).promote is False
 
 
 def test_improving_an_earlier_slice_is_fine(tmp_path: Path) -> None:
-    decision = decide(scores(new=0.75, old=1.0), scores(new=0.5, old=0.25), NEW, gate_settings(tmp_path))
+    decision = decide(scores(new=0.75, old=1.0), scores(new=0.5, old=0.25), NEW, gate_settings(tmp_path).gate)
     assert decision.promote is True
 
 
 def test_positive_min_delta_requires_that_gain(tmp_path: Path) -> None:
     settings = gate_settings(tmp_path, min_delta=0.125)
     champion = scores(new=0.5)
-    exact = decide(scores(new=0.625), champion, NEW, settings)
-    more = decide(scores(new=0.75), champion, NEW, settings)
-    less = decide(scores(new=0.5625), champion, NEW, settings)
-    same = decide(scores(new=0.5), champion, NEW, settings)
+    exact = decide(scores(new=0.625), champion, NEW, settings.gate)
+    more = decide(scores(new=0.75), champion, NEW, settings.gate)
+    less = decide(scores(new=0.5625), champion, NEW, settings.gate)
+    same = decide(scores(new=0.5), champion, NEW, settings.gate)
     for decision in (exact, more, less, same):
         check_shape(decision)
     assert (exact.promote, more.promote, less.promote, same.promote) == (True, True, False, False)
@@ -384,7 +396,9 @@ def test_positive_min_delta_requires_that_gain(tmp_path: Path) -> None:
 
 
 def test_worse_on_new_and_forgetting_gives_both_reasons(tmp_path: Path) -> None:
-    decision = decide(scores(new=0.25, old=0.25), scores(new=0.75, old=0.75), NEW, gate_settings(tmp_path))
+    decision = decide(
+        scores(new=0.25, old=0.25), scores(new=0.75, old=0.75), NEW, gate_settings(tmp_path).gate
+    )
     check_shape(decision)
     assert decision.promote is False
     assert len(decision.reasons) == 2
@@ -396,7 +410,7 @@ def test_slices_only_one_side_has_are_ignored(tmp_path: Path) -> None:
     # The champion was never scored on `extra`; the challenger never on `gone`.
     challenger = scores(new=0.75, shared=0.75, extra=0.0)
     champion = scores(new=0.5, shared=0.75, gone=1.0)
-    decision = decide(challenger, champion, NEW, gate_settings(tmp_path))
+    decision = decide(challenger, champion, NEW, gate_settings(tmp_path).gate)
     assert decision.promote is True
     assert any("no earlier slice (1)" in r for r in decision.reasons)
 
@@ -404,7 +418,7 @@ def test_slices_only_one_side_has_are_ignored(tmp_path: Path) -> None:
 def test_macro_f1_does_not_drive_the_gate(tmp_path: Path) -> None:
     challenger = {NEW: {"accuracy": 0.75, "macro_f1": 0.0}, "old": {"accuracy": 0.75, "macro_f1": 0.0}}
     champion = {NEW: {"accuracy": 0.5, "macro_f1": 1.0}, "old": {"accuracy": 0.75, "macro_f1": 1.0}}
-    assert decide(challenger, champion, NEW, gate_settings(tmp_path)).promote is True
+    assert decide(challenger, champion, NEW, gate_settings(tmp_path).gate).promote is True
 
 
 @pytest.mark.parametrize(
@@ -431,7 +445,7 @@ def test_truth_table(
         scores(new=challenger_new, old=challenger_old),
         scores(new=champion_new, old=champion_old),
         NEW,
-        gate_settings(tmp_path, min_delta=0.0, max_forgetting=0.125),
+        gate_settings(tmp_path, min_delta=0.0, max_forgetting=0.125).gate,
     )
     check_shape(decision)
     assert decision.promote is promote
@@ -449,7 +463,9 @@ def test_reasons_use_readable_slice_names(tmp_path) -> None:
     settings = Settings(workspace=tmp_path, max_forgetting=0.125)
     challenger = {"new": {"accuracy": 0.75}, "old": {"accuracy": 0.25}}
     champion = {"new": {"accuracy": 0.5}, "old": {"accuracy": 0.5}}
-    decision = decide(challenger, champion, "new", settings, names={"new": "02-movies", "old": "01-tweets"})
+    decision = decide(
+        challenger, champion, "new", settings.gate, names={"new": "02-movies", "old": "01-tweets"}
+    )
     assert not decision.promote
     assert "new slice 02-movies" in decision.reasons[0]
     assert any("forgets slice 01-tweets" in r for r in decision.reasons)
@@ -471,7 +487,7 @@ def test_gain_within_noise_is_rejected(tmp_path: Path) -> None:
         scores(new=0.75, old=0.5),
         scores(new=0.70, old=0.5),
         NEW,
-        gate_settings(tmp_path),
+        gate_settings(tmp_path).gate,
         paired=paired(1, 3),
     )
     check_shape(decision)
@@ -485,7 +501,7 @@ def test_significant_gain_promotes_and_reports_the_test(tmp_path: Path) -> None:
         scores(new=0.75, old=0.5),
         scores(new=0.5, old=0.5),
         NEW,
-        gate_settings(tmp_path),
+        gate_settings(tmp_path).gate,
         paired=paired(0, 10),
     )
     assert decision.promote is True
@@ -494,7 +510,7 @@ def test_significant_gain_promotes_and_reports_the_test(tmp_path: Path) -> None:
 
 def test_noise_can_be_allowed_by_setting(tmp_path: Path) -> None:
     settings = gate_settings(tmp_path).model_copy(update={"require_significant_gain": False})
-    decision = decide(scores(new=0.75), scores(new=0.70), NEW, settings, paired=paired(1, 3))
+    decision = decide(scores(new=0.75), scores(new=0.70), NEW, settings.gate, paired=paired(1, 3))
     assert decision.promote is True
     assert any(r.startswith("paired test:") and ">= 0.05" in r for r in decision.reasons)
 
@@ -504,12 +520,12 @@ def test_forgetting_is_measured_from_the_best_earlier_champion(tmp_path: Path) -
     # against it, but not against the best champion ever (0.875 -> 0.6875 is -0.1875).
     challenger, champion = scores(new=0.75, old=0.6875), scores(new=0.5, old=0.75)
     settings = gate_settings(tmp_path, max_forgetting=0.125)
-    assert decide(challenger, champion, NEW, settings).promote is True
-    decision = decide(challenger, champion, NEW, settings, best_before={"old": 0.875})
+    assert decide(challenger, champion, NEW, settings.gate).promote is True
+    decision = decide(challenger, champion, NEW, settings.gate, best_before={"old": 0.875})
     assert decision.promote is False
     assert any("vs best earlier champion 0.875" in r for r in decision.reasons)
     # A best_before below the champion's own score changes nothing.
-    assert decide(challenger, champion, NEW, settings, best_before={"old": 0.5}).promote is True
+    assert decide(challenger, champion, NEW, settings.gate, best_before={"old": 0.5}).promote is True
 
 
 def test_no_champion_lenient_settings_accept_any_model(tmp_path: Path) -> None:

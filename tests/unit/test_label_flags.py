@@ -89,7 +89,7 @@ def test_flipped_labels_are_flagged() -> None:
     check = check_of(flipped, probabilities, old_refs, old_probs)
     assert check.flagged(ALPHA)
     assert check.new_rate >= 0.3 and check.usual_rate < 0.05
-    reason = check_labels(check, "films", Settings(significance_level=ALPHA)).flag
+    reason = check_labels(check, "films", Settings(significance_level=ALPHA).gate).flag
     assert reason is not None
     assert reason.startswith("labels disagree with the champion: v1 is confident")
     assert "films" in reason and reason.endswith(FLAG_LEFT_OUT) and "\n" not in reason
@@ -106,7 +106,7 @@ def test_plain_drift_is_not_flagged(seed: int) -> None:
     check = check_of(references, probabilities, old_refs, old_probs)
     assert (references != probabilities.argmax(axis=1)).mean() > 0.3  # far worse than on old slices
     assert not check.flagged(ALPHA)
-    assert check_labels(check, "films", Settings(significance_level=ALPHA)) == LabelVerdict()
+    assert check_labels(check, "films", Settings(significance_level=ALPHA).gate) == LabelVerdict()
 
 
 def test_each_part_of_the_rule_is_needed() -> None:
@@ -168,7 +168,7 @@ def test_a_few_confident_rows_contradicted_on_a_large_slice_are_not_a_bad_labell
     check = LabelCheck("3", CONFIDENT, 2, 2, 300, 17, new_rows=99)
     assert check.p_value < ALPHA and check.new_rate >= FLAG_RATIO * check.usual_rate
     assert not check.flagged(ALPHA)
-    assert check_labels(check, "batch-5", Settings(significance_level=ALPHA)) == LabelVerdict()
+    assert check_labels(check, "batch-5", Settings(significance_level=ALPHA).gate) == LabelVerdict()
     # Recorded before the row count was kept: judged as before.
     assert LabelCheck("3", CONFIDENT, 2, 2, 300, 17).flagged(ALPHA)
 
@@ -222,11 +222,11 @@ def test_property_a_flag_needs_a_contradiction_and_a_failed_fit(
 ) -> None:
     check = LabelCheck("1", CONFIDENT, 60, wrong, 400, 4)
     fit = ChallengerFit(usual=usual, new=new, worst_slice="a", worst_loss=usual - earlier)
-    verdict = check_labels(check, "films", Settings(significance_level=ALPHA), fit)
+    verdict = check_labels(check, "films", Settings(significance_level=ALPHA).gate, fit)
     assert (verdict.flag is not None) == (check.flagged(ALPHA) and not fit.fits_both)
     assert (verdict.note is not None) == (check.flagged(ALPHA) and fit.fits_both)
     # Without a challenger to judge by, the champion's contradiction alone decides (as before).
-    alone = check_labels(check, "films", Settings(significance_level=ALPHA))
+    alone = check_labels(check, "films", Settings(significance_level=ALPHA).gate)
     assert (alone.flag is not None) == check.flagged(ALPHA) and alone.note is None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,24 @@ def _settings_file() -> Path | None:
         if Path(name).is_file():
             return Path(name)
     return None
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The section of the settings the promotion gate and the label check read (`Settings.gate`):
+    they receive this, not the whole object. The flat settings stay the source, so every
+    PERENNIAL_* variable and settings-file key works as before."""
+
+    min_delta: float
+    max_forgetting: float
+    require_significant_gain: bool
+    significance_level: float
+    min_macro_f1_gain: float
+    min_accuracy: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> GateSettings:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 class Settings(BaseSettings):
@@ -375,6 +394,10 @@ class Settings(BaseSettings):
             else:
                 sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
+
+    @property
+    def gate(self) -> GateSettings:
+        return GateSettings.of(self)
 
     # Derived locations inside the workspace. Properties, so one setting moves them all.
     @property

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from perennial.core.settings import Settings
+from perennial.core.settings import GateSettings
 from perennial.evaluation.baselines import Baseline
 from perennial.evaluation.significance import PairedTest, format_p
 
@@ -55,7 +55,7 @@ class Decision:
 
 
 def _first_champion(
-    new: Mapping[str, float], baseline: Baseline | None, name: str, settings: Settings
+    new: Mapping[str, float], baseline: Baseline | None, name: str, settings: GateSettings
 ) -> Decision:
     """With no champion, the challenger must beat (a) the majority class in accuracy beyond noise
     (the same paired test and `min_delta` as against a champion; with `require_significant_gain` off
@@ -110,7 +110,7 @@ def decide(
     challenger: Scores,
     champion: Scores | None,
     new_slice: str,
-    settings: Settings,
+    settings: GateSettings,
     names: Mapping[str, str] | None = None,
     paired: PairedTest | None = None,
     best_before: Mapping[str, float] | None = None,

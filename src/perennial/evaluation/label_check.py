@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from perennial.core.settings import Settings
+from perennial.core.settings import GateSettings
 from perennial.evaluation.significance import binomial_tail, format_p
 
 CONFIDENT = 0.9  # a row counts as confident when the champion's top class probability is at least this
@@ -179,7 +179,7 @@ class LabelVerdict:
 def check_labels(
     check: LabelCheck | None,
     slice_name: str,
-    settings: Settings,
+    settings: GateSettings,
     fit: ChallengerFit | None = None,
     names: Mapping[str, str] | None = None,
 ) -> LabelVerdict:

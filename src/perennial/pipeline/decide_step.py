@@ -49,7 +49,7 @@ def gate(settings: Settings, scores: dict, judge_labels: bool = True) -> dict:
         scores["challenger"],
         scores["champion"],
         scores["new_slice"],
-        settings,
+        settings.gate,
         names=names,
         paired=PairedTest(**scores["paired"]) if scores.get("paired") else None,
         best_before=best_champion_accuracy(ledger_for(settings).cycles()),
@@ -60,7 +60,7 @@ def gate(settings: Settings, scores: dict, judge_labels: bool = True) -> dict:
         check = LabelCheck(**scores["label_check"])
         fit = challenger_fit(scores["challenger"], scores["champion"], scores["new_slice"])
         new_name = names.get(scores["new_slice"], scores["new_slice"])
-        verdict = check_labels(check, new_name, settings, fit, names)
+        verdict = check_labels(check, new_name, settings.gate, fit, names)
         if verdict.flag:
             flag = {"reason": verdict.flag, **check.to_dict(), "p_value": check.p_value}
             decision = Decision(False, [*decision.reasons, verdict.flag], (*decision.failed_on, LABELS))
