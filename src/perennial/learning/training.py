@@ -108,7 +108,9 @@ def _no_decay(name: str) -> bool:
 def make_optimizer(model: torch.nn.Module, settings: Settings, tuning: str = "full") -> torch.optim.Optimizer:
     import torch
 
-    lr = settings.learning_rate if tuning == "full" else settings.adapter_learning_rate
+    from perennial.learning.tuning import learning_rate_for
+
+    lr = learning_rate_for(settings, tuning)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
         {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": settings.weight_decay},

@@ -62,3 +62,9 @@ def trainable_fraction(model: PreTrainedModel) -> float:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable / total if total else 0.0
+
+
+def learning_rate_for(settings: Settings, tuning: str) -> float:
+    """Full fine-tuning takes `learning_rate`; LoRA adapters and the head alone, few weights that
+    start from scratch, take the larger `adapter_learning_rate`."""
+    return settings.learning_rate if tuning == "full" else settings.adapter_learning_rate

@@ -27,6 +27,7 @@ from perennial.data.batch_store import SPLITS, split_path
 from perennial.data.ledger import Ledger, LedgerError
 from perennial.evaluation.gate import PROMOTE
 from perennial.learning.strategy import Strategy
+from perennial.learning.tuning import learning_rate_for
 from perennial.reporting import safe_html
 from perennial.reporting.safe_html import content_security_policy, csp_meta, sanitize
 from perennial.reporting.templating import render
@@ -165,8 +166,7 @@ def _training_facts(settings: Settings, challenger: Mapping) -> dict:
     strategy = Strategy.from_settings(settings)
     champion = challenger.get("champion_version")
     warm = bool(champion) and not strategy.starts_from_base
-    # The same rule as fine_tune: adapters and the head alone take the larger adapter rate.
-    rate = settings.learning_rate if strategy.tuning == "full" else settings.adapter_learning_rate
+    rate = learning_rate_for(settings, strategy.tuning)  # the rate fine_tune used
     parts = (strategy.regularizer, strategy.tuning, strategy.merge, strategy.bias)
     extras = [key for part in parts for key in STRATEGY_PARAMS.get(part, ())]
     result_keys = (
