@@ -1,4 +1,5 @@
 """The forgetting benchmark: every strategy on the same ordered stream, against the joint bound.
+Over 400 lines: the protocol (cycles, the matrix R, significance of forgetting) and its report.
 
 Runs the library's own training step (strategy, replay memory, regulariser, tuning) cycle by cycle,
 without Prefect or MLflow, so the numbers measure the method and not the orchestration. Every

@@ -1,5 +1,8 @@
 """One typed set of settings. Every default lives here and nowhere else.
 
+One module over 400 lines on purpose: each setting's type, default, bounds and description sit
+together in one class, from which the documentation's settings page is generated.
+
 Values come from, highest priority first: keyword arguments, ``PERENNIAL_*`` environment
 variables, a settings file (``PERENNIAL_CONFIG``, else ``perennial.toml`` / ``perennial.yaml`` in
 the current folder), then the defaults below.

@@ -1,4 +1,6 @@
 """Ingest: take a batch file from the inbox, hash it, keep the raw copy, parse it, record it.
+Over 400 lines because every way a file can be refused (and what is kept of it) is decided here,
+in one sequence a reader can follow from top to bottom.
 
 A batch's id is derived from the sha256 of its bytes, so the same content dropped twice is
 recognised and skipped, unless its batch was quarantined: dropping that content again is a retry,

@@ -1,4 +1,6 @@
 """The ledger: one SQLite file recording every batch, every cycle, and the label set.
+Over 400 lines because the schema, its migrations and every query live together: a column
+changes in one file. (Splitting the alias history and drift checks out is a known next step.)
 
 Every write is a single transaction, so a crash leaves either the old or the new row, never half.
 """

@@ -1,4 +1,6 @@
 """Data-quality gate for incoming batches, as a Great Expectations (1.x) suite built in code.
+Over 400 lines because each expectation and the plain-words explanation of its failure are kept
+side by side, so a check cannot change without its message.
 
 ``validate`` runs the suite on a pandas frame in a throwaway in-memory GX context and turns the
 result into a ``ValidationReport`` whose ``reason`` says in plain words what was wrong, how many

@@ -1,4 +1,6 @@
 """Drift detectors: has production traffic moved away from what the champion was trained on?
+Over 400 lines because the five tests share one procedure (samples, encoder features, the
+family-wise correction and the report) that reads best in one place.
 
 Compares recent unlabelled texts ("current") with a reference sample of the champion's training texts
 ("reference") through five two-sample tests, seen through the champion's own encoder and tokenizer:

@@ -1,8 +1,5 @@
 """The gate's decision on the scores, the label check on a rejected batch, and promotion:
 registering the version, moving the champion alias, recording the decision.
-
-Each stage takes the settings and small values (batch ids, run ids, paths, metric dicts) and returns
-small values; state lives in the ledger, the data store and MLflow. tasks/ wraps these for Prefect.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Evaluating the challenger and the champion on the new slice and every earlier one,
 with the trivial baselines, the paired test and the champion's confident errors.
-
-Each stage takes the settings and small values (batch ids, run ids, paths, metric dicts) and returns
-small values; state lives in the ledger, the data store and MLflow. tasks/ wraps these for Prefect.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Intake: a batch file from the inbox into the ledger and data store, its validation
 (Great Expectations) and its split; and the recovery of a cycle stopped part-way.
-
-Each stage takes the settings and small values (batch ids, run ids, paths, metric dicts) and returns
-small values; state lives in the ledger, the data store and MLflow. tasks/ wraps these for Prefect.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Training a challenger with the configured strategy, and the bookkeeping of a second
 attempt (the retry on forgetting).
-
-Each stage takes the settings and small values (batch ids, run ids, paths, metric dicts) and returns
-small values; state lives in the ledger, the data store and MLflow. tasks/ wraps these for Prefect.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 """The one place that talks to MLflow: cycle runs, logged models, registry versions and aliases.
+(Over 400 lines for that reason: nothing else imports mlflow.)
 
 Design notes:
 
