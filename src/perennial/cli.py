@@ -1,7 +1,8 @@
 """The `perennial` command. Heavy libraries are imported inside each command, so `--help` is instant.
 
-Over 400 lines: one parser and a thin handler per command (fourteen of them, `bench` with its own); the handlers call into
-the stages and hold no logic of their own. (A cli/ package by command is a known next step.)
+Over 400 lines: one parser and a thin handler per command (fourteen of them, `bench` with its
+own); the handlers call into the stages and hold no logic of their own. (A cli/ package by command
+is a known next step.)
 """
 
 from __future__ import annotations
