@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
+from markupsafe import escape  # as the report's template engine escapes text
 
 from perennial.cli import main
 from perennial.core.settings import Settings
@@ -89,7 +90,7 @@ def test_report_names_champion_decisions_slices_quarantine_and_links(
     for cycle in cycles:
         row = version_row(page, cycle.challenger_version)
         assert cycle.decision in row
-        assert cycle.reasons and all(html.escape(reason) in row for reason in cycle.reasons)
+        assert cycle.reasons and all(escape(reason) in row for reason in cycle.reasons)
 
     matrix = section(page, "matrix")
     for slice_name in ("reviews", "films"):
@@ -100,7 +101,7 @@ def test_report_names_champion_decisions_slices_quarantine_and_links(
     bad = next(b for b in ledger_for(settings).batches() if b.source == "bad_labels.csv")
     assert bad.status == QUARANTINED
     quarantined = section(page, "quarantined")
-    assert html.escape(bad.reason) in quarantined
+    assert escape(bad.reason) in quarantined
     assert resolves_to(path, quarantined, Path(bad.raw_path))
     assert resolves_to(path, quarantined, data_docs_page(settings, bad.batch_id))
 
