@@ -85,11 +85,14 @@ def run_demo(
     print(format_matrix(matrix))
     csv_path = settings.reports_dir / "accuracy_matrix.csv"
     matrix.to_csv(csv_path)
-    png = plot_accuracy_matrix(
-        matrix, settings.reports_dir / "accuracy_matrix.png", "Champion accuracy per domain"
-    )
     print(f"\nchampion: {settings.registered_model_name} v{champ.version if champ else '-'}")
-    print(f"matrix: {csv_path}\nplot:   {png}")
+    if matrix.empty:  # no cycle promoted a champion: nothing to picture
+        print(f"matrix: {csv_path} (empty: no champion yet; more --rows give models test slices to pass)")
+    else:
+        png = plot_accuracy_matrix(
+            matrix, settings.reports_dir / "accuracy_matrix.png", "Champion accuracy per domain"
+        )
+        print(f"matrix: {csv_path}\nplot:   {png}")
     demo_drift_check(settings, frame, rows_per_domain)
     from perennial.reporting.data_docs import data_docs_dir
     from perennial.reporting.report import build_report
