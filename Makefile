@@ -41,13 +41,14 @@ test: setup system-packages
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest
 
-# Fast feedback while editing: lint, import contracts, types and the unit tests (no servers, no model).
+# Fast feedback while editing: lint, import contracts, types and the unit tests, without the few
+# that start servers or worker processes (`make test` runs those).
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit -m "not integration and not processes"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -12,12 +12,12 @@ from perennial.core.environment import configure
 from perennial.core.locking import WorkspaceBusy, workspace_lock
 from perennial.core.settings import Settings
 from perennial.data.ledger import QUARANTINED
+from perennial.evaluation.contracts import Outcome
 from perennial.evaluation.retry import (
     first_attempt_reasons,
     retry_settings,
     should_retry,
     with_failed_retry,
-    with_first_attempt,
 )
 from perennial.pipeline.train_step import discard_failed_retry, link_second_attempt, retire_first_attempt
 from perennial.registry import mlflow_registry as registry
@@ -33,7 +33,7 @@ from perennial.workspace import ledger_for, slice_names
 
 
 @flow(name="cycle", flow_run_name="cycle-{batch_id}")
-def cycle(settings: Settings, batch_id: str) -> dict | State:
+def cycle(settings: Settings, batch_id: str) -> Outcome | State:
     """One batch, one cycle. A batch failing validation ends this run Failed with the reason."""
     batch = ledger_for(settings).batch(batch_id)
     report = validate(settings, batch_id)
@@ -51,7 +51,7 @@ def cycle(settings: Settings, batch_id: str) -> dict | State:
     trained_with = settings
     if should_retry(settings, decision, challenger):
         # Good on the new slice but forgetful: one more try that protects the old slices.
-        get_run_logger().info("retrying batch %s: %s", batch_id, "; ".join(decision["reasons"]))
+        get_run_logger().info("retrying batch %s: %s", batch_id, "; ".join(decision.reasons))
         retry = retry_settings(settings, challenger)
         try:
             second = train(retry, batch_id, attempt=2)
@@ -63,24 +63,24 @@ def cycle(settings: Settings, batch_id: str) -> dict | State:
             discard_failed_retry(settings, batch_id)
             decision = with_failed_retry(decision, error)
         else:
-            first = retire_first_attempt(settings, challenger, decision)
+            first = challenger
+            retire_first_attempt(first, decision)
             challenger, scores, trained_with = link_second_attempt(second, first), second_scores, retry
             # The labels were judged on attempt 1; attempt 2, averaged toward the champion that
             # contradicted them, fits them less by design and must not flag them.
-            decision = with_first_attempt(
-                gate(settings, scores, judge_labels=False), first_attempt_reasons(settings, first, decision)
+            decision = gate(settings, scores, judge_labels=False).with_reasons(
+                before=first_attempt_reasons(settings, first, decision)
             )
     outcome = promote(trained_with, batch_id, challenger, scores, decision)
-    summary = {**outcome, "compared_with": challenger["champion_version"]}
     create_markdown_artifact(
         key="cycle-decision",
-        markdown=decision_markdown(batch.source, batch_id, batch.rows, summary),
-        description=f"{batch.source}: v{outcome['version']} {outcome['decision']}",
+        markdown=decision_markdown(batch.source, batch_id, batch.rows, outcome),
+        description=f"{batch.source}: v{outcome.version} {outcome.decision}",
     )
     create_table_artifact(
         key="cycle-metrics",
         table=comparison_rows(scores, slice_names(settings)),
-        description=f"{batch.source}: challenger v{outcome['version']} against the champion, per test slice",
+        description=f"{batch.source}: challenger v{outcome.version} against the champion, per test slice",
     )
     return outcome
 
@@ -108,7 +108,7 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
 def _train_pending(settings: Settings, reason: str) -> State:
     logger = get_run_logger()
     logger.info("training run started: %s", reason)
-    outcomes: list[dict] = []
+    outcomes: list[Outcome] = []
     failures: list[str] = []
     for item in ingest_inbox(settings):
         logger.info(item["message"])
@@ -123,13 +123,13 @@ def _train_pending(settings: Settings, reason: str) -> State:
     for done, batch_id in enumerate(pending):
         state = cycle(settings, batch_id, return_state=True)
         if state.is_completed():
-            outcome = cast(dict, state.result())  # the cycle flow returns its outcome dict
+            outcome = cast(Outcome, state.result())  # a completed cycle returns its Outcome
             logger.info(
                 "batch %s -> v%s %s; champion v%s",
                 batch_id,
-                outcome["version"],
-                outcome["decision"],
-                outcome["champion_version"],
+                outcome.version,
+                outcome.decision,
+                outcome.champion_version,
             )
             outcomes.append(outcome)
             continue

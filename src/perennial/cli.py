@@ -118,10 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcomes = state.result()
         if not outcomes:
             print("nothing to do: no pending batches")
-        for o in outcomes:
-            print(
-                f"batch {o['batch_id']}: v{o['version']} {o['decision']} (champion v{o['champion_version']})"
-            )
+        for outcome in outcomes:
+            print(outcome.line())
         return 0
     print(f"run failed: {state.message}", file=sys.stderr)
     print("see `perennial status` for every batch and decision", file=sys.stderr)

@@ -32,7 +32,9 @@ def hostile_page(tmp_path: Path, no_outside_settings) -> Path:
             + ['"><img src=x onerror="window.__pwned = 2">', "<b>x</b>"],
         }
     )
-    result = json.loads(json.dumps(validate(frame, Settings(min_rows=10), ["negative", "positive"]).result))
+    result = json.loads(
+        json.dumps(validate(frame, Settings(min_rows=10).validation, ["negative", "positive"]).result)
+    )
     settings = Settings(workspace=tmp_path / "ws")
     install_static(settings)
     source = "<svg onload='window.__pwned = 3'>.csv"

@@ -221,7 +221,9 @@ def gx_result() -> dict:
             "extra": ["e"] * 40,
         }
     )
-    report = validate(frame, Settings(min_rows=10, max_text_chars=50, extra_columns="reject"), ["a", "b"])
+    report = validate(
+        frame, Settings(min_rows=10, max_text_chars=50, extra_columns="reject").validation, ["a", "b"]
+    )
     assert not report.success
     return json.loads(json.dumps(report.result))
 

@@ -36,7 +36,7 @@ def failed_result() -> dict:
             "label": ["positive", "negative"] * 19 + ["meh"] * 2,
         }
     )
-    report = validate(frame, Settings(min_rows=10), LABELS)
+    report = validate(frame, Settings(min_rows=10).validation, LABELS)
     assert not report.success
     return json.loads(json.dumps(report.result))  # as stored on disk
 

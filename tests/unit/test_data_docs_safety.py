@@ -43,7 +43,7 @@ def hostile_result() -> dict:
         }
     )
     settings = Settings(min_rows=10, max_text_chars=60, extra_columns="reject")
-    report = validate(frame, settings, ["a&amp;b", "<b>ok</b>"])
+    report = validate(frame, settings.validation, ["a&amp;b", "<b>ok</b>"])
     assert not report.success
     return json.loads(json.dumps(report.result))
 

@@ -74,6 +74,7 @@ def no_dropout_model(tiny_model_dir: Path, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.processes
 @pytest.mark.usefixtures("no_outside_settings", "one_torch_thread")
 def test_two_processes_without_dropout_reproduce_one_process(no_dropout_model: Path, tmp_path: Path) -> None:
     """Without dropout the 2-process run is the 1-process run up to float rounding (the summation
@@ -97,6 +98,7 @@ def test_two_processes_without_dropout_reproduce_one_process(no_dropout_model: P
     assert gap / moved < 1e-3
 
 
+@pytest.mark.processes
 @pytest.mark.usefixtures("no_outside_settings", "one_torch_thread")
 def test_two_processes_match_one_process_within_tolerance(tiny_model_dir: Path, tmp_path: Path) -> None:
     """With dropout the ranks draw other masks than one process does, so the runs agree as two seeds
@@ -115,6 +117,7 @@ def test_two_processes_match_one_process_within_tolerance(tiny_model_dir: Path, 
     assert one.history[-1]["train_loss"] < 0.3  # both learned (chance is 0.69)
 
 
+@pytest.mark.processes
 @pytest.mark.usefixtures("no_outside_settings")
 def test_a_failing_worker_raises_and_leaves_no_model(
     tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -17,6 +17,7 @@ from perennial import workspace
 from perennial.core.settings import Settings
 from perennial.data.batch_store import split_path
 from perennial.data.ledger import PROMOTED, REJECTED_MODEL, TRAINED, Ledger
+from perennial.evaluation.contracts import Challenger, Scores
 from perennial.evaluation.gate import FORGETTING, LABELS, Decision
 from perennial.evaluation.label_check import (
     CONFIDENT,
@@ -239,8 +240,8 @@ def test_confident_errors_counts() -> None:
 
 # The cycle: gate() flags, promote records, the flagged batch is left out.
 
-FLIPPED = LabelCheck("1", CONFIDENT, 40, 30, 200, 4).to_dict()
-DRIFTED = LabelCheck("1", CONFIDENT, 40, 4, 200, 4).to_dict()
+FLIPPED = LabelCheck("1", CONFIDENT, 40, 30, 200, 4)
+DRIFTED = LabelCheck("1", CONFIDENT, 40, 4, 200, 4)
 
 
 def add_batch(ledger: Ledger, settings: Settings, n: int, status: str) -> str:
@@ -261,16 +262,13 @@ def add_batch(ledger: Ledger, settings: Settings, n: int, status: str) -> str:
     return batch_id
 
 
-def scores_for(new: str, old: str, label_check: dict | None, new_accuracy: float) -> dict:
-    return {
-        "batch_id": new,
-        "new_slice": new,
-        "challenger": {new: {"accuracy": new_accuracy, "macro_f1": 0.5, "n": 40}, old: {"accuracy": 0.5}},
-        "champion": {new: {"accuracy": 0.25, "macro_f1": 0.2, "n": 40}, old: {"accuracy": 0.9}},
-        "paired": None,
-        "baseline": None,
-        "label_check": label_check,
-    }
+def scores_for(
+    new: str, old: str, label_check: LabelCheck | None, new_accuracy: float
+) -> tuple[Scores, dict, dict]:
+    """The scores, and the challenger's and champion's per-slice metrics (to change in place)."""
+    challenger = {new: {"accuracy": new_accuracy, "macro_f1": 0.5, "n": 40}, old: {"accuracy": 0.5}}
+    champion = {new: {"accuracy": 0.25, "macro_f1": 0.2, "n": 40}, old: {"accuracy": 0.9}}
+    return Scores(new, challenger, champion, label_check=label_check), challenger, champion
 
 
 def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings) -> None:
@@ -280,24 +278,24 @@ def test_gate_flags_a_rejected_batch_with_flipped_labels_only(settings: Settings
     ledger.add_batch(new, "sha-new", "films.jsonl", Path("/raw/new.jsonl"), rows=40)
 
     # Forgets the old slice (0.9 -> 0.5): rejected, and the labels contradict the champion.
-    decision = decide_step.gate(settings, scores_for(new, old, FLIPPED, 0.9))
-    assert decision["promote"] is False
-    flag = decision["label_flag"]
-    assert flag and flag["reason"] == decision["reasons"][-1]
+    decision = decide_step.gate(settings, scores_for(new, old, FLIPPED, 0.9)[0])
+    assert decision.promote is False
+    flag = decision.label_flag
+    assert flag and flag["reason"] == decision.reasons[-1]
     assert flag["reason"].startswith("labels disagree with the champion: v1 is confident")
     assert "films" in flag["reason"] and FLAG_LEFT_OUT in flag["reason"]
     assert flag["new_wrong"] == 30 and flag["p_value"] < ALPHA
-    assert any(r.startswith("forgets slice batch-1") for r in decision["reasons"])
+    assert any(r.startswith("forgets slice batch-1") for r in decision.reasons)
 
     # Drift (the champion is right where it is sure): rejected for forgetting, not flagged.
-    decision = decide_step.gate(settings, scores_for(new, old, DRIFTED, 0.9))
-    assert decision["promote"] is False and decision["label_flag"] is None
-    assert not any("labels disagree" in r for r in decision["reasons"])
+    decision = decide_step.gate(settings, scores_for(new, old, DRIFTED, 0.9)[0])
+    assert decision.promote is False and decision.label_flag is None
+    assert not any("labels disagree" in r for r in decision.reasons)
 
     # Promoted: never flagged, whatever the champion thinks of the labels.
     lenient = settings.model_copy(update={"max_forgetting": 1.0})
-    decision = decide_step.gate(lenient, scores_for(new, old, FLIPPED, 0.9))
-    assert decision["promote"] is True and decision["label_flag"] is None
+    decision = decide_step.gate(lenient, scores_for(new, old, FLIPPED, 0.9)[0])
+    assert decision.promote is True and decision.label_flag is None
 
 
 def test_gate_reads_a_learnable_contradiction_as_drift_and_lets_the_retry_run(settings: Settings) -> None:
@@ -307,26 +305,26 @@ def test_gate_reads_a_learnable_contradiction_as_drift_and_lets_the_retry_run(se
     old = add_batch(ledger, settings, 1, PROMOTED)
     new = "00000000000000ff"
     ledger.add_batch(new, "sha-new", "subtypes.csv", Path("/raw/new.csv"), rows=40)
-    scores = scores_for(new, old, FLIPPED, 0.9)
-    scores["challenger"][old] = {"accuracy": 0.90, "n": 40}
-    scores["champion"][old] = {"accuracy": 0.95, "n": 40}
+    scores, challenger_scores, champion_scores = scores_for(new, old, FLIPPED, 0.9)
+    challenger_scores[old] = {"accuracy": 0.90, "n": 40}
+    champion_scores[old] = {"accuracy": 0.95, "n": 40}
     decision = decide_step.gate(settings, scores)
-    assert decision["promote"] is False and decision["label_flag"] is None
-    assert decision["failed_on"] == [FORGETTING]
-    assert decision["reasons"][-1].startswith(f"{DRIFT_READING} on subtypes read as drift")
-    assert "(batch-1)" in decision["reasons"][-1]  # the worst earlier slice, by its display name
-    assert not any("labels disagree" in r for r in decision["reasons"])
-    challenger = {"champion_version": "1", "attempt": 1}
+    assert decision.promote is False and decision.label_flag is None
+    assert decision.failed_on == (FORGETTING,)
+    assert decision.reasons[-1].startswith(f"{DRIFT_READING} on subtypes read as drift")
+    assert "(batch-1)" in decision.reasons[-1]  # the worst earlier slice, by its display name
+    assert not any("labels disagree" in r for r in decision.reasons)
+    challenger = Challenger(new, "run", "model", champion_version="1")
     assert should_retry(settings, decision, challenger)
 
     # The same contradiction where the challenger lost the old slice (0.95 -> 0.5): flagged, no retry.
-    scores["challenger"][old] = {"accuracy": 0.5, "n": 40}
+    challenger_scores[old] = {"accuracy": 0.5, "n": 40}
     decision = decide_step.gate(settings, scores)
-    assert decision["label_flag"] is not None and LABELS in decision["failed_on"]
+    assert decision.label_flag is not None and LABELS in decision.failed_on
     assert not should_retry(settings, decision, challenger)
     # A retry's gate does not judge the labels again (attempt 1 did): no flag, whatever it fits.
     decision = decide_step.gate(settings, scores, judge_labels=False)
-    assert decision["label_flag"] is None and decision["failed_on"] == [FORGETTING]
+    assert decision.label_flag is None and decision.failed_on == (FORGETTING,)
 
 
 def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(settings: Settings) -> None:
@@ -343,7 +341,7 @@ def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(set
         pd.read_parquet(src).assign(batch_id=new).to_parquet(dst, index=False)
     assert workspace.earlier_batches(settings, new) == [first, flipped, third]
 
-    decision = {"promote": False, "reasons": ["r"], "label_flag": {"reason": "labels disagree", "k": 1}}
+    decision = Decision(False, ["r"], label_flag={"reason": "labels disagree", "k": 1})
     decide_step._record_label_flag(ledger, flipped, Decision(False, ["r"]), decision)
     flags = ledger.label_flags()
     assert list(flags) == [flipped] and flags[flipped].details == {"k": 1}
@@ -354,7 +352,7 @@ def test_a_flagged_batch_is_left_out_of_replay_joint_training_and_evaluation(set
     assert set(memory.rows["batch_id"]) == {first, third}
 
     # A retried cycle that did not flag the batch clears the flag.
-    decide_step._record_label_flag(ledger, flipped, Decision(False, ["r"]), {"label_flag": None})
+    decide_step._record_label_flag(ledger, flipped, Decision(False, ["r"]), Decision(False, ["r"]))
     assert ledger.label_flags() == {}
     assert workspace.earlier_batches(settings, new) == [first, flipped, third]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,8 @@ import pytest
 from perennial.core.settings import Settings
 from perennial.data.batch_store import split_path, write_parquet
 from perennial.data.ledger import Ledger
+from perennial.evaluation.contracts import Challenger, Scores
+from perennial.evaluation.significance import PairedTest
 from perennial.reporting.model_card import (
     gather_card_facts,
     publish_model_card,
@@ -260,37 +263,29 @@ def stored_batch(
         write_parquet(frame, split_path(settings, batch_id, split))
 
 
-SCORES = {
-    "new_slice": "b2",
-    "challenger": {
+SCORES = Scores(
+    new_slice="b2",
+    challenger={
         "b1": {"accuracy": 0.9, "macro_f1": 0.89, "n": 40},
         "b2": {"accuracy": 0.6, "macro_f1": 0.55, "n": 40},
     },
-    "champion": {
+    champion={
         "b1": {"accuracy": 0.95, "macro_f1": 0.94, "n": 40},
         "b2": {"accuracy": 0.5, "macro_f1": 0.45, "n": 40},
     },
-    "paired": {
-        "n": 40,
-        "b": 1,
-        "c": 5,
-        "delta": 0.1,
-        "p_value": 0.1,
-        "ci_low": 0.0,
-        "ci_high": 0.2,
-        "confidence": 0.95,
-    },
-}
-CHALLENGER = {
-    "batch_id": "b2",
-    "run_id": "run",
-    "champion_version": "1",
-    "lineage": ["b1", "b2"],
-    "replay_rows": 6,
-    "best_epoch": 1,
-    "stopped_early": False,
-    "seconds": 1.5,
-}
+    paired=PairedTest(n=40, b=1, c=5, delta=0.1, p_value=0.1, ci_low=0.0, ci_high=0.2, confidence=0.95),
+)
+CHALLENGER = Challenger(
+    batch_id="b2",
+    run_id="run",
+    model_dir="unused",
+    champion_version="1",
+    lineage=("b1", "b2"),
+    replay_rows=6,
+    best_epoch=1,
+    stopped_early=False,
+    seconds=1.5,
+)
 
 
 @pytest.fixture
@@ -336,12 +331,10 @@ def test_gather_card_facts_reads_lineage_drift_and_scores(workspace: Settings) -
 
 
 def test_gather_card_facts_first_version_from_the_base_model(workspace: Settings) -> None:
-    challenger = {**CHALLENGER, "champion_version": None, "lineage": ["b1"]}
-    scores = {"new_slice": "b1", "challenger": {"b1": SCORES["challenger"]["b1"]}, "champion": None}
+    challenger = replace(CHALLENGER, champion_version=None, lineage=("b1",), replay_rows=None)
+    scores = Scores("b1", {"b1": SCORES.challenger["b1"]})
     (workspace.memory_dir / "b2.replayed.parquet").unlink()
-    facts = gather_card_facts(
-        workspace, "b1", "1", {**challenger, "replay_rows": None}, scores, "promote", []
-    )
+    facts = gather_card_facts(workspace, "b1", "1", challenger, scores, "promote", [])
     assert facts["compared_with"] is None and facts["champion_after"] == "1"
     assert facts["training"]["warm_started_from"] is None
     assert not facts["training"]["regularizer_applied"]  # nothing to anchor to
@@ -373,7 +366,7 @@ def test_publish_model_card_logs_a_warning_instead_of_failing(
 def test_publish_model_card_survives_facts_that_cannot_be_gathered(
     workspace: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broken = {"new_slice": "b2", "challenger": {"b2": {"accuracy": 0.5}}}  # no macro_f1, no n
+    broken = Scores("b2", {"b2": {"accuracy": 0.5}})  # no macro_f1, no n
     with caplog.at_level(logging.WARNING, logger="perennial"):
         assert publish_model_card(workspace, "run", "b2", "2", CHALLENGER, broken, "reject", []) is None
     assert any("KeyError" in r.getMessage() for r in caplog.records)

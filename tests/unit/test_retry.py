@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from perennial.core.settings import Settings
-from perennial.evaluation.gate import FORGETTING, LABELS, NEW_SLICE
+from perennial.evaluation.contracts import Challenger
+from perennial.evaluation.gate import FORGETTING, LABELS, NEW_SLICE, Decision
 from perennial.evaluation.label_check import DRIFT_READING
 from perennial.evaluation.retry import (
     first_attempt_reasons,
@@ -16,13 +17,19 @@ from perennial.evaluation.retry import (
     retry_settings,
     should_retry,
     with_failed_retry,
-    with_first_attempt,
 )
 from perennial.learning.strategy import Strategy
 
 pytestmark = pytest.mark.usefixtures("no_outside_settings")
 
 FAILURES = [(), (FORGETTING,), (NEW_SLICE,), (NEW_SLICE, FORGETTING), (FORGETTING, LABELS)]
+
+
+def trained(
+    champion_version: str | None = "1", attempt: int = 1, new_classes: tuple[str, ...] = (), **facts
+) -> Challenger:
+    facts = {"batch_id": "b", "run_id": "r", "model_dir": "m", **facts}
+    return Challenger(champion_version=champion_version, attempt=attempt, new_classes=new_classes, **facts)
 
 
 @pytest.mark.parametrize(
@@ -43,8 +50,8 @@ def test_truth_table(
     attempt: int,
 ) -> None:
     settings = Settings(workspace=tmp_path, retry_on_forgetting=setting, strategy=strategy)
-    decision = {"promote": promote, "reasons": [], "failed_on": list(failed_on)}
-    challenger = {"champion_version": champion, "attempt": attempt}
+    decision = Decision(promote, [], failed_on)
+    challenger = trained(champion, attempt)
     expected = (
         setting
         and not promote
@@ -56,9 +63,9 @@ def test_truth_table(
     assert should_retry(settings, decision, challenger) is expected
 
 
-def test_a_decision_from_before_failed_on_existed_is_never_retried(tmp_path: Path) -> None:
-    decision = {"promote": False, "reasons": ["forgets slice a"]}
-    assert not should_retry(Settings(workspace=tmp_path), decision, {"champion_version": "1"})
+def test_a_rejection_that_names_no_failure_is_never_retried(tmp_path: Path) -> None:
+    decision = Decision(False, ["forgets slice a"])
+    assert not should_retry(Settings(workspace=tmp_path), decision, trained())
 
 
 @pytest.mark.parametrize(
@@ -80,66 +87,56 @@ def test_the_recipe_replays_more_and_averages_with_the_champion(
 
 def test_a_batch_with_classes_new_to_the_champion_is_retried_without_averaging(tmp_path: Path) -> None:
     settings = Settings(workspace=tmp_path, replay_ratio=1.0, retry_replay_ratio=2.0)
-    challenger = {"champion_version": "1", "attempt": 1, "new_classes": ["NUM", "ABBR"]}
+    challenger = trained(new_classes=("NUM", "ABBR"), strategy="replay+lwf")
     assert retry_recipe(settings, challenger) == {"strategy": "replay", "replay_ratio": 2.0}
     retried = retry_settings(settings, challenger)
     assert Strategy.from_settings(retried) == Strategy(
         "replay", settings.regularizer
     )  # merge as the user set
     assert retried.replay_ratio == 2.0
-    rejected = {
-        "promote": False,
-        "reasons": ["forgets slice a: 0.8 vs champion 0.9"],
-        "failed_on": [FORGETTING],
-    }
+    rejected = Decision(False, ["forgets slice a: 0.8 vs champion 0.9"], (FORGETTING,))
     assert should_retry(settings, rejected, challenger)
-    [reason] = first_attempt_reasons(
-        settings, {"run_id": "r", "strategy": "replay+lwf", **challenger}, rejected
-    )
+    [reason] = first_attempt_reasons(settings, challenger, rejected)
     assert reason.endswith(
         "replay 2 memory rows per new row, not averaged (the champion never trained on NUM, ABBR)"
     )
     # Already replaying at the retry's ratio, with nothing to average: the same model again, no retry.
     same = settings.model_copy(update={"replay_ratio": 2.0})
     assert not should_retry(same, rejected, challenger)
-    assert should_retry(same, rejected, {**challenger, "new_classes": []})  # averaging still changes it
+    assert should_retry(same, rejected, trained())  # averaging still changes it
 
 
 def test_the_first_attempt_leads_the_final_reasons(tmp_path: Path) -> None:
     settings = Settings(workspace=tmp_path)
-    first = {"run_id": "abc123", "strategy": "replay"}
-    rejected = {
-        "promote": False,
-        "reasons": ["new slice b: 0.900 vs champion 0.700", "forgets slice a: 0.600 vs champion 0.800"],
-    }
+    first = trained(run_id="abc123", strategy="replay")
+    rejected = Decision(
+        False, ["new slice b: 0.900 vs champion 0.700", "forgets slice a: 0.600 vs champion 0.800"]
+    )
     [reason] = first_attempt_reasons(settings, first, rejected)
     assert reason.startswith("attempt 1 (replay, run abc123) rejected for forgetting (forgets slice a")
     assert "attempt 2 retrained with replay 2 memory rows per new row" in reason
-    final = with_first_attempt({"promote": True, "reasons": ["new slice b: ok"]}, [reason])
-    assert final["reasons"] == [reason, "new slice b: ok"] and final["promote"] is True
+    final = Decision(True, ["new slice b: ok"]).with_reasons(before=[reason])
+    assert final.reasons == [reason, "new slice b: ok"] and final.promote is True
 
 
 def test_a_drift_reading_of_the_first_attempt_is_carried_to_the_final_reasons(tmp_path: Path) -> None:
     settings = Settings(workspace=tmp_path)
     note = f"{DRIFT_READING} on b read as drift, not bad labels: ..."
-    rejected = {"promote": False, "reasons": ["forgets slice a: 0.85 vs champion 0.9", note]}
-    reasons = first_attempt_reasons(settings, {"run_id": "r", "strategy": "replay"}, rejected)
+    rejected = Decision(False, ["forgets slice a: 0.85 vs champion 0.9", note])
+    reasons = first_attempt_reasons(settings, trained(strategy="replay"), rejected)
     assert len(reasons) == 2 and reasons[0].startswith("attempt 1 (replay, run r)") and reasons[1] == note
 
 
 def test_no_retry_when_the_recipe_is_already_what_ran(tmp_path: Path) -> None:
-    decision = {"promote": False, "reasons": [], "failed_on": [FORGETTING]}
+    decision = Decision(False, [], (FORGETTING,))
     same = Settings(workspace=tmp_path, strategy="replay", merge="wise", replay_ratio=2.0)
-    assert not should_retry(same, decision, {"champion_version": "1"})  # the same seeds: the same model
-    assert should_retry(same.model_copy(update={"replay_ratio": 1.0}), decision, {"champion_version": "1"})
+    assert not should_retry(same, decision, trained())  # the same seeds: the same model
+    assert should_retry(same.model_copy(update={"replay_ratio": 1.0}), decision, trained())
 
 
 def test_a_failed_retry_keeps_the_first_rejection_and_says_why() -> None:
-    decision = {
-        "promote": False,
-        "reasons": ["forgets slice a: 0.5 vs champion 0.9"],
-        "failed_on": [FORGETTING],
-    }
+    decision = Decision(False, ["forgets slice a: 0.5 vs champion 0.9"], (FORGETTING,))
     kept = with_failed_retry(decision, MemoryError("out of memory\nwhile averaging"))
-    assert kept["promote"] is False and kept["reasons"][0] == decision["reasons"][0]
-    assert kept["reasons"][1] == "retry failed, first attempt kept: out of memory while averaging"
+    assert kept.promote is False and kept.reasons[0] == decision.reasons[0]
+    assert kept.failed_on == (FORGETTING,)
+    assert kept.reasons[1] == "retry failed, first attempt kept: out of memory while averaging"

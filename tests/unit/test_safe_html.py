@@ -10,6 +10,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from perennial.evaluation.contracts import Outcome
+from perennial.evaluation.gate import PROMOTE
 from perennial.reporting.cycle_report import decision_markdown, quarantine_markdown
 from perennial.reporting.model_card import render_html
 from perennial.reporting.safe_html import csp_meta, markdown_code, markdown_text, sanitize
@@ -127,13 +129,14 @@ def test_cycle_artifacts_put_file_names_and_reasons_in_as_text() -> None:
         source,
         "b1",
         10,
-        {
-            "version": "2",
-            "decision": "promote",
-            "reasons": ["forgot [a](javascript:alert(1)) <img src=x onerror=alert(1)>"],
-            "champion_version": "2",
-            "compared_with": "1",
-        },
+        Outcome(
+            batch_id="b1",
+            version="2",
+            decision=PROMOTE,
+            reasons=("forgot [a](javascript:alert(1)) <img src=x onerror=alert(1)>",),
+            champion_version="2",
+            compared_with="1",
+        ),
     )
     for text in (quarantined, decided):
         page = markdown.markdown(text)

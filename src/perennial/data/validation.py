@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perennial.core.settings import Settings
+from perennial.core.settings import ValidationSettings
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -94,7 +94,7 @@ class ValidationReport:
         return path
 
 
-def _import_gx() -> Any:
+def import_gx() -> Any:
     """Import GX quietly, once. Kept out of module scope because the import costs seconds."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # offline machine: never phone home
     gx_logger = logging.getLogger("great_expectations")
@@ -152,7 +152,7 @@ def invisible_text_regex() -> str:
 
 
 def _expectations(
-    settings: Settings,
+    settings: ValidationSettings,
     label_set: list[str] | None,
     *,
     columns: bool = True,
@@ -160,7 +160,7 @@ def _expectations(
 ) -> list[Any]:
     """The suite's expectations, table-level first; ``columns=False`` leaves out column checks.
     ``present``: the batch's columns; with ``extra_columns="reject"`` they must all be known ones."""
-    gx = _import_gx()
+    gx = import_gx()
     E = gx.expectations
     out: list[Any] = [
         E.ExpectTableRowCountToBeBetween(min_value=settings.min_rows, meta={"check": _ROW_COUNT})
@@ -202,8 +202,8 @@ def _expectations(
     return out
 
 
-def _make_suite(expectations: Iterable[Any]) -> gx.ExpectationSuite:
-    gx = _import_gx()
+def make_suite(expectations: Iterable[Any]) -> gx.ExpectationSuite:
+    gx = import_gx()
     expectations = list(expectations)
     # Passed to the constructor, not add_expectation(): in GX 1.x add_expectation() looks up the
     # "current" data context and raises DataContextRequiredError when none has been created yet.
@@ -214,15 +214,15 @@ def _make_suite(expectations: Iterable[Any]) -> gx.ExpectationSuite:
 
 
 def build_suite(
-    settings: Settings, label_set: list[str] | None, present: Iterable[str] | None = None
+    settings: ValidationSettings, label_set: list[str] | None, present: Iterable[str] | None = None
 ) -> gx.ExpectationSuite:
     """The full expectation suite for a batch with ``text`` and ``label`` columns (and ``present``)."""
-    return _make_suite(_expectations(settings, label_set, present=present))
+    return make_suite(_expectations(settings, label_set, present=present))
 
 
 def _run_suite(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> Any:
     """Validate ``frame`` in a fresh in-memory context (~0.05 s), so no state leaks between calls."""
-    gx = _import_gx()
+    gx = import_gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
         InMemoryStoreBackendDefaults,
@@ -371,7 +371,7 @@ def _shorten(value: Any) -> Any:
     return value
 
 
-def _duplicates_line(data: pd.DataFrame, observed: Any, settings: Settings) -> str | None:
+def _duplicates_line(data: pd.DataFrame, observed: Any, settings: ValidationSettings) -> str | None:
     texts = data["text"].dropna()
     if texts.empty:
         return None  # no texts at all: the row-count / null-text checks already say so
@@ -388,7 +388,7 @@ def _duplicates_line(data: pd.DataFrame, observed: Any, settings: Settings) -> s
 
 
 def _failure_line(
-    check: str, res: dict, data: pd.DataFrame, settings: Settings, label_set: list[str] | None
+    check: str, res: dict, data: pd.DataFrame, settings: ValidationSettings, label_set: list[str] | None
 ) -> str | None:
     """One plain-words line for a failed check, or None when another check already covers it."""
     total = len(data)
@@ -436,7 +436,7 @@ def _failure_line(
 
 
 def _failures(
-    result_dict: dict, data: pd.DataFrame, settings: Settings, label_set: list[str] | None
+    result_dict: dict, data: pd.DataFrame, settings: ValidationSettings, label_set: list[str] | None
 ) -> list[str]:
     lines: list[tuple[int, str]] = []
     for item in result_dict.get("results", []):
@@ -466,7 +466,9 @@ def _report(failures: list[str], result: dict) -> ValidationReport:
     )
 
 
-def validate(frame: pd.DataFrame, settings: Settings, label_set: list[str] | None) -> ValidationReport:
+def validate(
+    frame: pd.DataFrame, settings: ValidationSettings, label_set: list[str] | None
+) -> ValidationReport:
     """Run the batch suite on ``frame`` and explain any failure in one line."""
     present = [str(c) for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -474,7 +476,7 @@ def validate(frame: pd.DataFrame, settings: Settings, label_set: list[str] | Non
         # Column expectations on absent columns only produce GX errors; check the table alone.
         first = describe_missing_columns(missing, [c for c in present if c not in OWN_COLUMNS])
         data = frame.reset_index(drop=True)
-        suite = _make_suite(_expectations(settings, label_set, columns=False, present=present))
+        suite = make_suite(_expectations(settings, label_set, columns=False, present=present))
         result_dict = _run_suite(data, suite).to_json_dict()
         failures = [first, *_failures(result_dict, data, settings, label_set)]
         return _report(failures, _shorten(result_dict))

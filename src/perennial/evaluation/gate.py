@@ -5,8 +5,8 @@ With no champion, the challenger is compared with the trivial baselines (perenni
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from perennial.core.settings import GateSettings
@@ -44,14 +44,19 @@ _ROUNDING = 1e-9
 class Decision:
     promote: bool
     reasons: list[str] = field(default_factory=list)
-    failed_on: tuple[str, ...] = ()  # NEW_SLICE and/or FORGETTING when rejected
+    failed_on: tuple[str, ...] = ()  # NEW_SLICE, FORGETTING and/or LABELS when rejected
+    # When the batch's labels contradict the champion: the reason and the label check's numbers.
+    label_flag: dict | None = None
 
     @property
-    def label(self) -> str:
+    def label(self) -> Verdict:
         return PROMOTE if self.promote else REJECT
 
     def summary(self) -> str:
         return f"{self.label}: " + "; ".join(self.reasons)
+
+    def with_reasons(self, before: Sequence[str] = (), after: Sequence[str] = ()) -> Decision:
+        return replace(self, reasons=[*before, *self.reasons, *after])
 
 
 def _first_champion(

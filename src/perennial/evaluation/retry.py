@@ -14,79 +14,72 @@ start with what the first attempt failed on, and the model card shows them).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from perennial.core.messages import one_line
-from perennial.evaluation.gate import FORGETTING
+from perennial.evaluation.contracts import Challenger
+from perennial.evaluation.gate import FORGETTING, Decision
 from perennial.evaluation.label_check import DRIFT_READING
 
 if TYPE_CHECKING:
     from perennial.core.settings import Settings
 
 
-def should_retry(settings: Settings, decision: Mapping, challenger: Mapping) -> bool:
+def should_retry(settings: Settings, decision: Decision, challenger: Challenger) -> bool:
     """Retry only a rejection for forgetting alone (not the new slice, not contradicting labels), of
     a challenger warm-started from a champion, once, when `retry_on_forgetting` is on."""
     return (
         settings.retry_on_forgetting
-        and not decision["promote"]
-        and list(decision.get("failed_on") or []) == [FORGETTING]
-        and challenger.get("champion_version") is not None
+        and not decision.promote
+        and list(decision.failed_on) == [FORGETTING]
+        and challenger.champion_version is not None
         and settings.strategy != "joint"  # joint starts from the base model: nothing to average with
-        and not challenger.get("attempt", 1) > 1
+        and challenger.attempt == 1
         and changes_something(settings, challenger)
     )
 
 
-def changes_something(settings: Settings, challenger: Mapping | None = None) -> bool:
+def changes_something(settings: Settings, challenger: Challenger | None = None) -> bool:
     """Whether the recipe differs from the settings: the same seeds would train the same model."""
     return any(getattr(settings, key) != value for key, value in retry_recipe(settings, challenger).items())
 
 
-def retry_recipe(settings: Settings, challenger: Mapping | None = None) -> dict:
+def retry_recipe(settings: Settings, challenger: Challenger | None = None) -> dict:
     """The setting changes of the protective second attempt for this first challenger."""
     recipe: dict = {
         "strategy": "replay",
         "replay_ratio": max(settings.replay_ratio, settings.retry_replay_ratio),
     }
-    if not (challenger or {}).get("new_classes"):
+    if not (challenger and challenger.new_classes):
         recipe["merge"] = "wise"
     return recipe
 
 
-def retry_settings(settings: Settings, challenger: Mapping | None = None) -> Settings:
+def retry_settings(settings: Settings, challenger: Challenger | None = None) -> Settings:
     return settings.model_copy(update=retry_recipe(settings, challenger))
 
 
-def describe_recipe(settings: Settings, challenger: Mapping | None = None) -> str:
+def describe_recipe(settings: Settings, challenger: Challenger | None = None) -> str:
     recipe = retry_recipe(settings, challenger)
     text = f"replay {recipe['replay_ratio']:g} memory rows per new row"
     if recipe.get("merge") == "wise":
         return f"{text}, averaged with the champion (wise_alpha {settings.wise_alpha:g})"
-    new = ", ".join((challenger or {}).get("new_classes", []))
+    new = ", ".join(challenger.new_classes if challenger else ())
     return f"{text}, not averaged (the champion never trained on {new})"
 
 
-def first_attempt_reasons(settings: Settings, first: Mapping, decision: Mapping) -> list[str]:
+def first_attempt_reasons(settings: Settings, first: Challenger, decision: Decision) -> list[str]:
     """Lines for the final decision's reasons: what the first attempt was and why it was retried,
     and, when its labels contradicted the champion, why they were read as drift (the retry does not
     judge the labels again: they are the same rows)."""
-    failed = "; ".join(r for r in decision["reasons"] if r.startswith("forgets slice")) or "forgetting"
+    failed = "; ".join(r for r in decision.reasons if r.startswith("forgets slice")) or "forgetting"
     return [
-        f"attempt 1 ({first['strategy']}, run {first['run_id']}) rejected for forgetting ({failed}); "
+        f"attempt 1 ({first.strategy}, run {first.run_id}) rejected for forgetting ({failed}); "
         f"attempt 2 retrained with {describe_recipe(settings, first)}",
-        *(r for r in decision["reasons"] if r.startswith(DRIFT_READING)),
+        *(r for r in decision.reasons if r.startswith(DRIFT_READING)),
     ]
 
 
-def with_first_attempt(decision: Mapping, reasons: list[str]) -> dict:
-    return {**decision, "reasons": [*reasons, *decision["reasons"]]}
-
-
-def with_failed_retry(decision: Mapping, error: BaseException) -> dict:
+def with_failed_retry(decision: Decision, error: BaseException) -> Decision:
     """The first attempt's rejection, with why the retry could not replace it."""
-    return {
-        **decision,
-        "reasons": [*decision["reasons"], f"retry failed, first attempt kept: {one_line(error)}"],
-    }
+    return decision.with_reasons(after=[f"retry failed, first attempt kept: {one_line(error)}"])

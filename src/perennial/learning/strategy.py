@@ -17,20 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 import pandas as pd
 
+from perennial.core.settings import BiasPart, DataPart, MergePart, RegularizerPart
 from perennial.learning.replay import ReplayMemory, replay_size, sample_replay
 from perennial.learning.tuning import TUNINGS
 
 if TYPE_CHECKING:
     from perennial.core.settings import Settings
 
-DATA = ("naive", "replay", "joint")
-REGULARIZERS = ("none", "lwf", "ewc")
-MERGES = ("none", "wise")
-BIASES = ("none", "logit-adjust")
+DATA: tuple[str, ...] = get_args(DataPart)
+REGULARIZERS: tuple[str, ...] = get_args(RegularizerPart)
+MERGES: tuple[str, ...] = get_args(MergePart)
+BIASES: tuple[str, ...] = get_args(BiasPart)
 
 
 # Settings logged only when the strategy uses them.

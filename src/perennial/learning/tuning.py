@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, cast, get_args
+
+from perennial.core.settings import TuningPart
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from perennial.core.settings import Settings
 
-TUNINGS = ("full", "lora", "head")
+TUNINGS: tuple[str, ...] = get_args(TuningPart)
 
 
 def prepare_for_tuning(model: PreTrainedModel, tuning: str, settings: Settings) -> PreTrainedModel:

@@ -18,6 +18,7 @@ from perennial.data.ledger import (
     Ledger,
 )
 from perennial.evaluation.champion_history import continual_metrics
+from perennial.evaluation.contracts import Challenger, Outcome, Scores
 from perennial.evaluation.gate import LABELS, Decision, decide
 from perennial.registry import mlflow_registry as registry
 from perennial.registry.champion import move_champion
@@ -31,62 +32,59 @@ log = logging.getLogger(__name__)
 
 
 # Gate
-def gate(settings: Settings, scores: dict, judge_labels: bool = True) -> dict:
+def gate(settings: Settings, scores: Scores, judge_labels: bool = True) -> Decision:
     """The gate's decision and reasons. A rejected batch whose labels contradict the champion far
     beyond its usual error, and which the challenger could not fit beside the old slices, is flagged
     (`label_flag`: the reason and numbers; promote records it). `judge_labels=False` for a retry:
     its labels were judged on the first attempt."""
-    from perennial.evaluation.baselines import Baseline
     from perennial.evaluation.champion_history import best_champion_accuracy
-    from perennial.evaluation.label_check import LabelCheck, challenger_fit, check_labels
-    from perennial.evaluation.significance import PairedTest
+    from perennial.evaluation.label_check import challenger_fit, check_labels
 
     names = slice_names(settings)
     decision = decide(
-        scores["challenger"],
-        scores["champion"],
-        scores["new_slice"],
+        scores.challenger,
+        scores.champion,
+        scores.new_slice,
         settings.gate,
         names=names,
-        paired=PairedTest(**scores["paired"]) if scores.get("paired") else None,
+        paired=scores.paired,
         best_before=best_champion_accuracy(ledger_for(settings).cycles()),
-        baseline=Baseline.from_dict(scores["baseline"]) if scores.get("baseline") else None,
+        baseline=scores.baseline,
     )
-    flag = None
-    if judge_labels and not decision.promote and scores.get("champion") and scores.get("label_check"):
-        check = LabelCheck(**scores["label_check"])
-        fit = challenger_fit(scores["challenger"], scores["champion"], scores["new_slice"])
-        new_name = names.get(scores["new_slice"], scores["new_slice"])
+    check = scores.label_check
+    if judge_labels and not decision.promote and scores.champion and check:
+        fit = challenger_fit(scores.challenger, scores.champion, scores.new_slice)
+        new_name = names.get(scores.new_slice, scores.new_slice)
         verdict = check_labels(check, new_name, settings.gate, fit, names)
         if verdict.flag:
             flag = {"reason": verdict.flag, **check.to_dict(), "p_value": check.p_value}
-            decision = Decision(False, [*decision.reasons, verdict.flag], (*decision.failed_on, LABELS))
+            decision = Decision(
+                False, [*decision.reasons, verdict.flag], (*decision.failed_on, LABELS), label_flag=flag
+            )
         elif verdict.note:  # a reason, not a failure: the retry may still rescue the batch
-            decision = Decision(False, [*decision.reasons, verdict.note], decision.failed_on)
-    return {
-        "promote": decision.promote,
-        "reasons": decision.reasons,
-        "label_flag": flag,
-        "failed_on": list(decision.failed_on),
-    }
+            decision = decision.with_reasons(after=[verdict.note])
+    return decision
 
 
 # Promote
-def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, decision: dict) -> dict:
+def promote(
+    settings: Settings, batch_id: str, challenger: Challenger, scores: Scores, decision: Decision
+) -> Outcome:
     """Register the challenger; move `champion` only if the gate said so and the version loads."""
     ledger = ledger_for(settings)
-    verdict = Decision(decision["promote"], decision["reasons"])
-    run_id = challenger["run_id"]
+    verdict = Decision(decision.promote, decision.reasons)
+    run_id = challenger.run_id
+    compared_with = challenger.champion_version
     tags = {
         "batch_id": batch_id,
-        "lineage": json.dumps(challenger["lineage"]),
-        "compared_with": f"v{challenger['champion_version']}" if challenger["champion_version"] else "none",
+        "lineage": json.dumps(list(challenger.lineage)),
+        "compared_with": f"v{compared_with}" if compared_with else "none",
         "decision": verdict.label,
         "reasons": " | ".join(verdict.reasons)[:4900],
-        "new_slice_accuracy": f"{scores['challenger'][batch_id]['accuracy']:.4f}",
+        "new_slice_accuracy": f"{scores.challenger[batch_id]['accuracy']:.4f}",
     }
     try:
-        version = registry.register_model(settings, run_id, Path(challenger["model_dir"]), tags)
+        version = registry.register_model(settings, run_id, Path(challenger.model_dir), tags)
         fault_point("registered", settings.root)
         registry.set_alias(settings, "challenger", version)
         if verdict.promote:
@@ -105,7 +103,7 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
     except BaseException:
         registry.end_run(run_id, "FAILED")
         raise
-    _keep_local_copy(settings, Path(challenger["model_dir"]), version)
+    _keep_local_copy(settings, Path(challenger.model_dir), version)
     _record_label_flag(ledger, batch_id, verdict, decision)
     # The decision is final: describe this version. Never raises; a missing card is only a warning.
     publish_model_card(
@@ -116,35 +114,31 @@ def promote(settings: Settings, batch_id: str, challenger: dict, scores: dict, d
         PROMOTED if verdict.promote else REJECTED_MODEL,
         run_id,
         version,
-        challenger["champion_version"],
+        compared_with,
         verdict.label,
         verdict.reasons,
         verdict.summary(),
-        {
-            "challenger": scores["challenger"],
-            "champion": scores["champion"],
-            "paired": scores.get("paired"),
-            "baseline": scores.get("baseline"),
-        },
+        scores.for_ledger(),
     )
     fault_point("recorded", settings.root)
     log_continual_metrics(settings, run_id)
     registry.end_run(run_id, "FINISHED")
     _apply_retention(settings)
     champ = registry.champion(settings)
-    return {
-        "batch_id": batch_id,
-        "version": version,
-        "decision": verdict.label,
-        "reasons": verdict.reasons,
-        "champion_version": champ.version if champ else None,
-    }
+    return Outcome(
+        batch_id=batch_id,
+        version=version,
+        decision=verdict.label,
+        reasons=tuple(verdict.reasons),
+        champion_version=champ.version if champ else None,
+        compared_with=compared_with,
+    )
 
 
-def _record_label_flag(ledger: Ledger, batch_id: str, verdict: Decision, decision: dict) -> None:
+def _record_label_flag(ledger: Ledger, batch_id: str, verdict: Decision, decision: Decision) -> None:
     """Flag (or clear) the batch before its decision is recorded: a stop in between leaves it TRAINED,
     out of replay either way, and the retried cycle sets the flag again."""
-    flag = decision.get("label_flag") if not verdict.promote else None
+    flag = decision.label_flag if not verdict.promote else None
     if flag:
         details = {k: v for k, v in flag.items() if k != "reason"}
         ledger.set_label_flag(batch_id, flag["reason"], details)

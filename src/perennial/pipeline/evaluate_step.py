@@ -4,7 +4,6 @@ with the trivial baselines, the paired test and the champion's confident errors.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,8 @@ import pandas as pd
 from perennial.core.faults import fault_point
 from perennial.core.settings import Settings
 from perennial.data.batch_store import load_split
+from perennial.evaluation.contracts import Challenger, Scores
+from perennial.evaluation.label_check import LabelCheck
 from perennial.registry import mlflow_registry as registry
 from perennial.registry.champion import champion_model_dir
 from perennial.workspace import (
@@ -30,9 +31,9 @@ def evaluation_slices(settings: Settings, batch_id: str) -> dict[str, pd.DataFra
     return {b: load_split(settings, b, "test") for b in ids}
 
 
-def _label_check(predicted: dict[str, tuple], new_slice: str, champion_version: str | None) -> dict:
+def _label_check(predicted: dict[str, tuple], new_slice: str, champion_version: str | None) -> LabelCheck:
     """The champion's confident rows and its confident errors on the new slice vs the earlier ones."""
-    from perennial.evaluation.label_check import CONFIDENT, LabelCheck, confident_errors
+    from perennial.evaluation.label_check import CONFIDENT, confident_errors
 
     new = confident_errors(predicted[new_slice][2], predicted[new_slice][1], CONFIDENT)
     earlier = [confident_errors(p, r, CONFIDENT) for k, (_, r, p) in predicted.items() if k != new_slice]
@@ -44,10 +45,10 @@ def _label_check(predicted: dict[str, tuple], new_slice: str, champion_version: 
         earlier_confident=sum(c for c, _ in earlier),
         earlier_wrong=sum(w for _, w in earlier),
         new_rows=len(predicted[new_slice][1]),
-    ).to_dict()
+    )
 
 
-def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> dict:
+def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenger) -> Scores:
     """Score the challenger and the current champion on every slice; log the table to MLflow. Also
     the trivial baselines on the new slice (what a first champion must beat) and the champion's
     confident errors (whether a rejected batch's labels contradict it): see
@@ -61,21 +62,21 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
     slices = evaluation_slices(settings, batch_id)
     labels = labels_for(settings)
     label2id = {label: i for i, label in enumerate(labels)}
-    models = {"challenger": Path(challenger["model_dir"])}
-    if challenger["champion_version"]:
-        models["champion"] = champion_model_dir(settings, challenger["champion_version"])
-    run_id = challenger["run_id"]
+    models = {"challenger": Path(challenger.model_dir)}
+    if challenger.champion_version:
+        models["champion"] = champion_model_dir(settings, challenger.champion_version)
+    run_id = challenger.run_id
     try:
         scores: dict[str, dict] = {}
         correct_on_new: dict[str, np.ndarray] = {}
-        label_check = None
+        label_check: LabelCheck | None = None
         for role, folder in models.items():
             model, tokenizer = load_model_dir(folder, device)
             with_probabilities = predict_slices_with_probabilities(
                 model, tokenizer, slices, label2id, settings
             )
             if role == "champion":  # its confidence too, for the label check
-                label_check = _label_check(with_probabilities, batch_id, challenger["champion_version"])
+                label_check = _label_check(with_probabilities, batch_id, challenger.champion_version)
             predicted = {k: (p, r) for k, (p, r, _) in with_probabilities.items()}
             scores[role] = score_slices(predicted)
             predictions, references = predicted[batch_id]
@@ -129,12 +130,11 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: dict) -> 
         registry.end_run(run_id, "FAILED")
         raise
     fault_point("evaluated", settings.root)
-    return {
-        "batch_id": batch_id,
-        "new_slice": batch_id,
-        "challenger": scores["challenger"],
-        "champion": scores.get("champion"),
-        "paired": asdict(paired) if paired else None,
-        "baseline": baseline.to_dict(),
-        "label_check": label_check,
-    }
+    return Scores(
+        new_slice=batch_id,
+        challenger=scores["challenger"],
+        champion=scores.get("champion"),
+        paired=paired,
+        baseline=baseline,
+        label_check=label_check,
+    )

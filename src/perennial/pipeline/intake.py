@@ -123,7 +123,7 @@ def _validation_reason(
     from perennial.data.validation import validate
 
     frame = pd.read_parquet(rows_path(settings, batch_id))
-    report = validate(frame, settings, label_set)
+    report = validate(frame, settings.validation, label_set)
     report.save(validation_path(settings, batch_id))
     _publish_data_docs(settings, batch_id)
     reason = report.reason  # "" when the suite passed

@@ -11,9 +11,9 @@ from pathlib import Path
 from perennial.core.faults import fault_point
 from perennial.core.settings import Settings
 from perennial.data.batch_store import load_split, seed_from_batch
-from perennial.data.ledger import (
-    TRAINED,
-)
+from perennial.data.ledger import TRAINED
+from perennial.evaluation.contracts import Challenger
+from perennial.evaluation.gate import Decision
 from perennial.learning.finishing import classes_known_to, finish_model
 from perennial.learning.replay import ReplayMemory
 from perennial.learning.strategy import STRATEGY_PARAMS, Strategy, assemble_training_data
@@ -46,7 +46,7 @@ def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
     return memory
 
 
-def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dict:
+def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Challenger:
     """Fine-tune a challenger with the configured strategy (warm-started from the champion unless
     the strategy is joint), log everything needed to re-run it to MLflow."""
     from perennial.learning.training_job import run_training
@@ -185,42 +185,36 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> dic
         raise
     ledger.transition(batch_id, TRAINED)
     fault_point("trained", settings.root)
-    return {
-        "batch_id": batch_id,
-        "run_id": run_id,
-        "model_dir": result.model_dir,
-        "champion_version": champ.version if champ else None,
-        "lineage": lineage,
-        "strategy": strategy.name,
-        "train_rows": len(data.train),
-        "replay_rows": len(data.replayed),
-        "train_samples": result.samples_processed,
-        "best_val_accuracy": result.best_val_accuracy,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "seconds": round(result.seconds, 2),
-        "train_precision": result.precision,
-        "attempt": attempt,
-        # Classes of this batch the champion never trained on (a retry does not average them away).
-        "new_classes": sorted(set(new_train["label"]) - known) if warm and known is not None else [],
-    }
+    return Challenger(
+        batch_id=batch_id,
+        run_id=run_id,
+        model_dir=str(result.model_dir),
+        champion_version=champ.version if champ else None,
+        lineage=tuple(lineage),
+        strategy=strategy.name,
+        attempt=attempt,
+        new_classes=tuple(sorted(set(new_train["label"]) - known)) if warm and known is not None else (),
+        train_rows=len(data.train),
+        replay_rows=len(data.replayed),
+        train_samples=result.samples_processed,
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+        stopped_early=result.stopped_early,
+        best_val_accuracy=result.best_val_accuracy,
+        seconds=round(result.seconds, 2),
+        train_precision=result.precision,
+    )
 
 
 # Retry (see perennial.evaluation.retry): the first attempt's run is closed as retried, the second
 # links to it.
-def retire_first_attempt(settings: Settings, challenger: dict, decision: dict) -> dict:
-    """End the first attempt's MLflow run, tagged `decision=retried` with its reasons; return what
-    the second attempt's record needs of it."""
-    run_id = challenger["run_id"]
-    registry.set_run_tags(run_id, {"decision": "retried", "reasons": " | ".join(decision["reasons"])[:4900]})
+def retire_first_attempt(challenger: Challenger, decision: Decision) -> None:
+    """End the first attempt's MLflow run, tagged `decision=retried` with its reasons, and delete
+    its model folder."""
+    run_id = challenger.run_id
+    registry.set_run_tags(run_id, {"decision": "retried", "reasons": " | ".join(decision.reasons)[:4900]})
     registry.end_run(run_id, "FINISHED")
-    shutil.rmtree(challenger["model_dir"], ignore_errors=True)
-    return {
-        "run_id": run_id,
-        "strategy": challenger["strategy"],
-        "new_classes": challenger.get("new_classes", []),
-    }
+    shutil.rmtree(challenger.model_dir, ignore_errors=True)
 
 
 def discard_failed_retry(settings: Settings, batch_id: str) -> None:
@@ -228,8 +222,6 @@ def discard_failed_retry(settings: Settings, batch_id: str) -> None:
     shutil.rmtree(challenger_dir(settings, batch_id, attempt=2), ignore_errors=True)
 
 
-def link_second_attempt(challenger: dict, first: dict) -> dict:
-    registry.set_run_tags(
-        challenger["run_id"], {"attempt": str(challenger["attempt"]), "retry_of": first["run_id"]}
-    )
-    return {**challenger, "retry_of": first["run_id"]}
+def link_second_attempt(challenger: Challenger, first: Challenger) -> Challenger:
+    registry.set_run_tags(challenger.run_id, {"attempt": str(challenger.attempt), "retry_of": first.run_id})
+    return challenger.retrying(first)

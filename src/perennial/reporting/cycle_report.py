@@ -9,20 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from perennial.evaluation.contracts import Outcome, Scores
 from perennial.evaluation.gate import PROMOTE
 from perennial.reporting.safe_html import markdown_code, markdown_text
 
 
-def comparison_rows(scores: Mapping, names: Mapping[str, str]) -> list[dict]:
+def comparison_rows(scores: Scores, names: Mapping[str, str]) -> list[dict]:
     """One row per test slice: challenger against champion (None before the first champion)."""
-    champion = scores.get("champion") or {}
+    champion = scores.champion or {}
     rows = []
-    for slice_id, mine in scores["challenger"].items():
+    for slice_id, mine in scores.challenger.items():
         theirs = champion.get(slice_id)
         rows.append(
             {
                 "slice": names.get(slice_id, slice_id),
-                "new": slice_id == scores.get("new_slice"),
+                "new": slice_id == scores.new_slice,
                 "challenger_accuracy": round(mine["accuracy"], 4),
                 "champion_accuracy": round(theirs["accuracy"], 4) if theirs else None,
                 "delta_points": round(100 * (mine["accuracy"] - theirs["accuracy"]), 2) if theirs else None,
@@ -34,23 +35,23 @@ def comparison_rows(scores: Mapping, names: Mapping[str, str]) -> list[dict]:
     return rows
 
 
-def decision_markdown(source: str, batch_id: str, rows: int | None, outcome: Mapping) -> str:
+def decision_markdown(source: str, batch_id: str, rows: int | None, outcome: Outcome) -> str:
     """The cycle's story: which batch, validation passed, which version, the decision and why."""
     e = markdown_text
-    compared = f"v{e(outcome['compared_with'])}" if outcome.get("compared_with") else "no champion yet"
-    verdict = "promoted" if outcome["decision"] == PROMOTE else "rejected"
-    version, source, batch_id = e(outcome["version"]), markdown_code(source), markdown_code(batch_id)
+    compared = f"v{e(outcome.compared_with)}" if outcome.compared_with else "no champion yet"
+    verdict = "promoted" if outcome.decision == PROMOTE else "rejected"
+    version, source, batch_id = e(outcome.version), markdown_code(source), markdown_code(batch_id)
     lines = [
         f"# Cycle for {source}: v{version} {verdict}",
         "",
         f"- batch: {source} (id {batch_id}, {e(rows) if rows is not None else '?'} rows)",
         "- validation: passed (Great Expectations suite)",
         f"- challenger: v{version}, compared with {compared}",
-        f"- decision: **{e(outcome['decision'])}**; champion is now v{e(outcome['champion_version'])}",
+        f"- decision: **{e(outcome.decision)}**; champion is now v{e(outcome.champion_version)}",
         "",
         "## Reasons",
         "",
-        *[f"- {e(reason)}" for reason in outcome["reasons"]],
+        *[f"- {e(reason)}" for reason in outcome.reasons],
     ]
     return "\n".join(lines)
 

@@ -120,9 +120,9 @@ def render_validation_page(result: Mapping[str, Any], source: str = "", run_name
     )
     from great_expectations.render.renderer import ValidationResultsPageRenderer
 
-    from perennial.data.validation import _import_gx
+    from perennial.data.validation import import_gx
 
-    _import_gx()  # quiet GX's logging and analytics before its modules load
+    import_gx()  # quiet GX's logging and analytics before its modules load
     result = _with_batch_names(result, source, run_name)
     validation = expectationSuiteValidationResultSchema.load(result)
     return _page(ValidationResultsPageRenderer().render(validation))
@@ -254,15 +254,15 @@ def render_suite_page(result: Mapping[str, Any]) -> str:
     import great_expectations as gx
     from great_expectations.render.renderer import ExpectationSuitePageRenderer
 
-    from perennial.data.validation import _import_gx, _make_suite
+    from perennial.data.validation import import_gx, make_suite
 
-    _import_gx()
+    import_gx()
     configs = [r["expectation_config"] for r in result.get("results", [])]
     expectations = [
         gx.expectations.registry.get_expectation_impl(c["type"])(**c["kwargs"], meta=c.get("meta"))
         for c in configs
     ]
-    return _page(ExpectationSuitePageRenderer().render(_make_suite(expectations)))
+    return _page(ExpectationSuitePageRenderer().render(make_suite(expectations)))
 
 
 def install_static(settings: Settings) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from perennial.core.files import write_text_atomic
 from perennial.core.settings import Settings
 from perennial.data.batch_store import SPLITS, split_path
 from perennial.data.ledger import Ledger, LedgerError
+from perennial.evaluation.contracts import Challenger, Scores
 from perennial.evaluation.gate import PROMOTE
 from perennial.learning.strategy import Strategy
 from perennial.learning.tuning import learning_rate_for
@@ -57,8 +59,8 @@ def gather_card_facts(
     settings: Settings,
     batch_id: str,
     version: str,
-    challenger: Mapping,
-    scores: Mapping,
+    challenger: Challenger,
+    scores: Scores,
     decision_label: str,
     reasons: Sequence[str],
 ) -> dict:
@@ -66,7 +68,7 @@ def gather_card_facts(
 
     ledger = ledger_for(settings)
     names = slice_names(settings)
-    compared_with = challenger.get("champion_version")
+    compared_with = challenger.champion_version
     evaluation = _evaluation_facts(scores, names, batch_id)
     labels = labels_for(settings)
     promoted = decision_label == PROMOTE
@@ -95,8 +97,8 @@ def gather_card_facts(
     }
 
 
-def _lineage(challenger: Mapping, batch_id: str) -> list[str]:
-    lineage = [str(b) for b in challenger.get("lineage") or []]
+def _lineage(challenger: Challenger, batch_id: str) -> list[str]:
+    lineage = [str(b) for b in challenger.lineage]
     return lineage if batch_id in lineage else [*lineage, batch_id]
 
 
@@ -146,10 +148,12 @@ def _date_range(values: pd.Series) -> dict | None:
     return {"from": stamps.min().date().isoformat(), "to": stamps.max().date().isoformat()}
 
 
-def _replay_facts(settings: Settings, batch_id: str, challenger: Mapping, names: Mapping[str, str]) -> dict:
+def _replay_facts(
+    settings: Settings, batch_id: str, challenger: Challenger, names: Mapping[str, str]
+) -> dict:
     """How many earlier rows were mixed into training, and from which batches (train_challenger keeps
     the replayed rows beside the memory)."""
-    rows = challenger.get("replay_rows")
+    rows = challenger.replay_rows
     by_slice = None
     replayed = settings.memory_dir / f"{batch_id}.replayed.parquet"
     if replayed.is_file():
@@ -160,26 +164,15 @@ def _replay_facts(settings: Settings, batch_id: str, challenger: Mapping, names:
     return {"rows": int(rows) if rows is not None else None, "by_slice": by_slice}
 
 
-def _training_facts(settings: Settings, challenger: Mapping) -> dict:
+def _training_facts(settings: Settings, challenger: Challenger) -> dict:
     from perennial.learning.strategy import STRATEGY_PARAMS
 
     strategy = Strategy.from_settings(settings)
-    champion = challenger.get("champion_version")
+    champion = challenger.champion_version
     warm = bool(champion) and not strategy.starts_from_base
     rate = learning_rate_for(settings, strategy.tuning)  # the rate fine_tune used
     parts = (strategy.regularizer, strategy.tuning, strategy.merge, strategy.bias)
     extras = [key for part in parts for key in STRATEGY_PARAMS.get(part, ())]
-    result_keys = (
-        "train_rows",
-        "replay_rows",
-        "train_samples",
-        "epochs_run",
-        "best_epoch",
-        "stopped_early",
-        "best_val_accuracy",
-        "seconds",
-        "train_precision",
-    )
     return {
         "base_model": settings.base_model,
         "warm_started_from": f"v{champion}" if warm else None,
@@ -210,16 +203,14 @@ def _training_facts(settings: Settings, challenger: Mapping) -> dict:
             "ratio": settings.replay_ratio,
         },
         # What the training step reported; a key it did not return is left out, not guessed.
-        "result": {key: challenger[key] for key in result_keys if challenger.get(key) is not None},
+        "result": challenger.training_result(),
     }
 
 
-def _evaluation_facts(scores: Mapping, names: Mapping[str, str], batch_id: str) -> dict:
-    from perennial.evaluation.significance import PairedTest
-
-    champion = scores.get("champion") or {}
+def _evaluation_facts(scores: Scores, names: Mapping[str, str], batch_id: str) -> dict:
+    champion = scores.champion or {}
     slices = []
-    for slice_id, mine in scores["challenger"].items():
+    for slice_id, mine in scores.challenger.items():
         theirs = champion.get(slice_id)
         slices.append(
             {
@@ -231,10 +222,10 @@ def _evaluation_facts(scores: Mapping, names: Mapping[str, str], batch_id: str) 
                 "delta": float(mine["accuracy"]) - float(theirs["accuracy"]) if theirs else None,
             }
         )
-    paired = scores.get("paired")
+    paired = scores.paired
     return {
         "slices": slices,
-        "paired": {**paired, "description": PairedTest(**paired).describe()} if paired else None,
+        "paired": {**asdict(paired), "description": paired.describe()} if paired else None,
     }
 
 
@@ -367,8 +358,8 @@ def publish_model_card(
     run_id: str,
     batch_id: str,
     version: str,
-    challenger: Mapping,
-    scores: Mapping,
+    challenger: Challenger,
+    scores: Scores,
     decision_label: str,
     reasons: Sequence[str],
 ) -> Path | None:
