@@ -37,13 +37,13 @@ def cycle(settings: Settings, batch_id: str) -> Outcome | State:
     """One batch, one cycle. A batch failing validation ends this run Failed with the reason."""
     batch = ledger_for(settings).batch(batch_id)
     report = validate(settings, batch_id)
-    if not report["success"]:
+    if not report.success:
         create_markdown_artifact(
             key="cycle-decision",
-            markdown=quarantine_markdown(batch.source, batch_id, report["reason"]),
+            markdown=quarantine_markdown(batch.source, batch_id, report.reason),
             description=f"{batch.source}: quarantined",
         )
-        return Failed(message=f"batch {batch_id} quarantined: {report['reason']}")
+        return Failed(message=f"batch {batch_id} quarantined: {report.reason}")
     split(settings, batch_id)
     challenger = train(settings, batch_id)
     scores = evaluate(settings, batch_id, challenger)
@@ -111,9 +111,9 @@ def _train_pending(settings: Settings, reason: str) -> State:
     outcomes: list[Outcome] = []
     failures: list[str] = []
     for item in ingest_inbox(settings):
-        logger.info(item["message"])
-        if item["status"] == QUARANTINED and not item["duplicate"]:
-            failures.append(f"{item['batch_id']} quarantined: {item['message']}")
+        logger.info(item.message)
+        if item.status == QUARANTINED and not item.duplicate:
+            failures.append(f"{item.batch_id} quarantined: {item.message}")
     pending = pending_batches(settings)
     if pending and (unavailable := _mlflow_unavailable(settings)):
         failures.append(f"{unavailable}; nothing was trained, {len(pending)} batch(es) stay pending")

@@ -561,8 +561,8 @@ def test_bad_input(case: Case, settings: Settings, tmp_path: Path, caplog: pytes
 
     if case.expect == "skipped":
         assert others == []
-        assert [r["duplicate"] for r in results] == [False, True]
-        assert "same content as batch" in results[1]["message"]
+        assert [r.duplicate for r in results] == [False, True]
+        assert "same content as batch" in results[1].message
         return
     assert len(others) == 1, others
     batch: Batch = others[0]
@@ -573,8 +573,8 @@ def test_bad_input(case: Case, settings: Settings, tmp_path: Path, caplog: pytes
         frame = pd.read_parquet(rows_path(settings, batch.batch_id))
         case.check(frame)
         if case.id == "retry-after-quarantine":
-            retried = next(r for r in results if r["source"] == case.name)
-            assert f"retrying batch {batch.batch_id}, quarantined earlier: " in retried["message"]
+            retried = next(r for r in results if r.source == case.name)
+            assert f"retrying batch {batch.batch_id}, quarantined earlier: " in retried.message
         counts = split_batch(settings, batch.batch_id)  # and downstream still works
         assert sum(counts.values()) == N
         assert list(load_split(settings, batch.batch_id, "train").columns) == ["batch_id", "text", "label"]
@@ -629,8 +629,8 @@ def _paused_writer(settings: Settings, path: Path, content: bytes) -> None:
         os.utime(path, (time.time() - 60,) * 2)  # the pause: unchanged for a minute
         results = _run(settings)
         assert [b.source for b in ledger_for(settings).batches()] == [COMPANION]  # nothing recorded
-        [left] = [r for r in results if r["source"] == path.name]
-        assert left["status"] == "skipped" and "still being written; left for the next run" in left["message"]
+        [left] = [r for r in results if r.source == path.name]
+        assert left.status == "skipped" and "still being written; left for the next run" in left.message
         assert path.read_bytes() == content[:200]
         handle.write(content[200:])
     _run(settings)

@@ -119,11 +119,11 @@ def test_a_file_that_breaks_ingest_does_not_stop_the_others(
     (settings.inbox / "broken.csv").write_bytes(csv_file(lines("broken")))
     (settings.inbox / "good.csv").write_bytes(csv_file(lines("good")))
 
-    results = {r["source"]: r for r in ingest_inbox(settings)}
+    results = {r.source: r for r in ingest_inbox(settings)}
 
-    assert results["broken.csv"]["status"] == "skipped"
-    assert results["broken.csv"]["message"] == (
+    assert results["broken.csv"].status == "skipped"
+    assert results["broken.csv"].message == (
         "broken.csv: could not ingest: 'nobody expected this'; left in the inbox for the next run"
     )
-    assert results["good.csv"]["status"] == PENDING
+    assert results["good.csv"].status == PENDING
     assert [b.source for b in ledger_for(settings).batches()] == ["good.csv"]

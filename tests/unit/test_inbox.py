@@ -428,7 +428,7 @@ def test_two_names_of_one_file_in_the_inbox_lose_nothing(settings: Settings, led
 
     results = ingest_inbox(settings)
 
-    assert [r["status"] for r in results] == [QUARANTINED, PENDING]  # b.csv is then the only name
+    assert [r.status for r in results] == [QUARANTINED, PENDING]  # b.csv is then the only name
     assert [b.source for b in ledger.batches() if b.status == PENDING] == ["b.csv"]
     assert list(settings.inbox.iterdir()) == []
 
@@ -502,7 +502,7 @@ def test_an_entry_that_cannot_be_moved_aside_stays_with_one_warning_a_run(
             results = ingest_inbox(settings)
         warned = [r for r in caplog.records if "could not be moved out of the inbox" in r.getMessage()]
         assert len(warned) == 1 and (settings.inbox / "folder").is_dir()
-        assert results[0]["duplicate"] is (run == 1)
+        assert results[0].duplicate is (run == 1)
     [batch] = ledger.batches()
     assert batch.status == QUARANTINED and "could not be moved aside" in batch.reason
 

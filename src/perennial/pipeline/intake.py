@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 # Ingest
-def ingest_inbox(settings: Settings) -> list[dict]:
+def ingest_inbox(settings: Settings) -> list[IngestResult]:
     """Ingest every file in the inbox that has stopped changing, oldest first. One file that fails
     in a way ingest did not foresee is skipped with a one-line message; the others go on."""
     ledger = ledger_for(settings)
@@ -42,7 +42,7 @@ def ingest_inbox(settings: Settings) -> list[dict]:
     results: list[IngestResult] = [_ingest_one(path, settings, ledger) for path in ready]
     for result in results:
         log.info(result.message)
-    return [asdict(r) for r in results]
+    return results
 
 
 def _ingest_one(path: Path, settings: Settings, ledger: Ledger) -> IngestResult:
@@ -95,12 +95,21 @@ def recover_interrupted(settings: Settings, batch_id: str) -> list[str]:
 
 
 # Validate
-def validate_batch(settings: Settings, batch_id: str) -> dict:
+@dataclass(frozen=True)
+class BatchValidation:
+    """Whether a batch passed validation; `reason` says why not in one line ("" when it passed)."""
+
+    batch_id: str
+    success: bool
+    reason: str = ""
+
+
+def validate_batch(settings: Settings, batch_id: str) -> BatchValidation:
     """Run the expectation suite. A failing batch is quarantined with a one-line reason (returned,
     not raised: a bad batch is an expected outcome). The first accepted batch fixes the label set."""
     ledger = ledger_for(settings)
     if ledger.batch(batch_id).status == TRAINED:  # an interrupted cycle: already validated
-        return {"batch_id": batch_id, "success": True, "reason": "validated earlier"}
+        return BatchValidation(batch_id, True, "validated earlier")
     label_set = settings.labels or ledger.label_set()
     try:
         reason, labels = _validation_reason(settings, batch_id, label_set)
@@ -109,11 +118,11 @@ def validate_batch(settings: Settings, batch_id: str) -> dict:
         reason, labels = f"could not validate: {first_line(error)}; drop the file again to retry", []
     if reason:
         ledger.transition(batch_id, QUARANTINED, reason)
-        return {"batch_id": batch_id, "success": False, "reason": reason}
+        return BatchValidation(batch_id, False, reason)
     # Record the label set (configured, or fixed by this first batch) so a later change is visible.
     ledger.fix_label_set(label_set or labels)
     fault_point("validated", settings.root)
-    return {"batch_id": batch_id, "success": True, "reason": ""}
+    return BatchValidation(batch_id, True)
 
 
 def _validation_reason(
