@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,39 @@ def test_too_few_drift_permutations_for_the_level_are_refused(no_outside_setting
     with pytest.raises(ValueError, match="drift_permutations must be at least 5/drift_alpha = 500"):
         Settings(drift_alpha=0.01, drift_permutations=499)
     assert Settings(drift_alpha=0.05, drift_permutations=100).drift_permutations == 100
+
+
+SECTIONS = ("gate", "validation", "optimizer", "lora", "regularizers")
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_a_section_reads_the_flat_keys_from_every_source(
+    section: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A section is a view of flat settings: a file key, a variable and an argument all reach it."""
+    fields = dataclasses.fields(getattr(Settings(), section))
+    assert fields and all(f.name in Settings.model_fields for f in fields)
+    changed = {f.name: _another_value(f.name) for f in fields}
+    first, *rest = changed.items()
+    (tmp_path / "perennial.toml").write_text(f"{first[0]} = {first[1]!r}\n".replace("'", '"'))
+    for name, value in rest[:1]:
+        monkeypatch.setenv(f"PERENNIAL_{name.upper()}", str(value))
+    arguments = dict(rest[1:])
+    values = dataclasses.asdict(getattr(Settings(**arguments), section))
+    assert values == changed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(getattr(Settings(), section), first[0], first[1])
+
+
+def _another_value(name: str) -> object:
+    """A valid value other than the default for a section's field."""
+    field = Settings.model_fields[name]
+    default = field.default
+    if isinstance(default, bool):
+        return not default
+    if name == "extra_columns":
+        return "reject" if default == "allow" else "allow"
+    if isinstance(default, int):
+        return default + 1
+    assert isinstance(default, float), name
+    return default / 2 if default > 0 else default + 0.5

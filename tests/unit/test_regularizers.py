@@ -296,11 +296,13 @@ def test_ewc_penalty_with_nothing_anchored_is_zero() -> None:
 
 
 def test_build_none(tmp_path: Path) -> None:
-    assert build_regularizer("none", Settings(workspace=tmp_path)) is None
+    assert build_regularizer("none", Settings(workspace=tmp_path).regularizers) is None
 
 
 def test_build_lwf_takes_its_settings(tmp_path: Path) -> None:
-    regularizer = build_regularizer("lwf", Settings(workspace=tmp_path, lwf_weight=0.25, lwf_temperature=3.0))
+    regularizer = build_regularizer(
+        "lwf", Settings(workspace=tmp_path, lwf_weight=0.25, lwf_temperature=3.0).regularizers
+    )
     assert isinstance(regularizer, LearningWithoutForgetting)
     assert regularizer.name == "lwf"
     assert (regularizer.weight, regularizer.temperature) == (0.25, 3.0)
@@ -309,7 +311,7 @@ def test_build_lwf_takes_its_settings(tmp_path: Path) -> None:
 
 def test_build_ewc_takes_its_settings(tmp_path: Path) -> None:
     settings = Settings(workspace=tmp_path, ewc_weight=7.0, ewc_fisher_rows=11, seed=5)
-    regularizer = build_regularizer("ewc", settings)
+    regularizer = build_regularizer("ewc", settings.regularizers)
     assert isinstance(regularizer, ElasticWeightConsolidation)
     assert regularizer.name == "ewc"
     assert (regularizer.weight, regularizer.fisher_rows, regularizer.seed) == (7.0, 11, 5)
@@ -318,4 +320,4 @@ def test_build_ewc_takes_its_settings(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["LwF", "l2", "", "EWC "])
 def test_build_unknown_raises(kind: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown regularizer"):
-        build_regularizer(kind, Settings(workspace=tmp_path))
+        build_regularizer(kind, Settings(workspace=tmp_path).regularizers)

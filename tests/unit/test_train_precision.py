@@ -90,7 +90,7 @@ def test_master_weights_and_optimizer_state_stay_float32(tiny_model_dir: Path, t
     import torch.nn.functional as F
 
     model, tokenizer = load_for_training(tiny_model_dir, LABELS)
-    optimizer = make_optimizer(model, Settings(workspace=tmp_path))
+    optimizer = make_optimizer(model, Settings(workspace=tmp_path).optimizer)
     features = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     logits = forward_logits(model, features, "bfloat16", torch.device("cpu"))

@@ -46,7 +46,7 @@ def test_tunings_are_the_three_known() -> None:
 
 def test_full_trains_everything(model_and_batch, settings: Settings) -> None:
     model, _ = model_and_batch
-    prepared = prepare_for_tuning(model, "full", settings)
+    prepared = prepare_for_tuning(model, "full", settings.lora)
     assert prepared is model
     assert all(p.requires_grad for p in prepared.parameters())
     assert trainable_fraction(prepared) == 1.0
@@ -56,7 +56,7 @@ def test_head_freezes_the_encoder_but_not_the_pooler_or_classifier(
     model_and_batch, settings: Settings
 ) -> None:
     model, _ = model_and_batch
-    prepared = prepare_for_tuning(model, "head", settings)
+    prepared = prepare_for_tuning(model, "head", settings.lora)
     names = dict(prepared.named_parameters())
     assert any(n.startswith("bert.pooler") for n in names)
     for name, param in names.items():
@@ -74,7 +74,7 @@ def test_head_freezes_the_encoder_but_not_the_pooler_or_classifier(
 def test_head_tuning_does_not_change_the_outputs(model_and_batch, settings: Settings) -> None:
     model, batch = model_and_batch
     before = logits_of(model, batch)
-    assert torch.equal(logits_of(prepare_for_tuning(model, "head", settings), batch), before)
+    assert torch.equal(logits_of(prepare_for_tuning(model, "head", settings.lora), batch), before)
 
 
 def test_lora_trains_only_adapters_and_classifier(model_and_batch, settings: Settings) -> None:
@@ -82,7 +82,7 @@ def test_lora_trains_only_adapters_and_classifier(model_and_batch, settings: Set
 
     model, batch = model_and_batch
     before = logits_of(model, batch)
-    wrapped = prepare_for_tuning(model, "lora", settings)
+    wrapped = prepare_for_tuning(model, "lora", settings.lora)
     assert isinstance(wrapped, PeftModel)
     trainable = trainable_names(wrapped)
     assert trainable
@@ -120,7 +120,7 @@ def test_lora_merges_into_a_plain_classifier_with_the_same_outputs(
 
     model, batch = model_and_batch
     original = logits_of(model, batch)
-    wrapped = prepare_for_tuning(model, "lora", settings)
+    wrapped = prepare_for_tuning(model, "lora", settings.lora)
     nudge_adapters_and_head(wrapped)
     adapted = logits_of(wrapped, batch)
     assert not torch.allclose(adapted, original, atol=1e-3)  # the adapters do matter now
@@ -140,7 +140,7 @@ def test_merged_model_reloads_with_the_same_outputs(
     from transformers import AutoModelForSequenceClassification
 
     model, batch = model_and_batch
-    wrapped = prepare_for_tuning(model, "lora", settings)
+    wrapped = prepare_for_tuning(model, "lora", settings.lora)
     nudge_adapters_and_head(wrapped)
     merged = merged_for_saving(wrapped)
     expected = logits_of(merged, batch)
@@ -156,7 +156,7 @@ def test_merged_model_reloads_with_the_same_outputs(
 def test_merged_for_saving_unfreezes_a_plain_model(model_and_batch, settings: Settings) -> None:
     model, batch = model_and_batch
     before = logits_of(model, batch)
-    head_only = prepare_for_tuning(model, "head", settings)
+    head_only = prepare_for_tuning(model, "head", settings.lora)
     assert trainable_fraction(head_only) < 1.0
     merged = merged_for_saving(head_only)
     assert merged is model
@@ -168,7 +168,7 @@ def test_merged_for_saving_unfreezes_a_plain_model(model_and_batch, settings: Se
 def test_unknown_tuning_raises(model_and_batch, settings: Settings, tuning: str) -> None:
     model, _ = model_and_batch
     with pytest.raises(ValueError, match="unknown tuning"):
-        prepare_for_tuning(model, tuning, settings)
+        prepare_for_tuning(model, tuning, settings.lora)
     assert all(p.requires_grad for p in model.parameters())  # left untouched
 
 

@@ -158,7 +158,7 @@ def run_strategy(
             out_dir,
             progress=False,
             tuning=strategy.tuning,
-            regularizer=build_regularizer(strategy.regularizer, settings) if warm else None,
+            regularizer=build_regularizer(strategy.regularizer, settings.regularizers) if warm else None,
         )
         finish_model(strategy, out_dir, previous if warm else None, data.train["label"], labels, settings)
         model, tokenizer = load_model_dir(out_dir, device)

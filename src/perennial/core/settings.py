@@ -78,6 +78,35 @@ class ValidationSettings(_Section):
     extra_columns: Literal["allow", "reject"]
 
 
+@dataclass(frozen=True)
+class OptimizerSettings(_Section):
+    """What the AdamW optimizer of a fine-tuning takes (perennial.learning.training)."""
+
+    learning_rate: float
+    adapter_learning_rate: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class LoraSettings(_Section):
+    """The LoRA adapters' shape (perennial.learning.tuning)."""
+
+    lora_rank: int
+    lora_alpha: int
+    lora_dropout: float
+
+
+@dataclass(frozen=True)
+class RegularizerSettings(_Section):
+    """What the forgetting regularisers take (perennial.learning.regularizers)."""
+
+    lwf_weight: float
+    lwf_temperature: float
+    ewc_weight: float
+    ewc_fisher_rows: int
+    seed: int
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PERENNIAL_", extra="forbid", validate_default=True)
 
@@ -427,6 +456,18 @@ class Settings(BaseSettings):
     @property
     def validation(self) -> ValidationSettings:
         return ValidationSettings.of(self)
+
+    @property
+    def optimizer(self) -> OptimizerSettings:
+        return OptimizerSettings.of(self)
+
+    @property
+    def lora(self) -> LoraSettings:
+        return LoraSettings.of(self)
+
+    @property
+    def regularizers(self) -> RegularizerSettings:
+        return RegularizerSettings.of(self)
 
     # Derived locations inside the workspace. Properties, so one setting moves them all.
     @property

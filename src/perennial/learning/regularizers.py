@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from perennial.core.settings import Settings
+    from perennial.core.settings import RegularizerSettings
 
 # Builds the padded model inputs for the given training-row indices.
 Collate = Callable[[Sequence[int]], dict]
@@ -130,7 +130,7 @@ def ewc_penalty(
     return 0.5 * total
 
 
-def build_regularizer(kind: str, settings: Settings) -> Regularizer | None:
+def build_regularizer(kind: str, settings: RegularizerSettings) -> Regularizer | None:
     """The regulariser a setting names, or None for "none"."""
     if kind == "none":
         return None

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from perennial.core.faults import fault_point
-from perennial.core.settings import Settings
+from perennial.core.settings import OptimizerSettings, Settings
 from perennial.learning.distributed import join
 from perennial.learning.regularizers import Regularizer
 
@@ -105,7 +105,9 @@ def _no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
 
 
-def make_optimizer(model: torch.nn.Module, settings: Settings, tuning: str = "full") -> torch.optim.Optimizer:
+def make_optimizer(
+    model: torch.nn.Module, settings: OptimizerSettings, tuning: str = "full"
+) -> torch.optim.Optimizer:
     import torch
 
     from perennial.learning.tuning import learning_rate_for
@@ -185,7 +187,7 @@ def fine_tune(
     set_seed(settings.seed)  # the same on every rank: same new head, same batches
     dp, device = join(settings.device)
     model, tokenizer = load_for_training(init_from, labels)
-    model = prepare_for_tuning(model, tuning, settings)
+    model = prepare_for_tuning(model, tuning, settings.lora)
     model.to(device)  # type: ignore[arg-type]  # transformers types .to() oddly
     precision = resolve_precision(settings.train_precision, device)
     label2id = {label: i for i, label in enumerate(labels)}
@@ -215,7 +217,7 @@ def fine_tune(
 
     steps_per_epoch = -(-len(encoded) // settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
-    optimizer = make_optimizer(model, settings, tuning)
+    optimizer = make_optimizer(model, settings.optimizer, tuning)
     scheduler = linear_warmup_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     rng = np.random.default_rng(settings.seed)
 

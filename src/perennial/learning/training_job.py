@@ -83,7 +83,7 @@ def run_training(
             out_dir,
             progress,
             tuning=tuning,
-            regularizer=build_regularizer(regularizer, settings),
+            regularizer=build_regularizer(regularizer, settings.regularizers),
         )
     check_devices(settings, processes)
     out_dir = Path(out_dir).resolve()
@@ -223,7 +223,7 @@ def run_job(job_path: Path) -> TrainResult:
         Path(job["out_dir"]),
         job["progress"],
         tuning=job["tuning"],
-        regularizer=build_regularizer(job["regularizer"], settings),
+        regularizer=build_regularizer(job["regularizer"], settings.regularizers),
     )
     if int(os.environ.get("RANK", "0")) == 0:
         partial = folder / f"{RESULT_FILE}.partial"

@@ -16,12 +16,12 @@ from perennial.core.settings import TuningPart
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from perennial.core.settings import Settings
+    from perennial.core.settings import LoraSettings, OptimizerSettings
 
 TUNINGS: tuple[str, ...] = get_args(TuningPart)
 
 
-def prepare_for_tuning(model: PreTrainedModel, tuning: str, settings: Settings) -> PreTrainedModel:
+def prepare_for_tuning(model: PreTrainedModel, tuning: str, lora: LoraSettings) -> PreTrainedModel:
     """Return the model to train: as is, wrapped with LoRA adapters, or with its encoder frozen."""
     if tuning == "full":
         return model
@@ -32,9 +32,9 @@ def prepare_for_tuning(model: PreTrainedModel, tuning: str, settings: Settings) 
         # picks the attention projections to adapt for known architectures (query/value for BERT).
         config = LoraConfig(
             task_type=TaskType.SEQ_CLS,
-            r=settings.lora_rank,
-            lora_alpha=settings.lora_alpha,
-            lora_dropout=settings.lora_dropout,
+            r=lora.lora_rank,
+            lora_alpha=lora.lora_alpha,
+            lora_dropout=lora.lora_dropout,
         )
         with warnings.catch_warnings():  # peft calls a transformers API that warns of its own rename
             warnings.simplefilter("ignore", FutureWarning)
@@ -66,7 +66,7 @@ def trainable_fraction(model: PreTrainedModel) -> float:
     return trainable / total if total else 0.0
 
 
-def learning_rate_for(settings: Settings, tuning: str) -> float:
+def learning_rate_for(optimizer: OptimizerSettings, tuning: str) -> float:
     """Full fine-tuning takes `learning_rate`; LoRA adapters and the head alone, few weights that
     start from scratch, take the larger `adapter_learning_rate`."""
-    return settings.learning_rate if tuning == "full" else settings.adapter_learning_rate
+    return optimizer.learning_rate if tuning == "full" else optimizer.adapter_learning_rate

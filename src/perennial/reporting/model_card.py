@@ -170,7 +170,7 @@ def _training_facts(settings: Settings, challenger: Challenger) -> dict:
     strategy = Strategy.from_settings(settings)
     champion = challenger.champion_version
     warm = bool(champion) and not strategy.starts_from_base
-    rate = learning_rate_for(settings, strategy.tuning)  # the rate fine_tune used
+    rate = learning_rate_for(settings.optimizer, strategy.tuning)  # the rate fine_tune used
     parts = (strategy.regularizer, strategy.tuning, strategy.merge, strategy.bias)
     extras = [key for part in parts for key in STRATEGY_PARAMS.get(part, ())]
     return {
