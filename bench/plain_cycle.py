@@ -52,14 +52,14 @@ def main() -> None:
         cycle_seed=settings.seed,
     )
     labels = sorted(frame["label"].astype(str).unique())
-    result = fine_tune(args.champion, labels, data.train, data.val, settings, args.out)
+    result = fine_tune(args.champion, labels, data.train, data.val, settings.training, args.out)
 
     label2id = {label: i for i, label in enumerate(labels)}
     slices = {"earlier": earlier["test"], "new": new["test"]}
     device = resolve_device(settings.device)
     for role, folder in (("challenger", args.out), ("champion", args.champion)):
         model, tokenizer = load_model_dir(folder, device)
-        scores = score_slices(predict_slices(model, tokenizer, slices, label2id, settings))
+        scores = score_slices(predict_slices(model, tokenizer, slices, label2id, settings.inference))
         print(role, {name: round(s["accuracy"], 4) for name, s in scores.items()})
     print(f"trained {result.train_rows} rows for {result.epochs_run} epochs in {result.seconds:.1f} s")
 

@@ -81,7 +81,7 @@ def split_rows(rows: int) -> dict[str, pd.DataFrame]:
 def test_accuracy(folder: Path, test: pd.DataFrame, labels: list[str], settings: Settings) -> float:
     model, tokenizer = load_model_dir(folder, "cpu")
     label2id = {label: i for i, label in enumerate(labels)}
-    scores = score_slices(predict_slices(model, tokenizer, {"test": test}, label2id, settings))
+    scores = score_slices(predict_slices(model, tokenizer, {"test": test}, label2id, settings.inference))
     return scores["test"]["accuracy"]
 
 
@@ -125,7 +125,7 @@ def clocked() -> Iterator[Clock]:
 def run_perennial(data: dict, labels: list[str], settings: Settings, out: Path) -> dict:
     started = time.perf_counter()
     result = fine_tune(
-        settings.base_model_path(), labels, data["train"], data["val"], settings, out, progress=False
+        settings.base_model_path(), labels, data["train"], data["val"], settings.training, out, progress=False
     )
     seconds = time.perf_counter() - started
     return {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from perennial.core.settings import Settings
+from perennial.core.settings import ServerSettings, Settings
 from perennial.deployments.events import (
     BATCH_ARRIVED,
     DRIFT_DETECTED,
@@ -34,12 +34,13 @@ def training_triggers(settings: Settings) -> list[Any]:
     from prefect.events import DeploymentEventTrigger
     from prefect.events.schemas.automations import Posture
 
+    servers = settings.servers
     resource_id = workspace_resource(settings)["prefect.resource.id"]
-    window = timedelta(seconds=settings.burst_window_seconds)
+    window = timedelta(seconds=servers.burst_window_seconds)
     parameters = settings_parameter(settings)
     return [
         DeploymentEventTrigger(
-            name=f"{settings.deployment_name}: train on new batches",
+            name=f"{servers.deployment_name}: train on new batches",
             description="One run per burst of files: the first event starts the window.",
             expect={BATCH_ARRIVED},
             match={"prefect.resource.id": resource_id},
@@ -50,31 +51,31 @@ def training_triggers(settings: Settings) -> list[Any]:
             parameters={"settings": parameters, "reason": "batch arrived: {{ event.payload.name }}"},
         ),
         DeploymentEventTrigger(
-            name=f"{settings.deployment_name}: train on drift",
+            name=f"{servers.deployment_name}: train on drift",
             description="Drift with labelled batches waiting; at most once per cooldown.",
             expect={DRIFT_DETECTED},
             match={"prefect.resource.id": resource_id, RETRAIN_LABEL: "yes"},
             posture=Posture.Reactive,
             threshold=1,
-            within=timedelta(hours=settings.drift_cooldown_hours),
+            within=timedelta(hours=servers.drift_cooldown_hours),
             parameters={"settings": parameters, "reason": "drift detected"},
         ),
     ]
 
 
-def _schedules(cron: str, settings: Settings) -> list[Any]:
+def _schedules(cron: str, servers: ServerSettings) -> list[Any]:
     from prefect.schedules import Cron
 
-    return [Cron(cron, timezone=settings.schedule_timezone)] if cron.strip() else []
+    return [Cron(cron, timezone=servers.schedule_timezone)] if cron.strip() else []
 
 
 def training_deployment(settings: Settings) -> Any:
     from perennial.flows.continual_training import continual_training
 
     return continual_training.to_deployment(
-        name=settings.deployment_name,
+        name=settings.servers.deployment_name,
         description="Ingest, validate, fine-tune, evaluate against the champion, promote or reject.",
-        schedules=_schedules(settings.training_schedule, settings),
+        schedules=_schedules(settings.training_schedule, settings.servers),
         parameters={"settings": settings_parameter(settings), "reason": "schedule or manual run"},
         triggers=training_triggers(settings),
         concurrency_limit=1,
@@ -86,9 +87,9 @@ def drift_deployment(settings: Settings) -> Any:
     from perennial.flows.drift_monitor import drift_monitor
 
     return drift_monitor.to_deployment(
-        name=settings.deployment_name,
+        name=settings.servers.deployment_name,
         description="Recent production inputs against the champion's reference data.",
-        schedules=_schedules(settings.drift_schedule, settings),
+        schedules=_schedules(settings.drift_schedule, settings.servers),
         parameters={"settings": settings_parameter(settings)},
         concurrency_limit=1,
         tags=["perennial", "drift"],

@@ -21,9 +21,10 @@ def watch_inbox(settings: Settings, stop: threading.Event) -> None:
     """
     while not stop.is_set() and not _registered(settings):
         stop.wait(1.0)
-    log.info("watching %s every %.1f s", settings.inbox, settings.watch_interval_seconds)
+    interval = settings.servers.watch_interval_seconds
+    log.info("watching %s every %.1f s", settings.inbox, interval)
     watcher = InboxWatcher(settings.inbox)
-    while not stop.wait(settings.watch_interval_seconds):
+    while not stop.wait(interval):
         try:
             arrived = watcher.poll()
         except Exception:

@@ -14,7 +14,7 @@ from perennial.deployments.events import (
     training_deployment_registered,
     workspace_resource,
 )
-from perennial.monitoring.drift_check import RETRAIN, drift_markdown
+from perennial.monitoring.drift_check import RETRAIN, DriftSummary, drift_markdown
 from perennial.tasks.drift import check_drift
 
 # What the event carries: enough for an automation or a dashboard to act without opening the report.
@@ -24,25 +24,25 @@ EVENT_FIELDS = (
 
 
 @flow(name="drift-monitor")
-def drift_monitor(settings: Settings | None = None) -> dict:
+def drift_monitor(settings: Settings | None = None) -> DriftSummary:
     """Check drift once. On drift, emit `perennial.drift.detected`: labelled `perennial.retrain=yes`
     (the training deployment's trigger) when batches are waiting and the cooldown allows it."""
     settings = settings or Settings()
     configure(settings)  # a worker's flow-run process has not done it (offline, HF_HOME, folders)
     logger = get_run_logger()
     summary = check_drift(settings, can_trigger=training_deployment_registered(settings))
-    logger.info("drift check: %s", summary["message"])
+    logger.info("drift check: %s", summary.message)
     create_markdown_artifact(
-        key="drift-report", markdown=drift_markdown(summary), description=summary["message"]
+        key="drift-report", markdown=drift_markdown(summary), description=summary.message
     )
-    if summary["drifted"]:
+    if summary.drifted:
         emit_event(
             event=DRIFT_DETECTED,
             resource={
                 **workspace_resource(settings),
-                RETRAIN_LABEL: "yes" if summary["action"] == RETRAIN else "no",
+                RETRAIN_LABEL: "yes" if summary.action == RETRAIN else "no",
             },
-            payload={key: summary.get(key) for key in EVENT_FIELDS},
+            payload={key: summary.to_json()[key] for key in EVENT_FIELDS},
         )
-        logger.warning("%s emitted: %s", DRIFT_DETECTED, summary["message"])
+        logger.warning("%s emitted: %s", DRIFT_DETECTED, summary.message)
     return summary

@@ -315,7 +315,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     summary = state.result()
     from perennial.monitoring.drift_check import format_drift_summary
 
-    print(json.dumps(summary, indent=2, default=str) if args.json else format_drift_summary(summary))
+    print(json.dumps(summary.to_json(), indent=2) if args.json else format_drift_summary(summary))
     return 0
 
 
@@ -332,10 +332,11 @@ def _foreground(module: str, *args: str) -> int:
 def cmd_server(args: argparse.Namespace) -> int:
     """A local Prefect server (API and UI) with its database in the workspace, in the foreground."""
     settings = _ready(_settings(args))
-    url = f"http://{settings.server_host}:{settings.server_port}"
+    servers = settings.servers
+    url = f"http://{servers.server_host}:{servers.server_port}"
     print(f"Prefect server for {settings.root}: UI {url}, API {url}/api (Ctrl-C stops it)", flush=True)
     return _foreground(
-        "prefect", "server", "start", "--host", settings.server_host, "--port", str(settings.server_port)
+        "prefect", "server", "start", "--host", servers.server_host, "--port", str(servers.server_port)
     )
 
 
@@ -344,7 +345,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     settings = _ready(_settings(args))
     from perennial.deployments.events import server_is_up
 
-    host, port = settings.server_host, settings.mlflow_ui_port
+    host, port = settings.servers.server_host, settings.servers.mlflow_ui_port
     print(f"MLflow UI:  http://{host}:{port}  (runs, versions, aliases; Ctrl-C stops it)")
     if server_is_up(settings):
         print(f"Prefect UI: {redact(settings.prefect_api_url).removesuffix('/').removesuffix('/api')}")

@@ -6,6 +6,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -14,6 +15,9 @@ from perennial.data.stream import split_by_column, write_stream
 from perennial.data.vader import CITATION, DOMAINS, sample_domain
 from perennial.evaluation.gate import PROMOTE
 from perennial.workspace import labels_for, ledger_for, slice_names
+
+if TYPE_CHECKING:
+    from perennial.monitoring.drift_check import DriftSummary
 
 
 def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
@@ -46,7 +50,7 @@ def final_accuracy_matrix(settings: Settings) -> pd.DataFrame:
     for label, version in champion_after_each_cycle(settings):
         if version not in scored:
             model, tokenizer = load_model_dir(champion_model_dir(settings, version), device)
-            result = evaluate_model(model, tokenizer, slices, label2id, settings)
+            result = evaluate_model(model, tokenizer, slices, label2id, settings.inference)
             scored[version] = {name: metrics["accuracy"] for name, metrics in result.items()}
         rows.append((label, scored[version]))
     return accuracy_matrix(rows, list(slices))
@@ -103,7 +107,9 @@ def run_demo(
     return matrix
 
 
-def demo_drift_check(settings: Settings, streamed: pd.DataFrame, rows: int, domain: str = "nyt") -> dict:
+def demo_drift_check(
+    settings: Settings, streamed: pd.DataFrame, rows: int, domain: str = "nyt"
+) -> DriftSummary:
     """Production inputs turn to news editorials (unlabelled, unseen rows): the drift monitor's alarm."""
     from perennial.flows.drift_monitor import drift_monitor
     from perennial.monitoring.drift_check import format_drift_summary

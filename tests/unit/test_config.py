@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import typing
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import ValidationError
@@ -64,7 +67,10 @@ def test_too_few_drift_permutations_for_the_level_are_refused(no_outside_setting
     assert Settings(drift_alpha=0.05, drift_permutations=100).drift_permutations == 100
 
 
-SECTIONS = ("gate", "validation", "optimizer", "lora", "regularizers")
+SECTIONS = (
+    "data", "continual", "gate", "validation", "optimizer", "lora", "regularizers", "finishing",
+    "training", "inference", "drift", "retention", "servers",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("section", SECTIONS)
@@ -76,7 +82,8 @@ def test_a_section_reads_the_flat_keys_from_every_source(
     assert fields and all(f.name in Settings.model_fields for f in fields)
     changed = {f.name: _another_value(f.name) for f in fields}
     first, *rest = changed.items()
-    (tmp_path / "perennial.toml").write_text(f"{first[0]} = {first[1]!r}\n".replace("'", '"'))
+    # JSON scalars are TOML scalars.
+    (tmp_path / "perennial.toml").write_text(f"{first[0]} = {json.dumps(first[1])}\n")
     for name, value in rest[:1]:
         monkeypatch.setenv(f"PERENNIAL_{name.upper()}", str(value))
     arguments = dict(rest[1:])
@@ -90,11 +97,24 @@ def _another_value(name: str) -> object:
     """A valid value other than the default for a section's field."""
     field = Settings.model_fields[name]
     default = field.default
+    choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is Literal else ()
+    if choices:
+        return next(choice for choice in choices if choice != default)
+    if default is None:  # an optional list (labels) or count (torch_threads)
+        return ["spam", "ham"] if "list" in str(field.annotation) else 2
     if isinstance(default, bool):
         return not default
-    if name == "extra_columns":
-        return "reject" if default == "allow" else "allow"
+    if isinstance(default, str):
+        return f"{default}-changed"
     if isinstance(default, int):
         return default + 1
     assert isinstance(default, float), name
     return default / 2 if default > 0 else default + 0.5
+
+
+def test_the_training_section_hands_on_the_same_optimizer_lora_and_inference_sections() -> None:
+    settings = Settings(learning_rate=1e-3, lora_rank=4, eval_batch_size=7)
+    training = settings.training
+    assert training.optimizer == settings.optimizer
+    assert training.lora == settings.lora
+    assert training.inference == settings.inference

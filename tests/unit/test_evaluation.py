@@ -121,7 +121,7 @@ def test_evaluate_model_reports_each_slice(tiny) -> None:
         "batch-1": pd.DataFrame({"text": TEXTS, "label": ["negative", "positive"] * 3 + ["negative"]}),
         "batch-2": pd.DataFrame({"text": TEXTS[:3], "label": ["positive"] * 3}),
     }
-    results = evaluate_model(model, tokenizer, slices, {"negative": 0, "positive": 1}, settings)
+    results = evaluate_model(model, tokenizer, slices, {"negative": 0, "positive": 1}, settings.inference)
 
     assert list(results) == ["batch-1", "batch-2"]
     assert results["batch-1"]["n"] == len(TEXTS)
@@ -134,7 +134,7 @@ def test_evaluate_model_reports_each_slice(tiny) -> None:
 
     bad = {"x": pd.DataFrame({"text": ["hi"], "label": ["neutral"]})}
     with pytest.raises(ValueError, match="neutral"):
-        evaluate_model(model, tokenizer, bad, {"negative": 0, "positive": 1}, settings)
+        evaluate_model(model, tokenizer, bad, {"negative": 0, "positive": 1}, settings.inference)
 
 
 def test_metrics_table_is_long() -> None:

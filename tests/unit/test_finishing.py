@@ -67,7 +67,9 @@ def test_wise_leaves_the_average_of_champion_and_challenger(
     before = _weights(challenger)
     start = _weights(champion)
     settings = Settings(workspace=tmp_path / "ws", wise_alpha=alpha)
-    done = finish_model(Strategy("replay", merge="wise"), challenger, champion, ["a", "b"], LABELS, settings)
+    done = finish_model(
+        Strategy("replay", merge="wise"), challenger, champion, ["a", "b"], LABELS, settings.finishing
+    )
     assert done == {"wise_alpha": alpha}
     after = _weights(challenger)
     for key, value in after.items():
@@ -88,7 +90,7 @@ def test_wise_keeps_the_challengers_rows_for_classes_the_champion_never_trained_
     before, start = _weights(challenger), _weights(champion)
     settings = Settings(workspace=tmp_path / "ws", wise_alpha=alpha)
     done = finish_model(
-        Strategy("replay", merge="wise"), challenger, champion, ["a", "b", "c"], LABELS, settings,
+        Strategy("replay", merge="wise"), challenger, champion, ["a", "b", "c"], LABELS, settings.finishing,
         champion_labels={"a", "b"},
     )  # fmt: skip
     assert done == {"wise_alpha": alpha, "wise_new_classes_kept": 1.0}
@@ -112,7 +114,7 @@ def test_wise_averages_every_row_when_the_champion_knew_every_trained_class(
     before, start = _weights(challenger), _weights(champion)
     settings = Settings(workspace=tmp_path / "ws", wise_alpha=0.5)
     done = finish_model(
-        Strategy("replay", merge="wise"), challenger, champion, ["a", "b"], LABELS, settings,
+        Strategy("replay", merge="wise"), challenger, champion, ["a", "b"], LABELS, settings.finishing,
         champion_labels={"a", "b"},
     )  # fmt: skip
     assert done == {"wise_alpha": 0.5}
@@ -128,18 +130,20 @@ def test_every_finished_model_records_the_classes_it_and_its_ancestors_trained_o
     settings = Settings(workspace=tmp_path / "ws")
     assert trained_labels(champion) is None  # saved before models recorded it: unknown
     # From the base model (no champion): what this cycle trained on, in label order.
-    finish_model(Strategy("replay"), champion, None, ["b", "a", "b"], LABELS, settings)
+    finish_model(Strategy("replay"), champion, None, ["b", "a", "b"], LABELS, settings.finishing)
     assert trained_labels(champion) == {"a", "b"}
     assert json.loads((champion / "config.json").read_text())[TRAINED_LABELS_KEY] == ["a", "b"]
     # Warm-started: the champion's classes and this cycle's, even with no replay of the old ones.
-    finish_model(Strategy("naive"), challenger, champion, ["c"], LABELS, settings)
+    finish_model(Strategy("naive"), challenger, champion, ["c"], LABELS, settings.finishing)
     assert trained_labels(challenger) == {"a", "b", "c"}
     BertForSequenceClassification.from_pretrained(challenger)  # still a loadable transformers model
 
 
 def test_an_unknown_history_stays_unknown(champion_and_challenger: tuple[Path, Path], tmp_path: Path) -> None:
     champion, challenger = champion_and_challenger
-    finish_model(Strategy("replay"), challenger, champion, ["c"], LABELS, Settings(workspace=tmp_path / "ws"))
+    finish_model(
+        Strategy("replay"), challenger, champion, ["c"], LABELS, Settings(workspace=tmp_path / "ws").finishing
+    )
     assert trained_labels(challenger) is None  # not guessed as {"c"}: that would call a and b new
     assert trained_labels(tmp_path / "missing") is None
 
@@ -153,7 +157,7 @@ def test_wise_reads_the_champions_classes_from_its_config(
     settings = Settings(workspace=tmp_path / "ws", wise_alpha=0.5)
     # The fallback (memory labels, here claiming c is known) is ignored when the config says.
     done = finish_model(
-        Strategy("replay", merge="wise"), challenger, champion, ["a", "c"], LABELS, settings,
+        Strategy("replay", merge="wise"), challenger, champion, ["a", "c"], LABELS, settings.finishing,
         champion_labels={"a", "b", "c"},
     )  # fmt: skip
     assert done == {"wise_alpha": 0.5, "wise_new_classes_kept": 1.0}
@@ -168,7 +172,10 @@ def test_nothing_to_average_without_a_champion(
     _, challenger = champion_and_challenger
     before = _weights(challenger)
     settings = Settings(workspace=tmp_path / "ws")
-    assert finish_model(Strategy("replay", merge="wise"), challenger, None, ["a"], LABELS, settings) == {}
+    assert (
+        finish_model(Strategy("replay", merge="wise"), challenger, None, ["a"], LABELS, settings.finishing)
+        == {}
+    )
     assert _unchanged(before, challenger)
 
 
@@ -180,7 +187,7 @@ def test_logit_adjust_shifts_only_the_head_bias_by_the_training_priors(
     trained_on = ["a"] * 30 + ["b"] * 10  # "c" not seen this cycle
     settings = Settings(workspace=tmp_path / "ws", logit_adjust_tau=0.5)
     done = finish_model(
-        Strategy("naive", bias="logit-adjust"), challenger, None, trained_on, LABELS, settings
+        Strategy("naive", bias="logit-adjust"), challenger, None, trained_on, LABELS, settings.finishing
     )
     assert done == {"logit_adjust_tau": 0.5}
     after = _weights(challenger)
@@ -203,7 +210,12 @@ def test_a_recorded_logit_adjustment_is_taken_out_before_the_next_cycle_trains(
     trained = _weights(champion)
     settings = Settings(workspace=tmp_path / "ws")
     finish_model(
-        Strategy("naive", bias="logit-adjust"), champion, None, ["a"] * 30 + ["b"] * 10, LABELS, settings
+        Strategy("naive", bias="logit-adjust"),
+        champion,
+        None,
+        ["a"] * 30 + ["b"] * 10,
+        LABELS,
+        settings.finishing,
     )
     recorded = json.loads((champion / "config.json").read_text())[ADJUSTMENT_KEY]
     shifted = _weights(champion)["classifier.bias"]
@@ -218,7 +230,7 @@ def test_a_recorded_logit_adjustment_is_taken_out_before_the_next_cycle_trains(
 
     # WiSE at alpha 0 is the champion as it trained, not as it was corrected.
     finish_model(Strategy("replay", merge="wise"), challenger, champion, ["a", "b"], LABELS,
-                 settings.model_copy(update={"wise_alpha": 0.0}))  # fmt: skip
+                 settings.model_copy(update={"wise_alpha": 0.0}).finishing)  # fmt: skip
     torch.testing.assert_close(
         _weights(challenger)["classifier.bias"], trained["classifier.bias"], atol=1e-6, rtol=0
     )
@@ -235,7 +247,9 @@ def test_logit_adjust_changes_nothing_without_an_imbalance(
     _, challenger = champion_and_challenger
     before = _weights(challenger)
     settings = Settings(workspace=tmp_path / "ws")
-    finish_model(Strategy("naive", bias="logit-adjust"), challenger, None, trained_on, LABELS, settings)
+    finish_model(
+        Strategy("naive", bias="logit-adjust"), challenger, None, trained_on, LABELS, settings.finishing
+    )
     assert _unchanged(before, challenger)
 
 
@@ -245,5 +259,10 @@ def test_the_default_strategy_finishes_nothing(
     champion, challenger = champion_and_challenger
     before = _weights(challenger)
     settings = Settings(workspace=tmp_path / "ws")
-    assert finish_model(Strategy.from_settings(settings), challenger, champion, ["a"], LABELS, settings) == {}
+    assert (
+        finish_model(
+            Strategy.from_settings(settings), challenger, champion, ["a"], LABELS, settings.finishing
+        )
+        == {}
+    )
     assert _unchanged(before, challenger)

@@ -19,6 +19,7 @@ from perennial.monitoring.drift_check import (
     NONE,
     RETRAIN,
     RETRAIN_NEEDED,
+    DriftSummary,
     decide_action,
     drift_markdown,
     last_retrain,
@@ -26,6 +27,7 @@ from perennial.monitoring.drift_check import (
     read_monitor_file,
     recent_texts,
 )
+from perennial.monitoring.drift_tests import DriftReport, DriftTest
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
@@ -100,7 +102,7 @@ def test_recent_texts_takes_the_newest_files_and_their_last_lines(
     _age(monitor / "mid.csv", 2)
     _write(monitor / "new.jsonl", "".join(json.dumps({"text": f"new {i}"}) + "\n" for i in range(3)), 1)
     _write(monitor / "ignored.md", "not a monitored file", 0)
-    recent = recent_texts(settings)
+    recent = recent_texts(settings.monitor_dir, settings.drift)
     assert recent.texts == ["old 19"] + [f"mid {i}" for i in range(6)] + [f"new {i}" for i in range(3)]
     assert recent.files == ["new.jsonl", "mid.csv", "old.txt"]
     assert recent.unreadable == []
@@ -112,7 +114,7 @@ def test_an_unreadable_monitor_file_is_reported_and_skipped(
     settings = _settings(tmp_path)
     _write(settings.monitor_dir / "good.txt", "fine text\n\n  \nanother\n", 2)
     _write(settings.monitor_dir / "bad.csv", "id,body\n1,hello\n", 1)
-    recent = recent_texts(settings)
+    recent = recent_texts(settings.monitor_dir, settings.drift)
     assert recent.texts == ["fine text", "another"]
     assert len(recent.unreadable) == 1 and recent.unreadable[0].startswith("bad.csv: no `text` column")
 
@@ -128,26 +130,37 @@ def test_predictions_are_appended_to_todays_log(tmp_path: Path, no_outside_setti
 
 
 def test_drift_markdown_names_every_test_and_the_alarm() -> None:
-    summary = {
-        "action": LABELS_NEEDED,
-        "message": "drift detected, no labelled batch is waiting: labels are needed to retrain",
-        "champion_version": "2",
-        "current_rows": 300,
-        "reference_rows": 400,
-        "report_path": "/ws/reports/drift/d.json",
-        "plot_path": "/ws/reports/drift/d.png",
-        "report": {
-            "alpha": 0.01,
-            "threshold": 0.002,
-            "tests": [
-                {"name": "embedding_mmd", "statistic": 0.31, "p_value": 0.001},
-                {"name": "text_length", "statistic": 0.08, "p_value": 0.4},
-            ],
-        },
-        "unreadable_files": ["bad.csv: no `text` column"],
-    }
+    report = DriftReport(
+        reference_rows=400,
+        current_rows=300,
+        alpha=0.004,  # two tests: an alarm below 0.002
+        tests=[DriftTest("embedding_mmd", 0.31, 0.001), DriftTest("text_length", 0.08, 0.4)],
+    )
+    summary = DriftSummary(
+        checked_at="2026-12-03T10:00:00.000+00:00",
+        champion_version="2",
+        current_rows=300,
+        reference_rows=400,
+        monitored_files=["inputs.csv"],
+        unreadable_files=["bad.csv: no `text` column"],
+        action=LABELS_NEEDED,
+        message="drift detected, no labelled batch is waiting: labels are needed to retrain",
+        drifted=True,
+        report=report,
+        report_path="/ws/reports/drift/d.json",
+        plot_path="/ws/reports/drift/d.png",
+    )
     text = drift_markdown(summary)
     assert "labels are needed" in text and "v2" in text
     assert "| embedding_mmd | 0.31 | 0.001 | yes |" in text
     assert "| text_length | 0.08 | 0.4 |  |" in text
     assert "bad.csv" in text
+
+
+def test_a_drift_summary_saves_as_json_with_its_report() -> None:
+    report = DriftReport(100, 80, 0.01, [DriftTest("text_length", 0.5, 0.001, {"mean_shift": 3.0})])
+    summary = DriftSummary("2026-12-03T10:00:00.000+00:00", "4", 80, 100, ["a.csv"], [], report=report)
+    saved = json.loads(json.dumps(summary.to_json()))
+    assert saved["action"] == "skipped" and saved["champion_version"] == "4"
+    assert saved["report"]["threshold"] == 0.01 and saved["report"]["triggered_by"] == ["text_length"]
+    assert saved["report"]["tests"][0]["detail"] == {"mean_shift": 3.0}

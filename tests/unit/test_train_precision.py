@@ -123,7 +123,9 @@ def test_fine_tune_in_bfloat16_learns_and_saves_float32(tiny_model_dir: Path, tm
         warmup_ratio=0.0,
         train_precision="bfloat16",
     )
-    result = fine_tune(tiny_model_dir, LABELS, frame, frame, settings, tmp_path / "out", progress=False)
+    result = fine_tune(
+        tiny_model_dir, LABELS, frame, frame, settings.training, tmp_path / "out", progress=False
+    )
 
     assert result.precision == "bfloat16"
     assert result.best_val_accuracy == 1.0

@@ -72,7 +72,13 @@ def test_overfits_one_small_batch_and_saves_safetensors(tiny_model_dir: Path, tm
         warmup_ratio=0.0,
     )
     result = fine_tune(
-        tiny_model_dir, ["negative", "positive"], frame, frame, settings, tmp_path / "out", progress=False
+        tiny_model_dir,
+        ["negative", "positive"],
+        frame,
+        frame,
+        settings.training,
+        tmp_path / "out",
+        progress=False,
     )
 
     assert result.best_val_accuracy == 1.0
@@ -89,10 +95,27 @@ def test_early_stopping_stops_when_val_does_not_improve(tiny_model_dir: Path, tm
         workspace=tmp_path, epochs=30, patience=2, learning_rate=3e-3, batch_size=16, max_length=8
     )
     result = fine_tune(
-        tiny_model_dir, ["negative", "positive"], train, val, settings, tmp_path / "out", progress=False
+        tiny_model_dir,
+        ["negative", "positive"],
+        train,
+        val,
+        settings.training,
+        tmp_path / "out",
+        progress=False,
     )
 
     assert result.stopped_early
     assert result.epochs_run < 30
     assert result.epochs_run - result.best_epoch == 2  # patience epochs after the best one
     assert result.best_val_accuracy == max(h["val_accuracy"] for h in result.history)
+
+
+def test_the_progress_bar_stays_off_when_output_is_not_a_terminal(
+    tiny_model_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A log file gets the epoch lines, not hundreds of bar redraws (captured output is not a tty)."""
+    frame = pd.DataFrame({"text": [f"word {i}" for i in range(8)], "label": ["a", "b"] * 4})
+    settings = Settings(workspace=tmp_path, epochs=2, batch_size=2, max_length=8)
+    fine_tune(tiny_model_dir, ["a", "b"], frame, frame, settings.training, tmp_path / "out", progress=True)
+    captured = capfd.readouterr()
+    assert "epoch 1/2" not in captured.err + captured.out

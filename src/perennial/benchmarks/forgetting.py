@@ -154,15 +154,17 @@ def run_strategy(
             labels,
             data.train,
             data.val,
-            settings,
+            settings.training,
             out_dir,
             progress=False,
             tuning=strategy.tuning,
             regularizer=build_regularizer(strategy.regularizer, settings.regularizers) if warm else None,
         )
-        finish_model(strategy, out_dir, previous if warm else None, data.train["label"], labels, settings)
+        finish_model(
+            strategy, out_dir, previous if warm else None, data.train["label"], labels, settings.finishing
+        )
         model, tokenizer = load_model_dir(out_dir, device)
-        predicted = predict_slices(model, tokenizer, tests, label2id, settings)
+        predicted = predict_slices(model, tokenizer, tests, label2id, settings.inference)
         del model
         scores = score_slices(predicted)
         rows.append([scores[s.name]["accuracy"] for s in slices])
@@ -232,7 +234,9 @@ def baseline_accuracy(
     set_seed(settings.seed)
     model, tokenizer = load_for_training(settings.base_model_path(), labels)
     model.to(resolve_device(settings.device))  # type: ignore[arg-type]  # transformers types .to() oddly
-    scores = evaluate_model(model, tokenizer, tests, {label: i for i, label in enumerate(labels)}, settings)
+    scores = evaluate_model(
+        model, tokenizer, tests, {label: i for i, label in enumerate(labels)}, settings.inference
+    )
     return [scores[name]["accuracy"] for name in tests]
 
 

@@ -5,7 +5,8 @@ Test-only: nothing happens unless `PERENNIAL_FAULT_AT` names the point. Its valu
 
 * `kill` (default): SIGKILL this process on the spot: no `finally`, no cleanup, like a power cut.
 * `enospc`: raise `OSError(ENOSPC)`, as a write to a full disk does.
-* `pause`: create `<workspace>/.fault-<point>` and wait until someone deletes it (a test uses the
+* `pause`: create `.fault-<point>` in the folder the point passes (the workspace; for the training
+  points, the folder the challenger is saved in) and wait until someone deletes it (a test uses the
   pause to stop a server under a running cycle).
 """
 

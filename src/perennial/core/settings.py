@@ -51,8 +51,9 @@ def _settings_file() -> Path | None:
 @dataclass(frozen=True)
 class _Section:
     @classmethod
-    def of(cls, settings: Settings) -> Self:
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+    def of(cls, source: Settings | _Section) -> Self:
+        """The section's fields read from the flat settings (or from a wider section that has them)."""
+        return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,120 @@ class RegularizerSettings(_Section):
     ewc_weight: float
     ewc_fisher_rows: int
     seed: int
+
+
+@dataclass(frozen=True)
+class DataSettings(_Section):
+    """The label set and how each batch is split (perennial.data)."""
+
+    labels: list[str] | None
+    val_fraction: float
+    test_fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class ContinualSettings(_Section):
+    """The continual-learning strategy: its parts, the replay memory and the retry on forgetting."""
+
+    strategy: DataPart
+    regularizer: RegularizerPart
+    tuning: TuningPart
+    merge: MergePart
+    bias_correction: BiasPart
+    replay_memory_size: int
+    replay_ratio: float
+    retry_on_forgetting: bool
+    retry_replay_ratio: float
+
+
+@dataclass(frozen=True)
+class FinishingSettings(_Section):
+    """The steps after training: the weight average and the bias correction (perennial.learning.finishing)."""
+
+    wise_alpha: float
+    logit_adjust_tau: float
+
+
+@dataclass(frozen=True)
+class InferenceSettings(_Section):
+    """How a model is run over texts: scoring, the drift monitor's features."""
+
+    device: Literal["auto", "cpu", "cuda"]
+    eval_batch_size: int
+    max_length: int
+
+
+@dataclass(frozen=True)
+class TrainingSettings(_Section):
+    """What one fine-tuning reads (perennial.learning.training.fine_tune)."""
+
+    max_length: int
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    warmup_ratio: float
+    patience: int
+    seed: int
+    device: Literal["auto", "cpu", "cuda"]
+    train_precision: Literal["auto", "float32", "bfloat16"]
+    torch_threads: int | None
+    learning_rate: float
+    adapter_learning_rate: float
+    weight_decay: float
+    lora_rank: int
+    lora_alpha: int
+    lora_dropout: float
+
+    @property
+    def optimizer(self) -> OptimizerSettings:
+        return OptimizerSettings.of(self)
+
+    @property
+    def lora(self) -> LoraSettings:
+        return LoraSettings.of(self)
+
+    @property
+    def inference(self) -> InferenceSettings:
+        return InferenceSettings.of(self)
+
+
+@dataclass(frozen=True)
+class DriftSettings(_Section):
+    """What the drift monitor reads (perennial.monitoring.drift_check)."""
+
+    drift_alpha: float
+    drift_reference_rows: int
+    drift_window_rows: int
+    drift_min_rows: int
+    drift_max_age_hours: float
+    drift_permutations: int
+    drift_cooldown_hours: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class RetentionSettings(_Section):
+    """Which model files are kept (perennial.registry.retention)."""
+
+    prune_rejected_models: bool
+    keep_rejected_models: int
+
+
+@dataclass(frozen=True)
+class ServerSettings(_Section):
+    """The Prefect server, the MLflow UI, the deployments and the inbox watcher."""
+
+    server_host: str
+    server_port: int
+    mlflow_ui_port: int
+    deployment_name: str
+    training_schedule: str
+    drift_schedule: str
+    schedule_timezone: str
+    burst_window_seconds: float
+    watch_interval_seconds: float
+    drift_cooldown_hours: float
 
 
 class Settings(BaseSettings):
@@ -468,6 +583,39 @@ class Settings(BaseSettings):
     @property
     def regularizers(self) -> RegularizerSettings:
         return RegularizerSettings.of(self)
+
+    @property
+    def data(self) -> DataSettings:
+        return DataSettings.of(self)
+
+    @property
+    def continual(self) -> ContinualSettings:
+        """The strategy's section (`strategy` itself is the data part's setting)."""
+        return ContinualSettings.of(self)
+
+    @property
+    def finishing(self) -> FinishingSettings:
+        return FinishingSettings.of(self)
+
+    @property
+    def training(self) -> TrainingSettings:
+        return TrainingSettings.of(self)
+
+    @property
+    def inference(self) -> InferenceSettings:
+        return InferenceSettings.of(self)
+
+    @property
+    def drift(self) -> DriftSettings:
+        return DriftSettings.of(self)
+
+    @property
+    def retention(self) -> RetentionSettings:
+        return RetentionSettings.of(self)
+
+    @property
+    def servers(self) -> ServerSettings:
+        return ServerSettings.of(self)
 
     # Derived locations inside the workspace. Properties, so one setting moves them all.
     @property

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     import evaluate
-    from perennial.core.settings import Settings
+    from perennial.core.settings import InferenceSettings
 
 METRICS_DIR = Path(__file__).parent / "metrics"
 METRIC_COLUMNS = ["accuracy", "macro_f1"]
@@ -75,7 +75,7 @@ def predict_slices(
     tokenizer: PreTrainedTokenizerBase,
     slices: Mapping[str, pd.DataFrame],
     label2id: Mapping[str, int],
-    settings: Settings,
+    settings: InferenceSettings,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(predicted ids, reference ids) on each named slice (frames with ``text`` and ``label``)."""
     scored = predict_slices_with_probabilities(model, tokenizer, slices, label2id, settings)
@@ -87,7 +87,7 @@ def predict_slices_with_probabilities(
     tokenizer: PreTrainedTokenizerBase,
     slices: Mapping[str, pd.DataFrame],
     label2id: Mapping[str, int],
-    settings: Settings,
+    settings: InferenceSettings,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(predicted ids, reference ids, class probabilities [n, k]) on each named slice."""
     device = resolve_device(settings.device)
@@ -124,7 +124,7 @@ def evaluate_model(
     tokenizer: PreTrainedTokenizerBase,
     slices: Mapping[str, pd.DataFrame],
     label2id: Mapping[str, int],
-    settings: Settings,
+    settings: InferenceSettings,
 ) -> dict[str, dict[str, float]]:
     """Accuracy, macro F1 and row count on each named slice (frames with ``text`` and ``label``)."""
     return score_slices(predict_slices(model, tokenizer, slices, label2id, settings))

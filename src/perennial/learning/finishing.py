@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from perennial.core.settings import Settings
+    from perennial.core.settings import FinishingSettings
     from perennial.learning.strategy import Strategy
 
 
@@ -36,7 +36,7 @@ def finish_model(
     started_from: Path | None,
     train_labels: Sequence[str],
     labels: Sequence[str],
-    settings: Settings,
+    settings: FinishingSettings,
     champion_labels: Collection[str] | None = None,
 ) -> dict[str, float]:
     """Apply the strategy's merge and bias steps to the model saved in `model_dir`; return what was

@@ -26,7 +26,7 @@ from perennial.learning.replay import ReplayMemory, replay_size, sample_replay
 from perennial.learning.tuning import TUNINGS
 
 if TYPE_CHECKING:
-    from perennial.core.settings import Settings
+    from perennial.core.settings import ContinualSettings, Settings
 
 DATA: tuple[str, ...] = get_args(DataPart)
 REGULARIZERS: tuple[str, ...] = get_args(RegularizerPart)
@@ -60,7 +60,7 @@ class Strategy:
                 raise ValueError(f"unknown strategy part {value!r}: expected one of {', '.join(allowed)}")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Strategy:
+    def from_settings(cls, settings: ContinualSettings | Settings) -> Strategy:
         # A regulariser anchors to the champion; joint retrains from the base model, so it has none.
         regularizer = "none" if settings.strategy == "joint" else settings.regularizer
         return cls(settings.strategy, regularizer, settings.tuning, settings.merge, settings.bias_correction)

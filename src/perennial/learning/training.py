@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from perennial.core.faults import fault_point
-from perennial.core.settings import OptimizerSettings, Settings
+from perennial.core.settings import OptimizerSettings, TrainingSettings
 from perennial.learning.distributed import join
 from perennial.learning.regularizers import Regularizer
 
@@ -160,7 +160,7 @@ def fine_tune(
     labels: Sequence[str],
     train: pd.DataFrame,
     val: pd.DataFrame,
-    settings: Settings,
+    settings: TrainingSettings,
     out_dir: Path,
     progress: bool = True,
     *,
@@ -232,7 +232,8 @@ def fine_tune(
             batches,
             desc=f"epoch {epoch}/{settings.epochs}",
             unit="batch",
-            disable=not (progress and dp.is_main),
+            # None: tqdm draws only on a terminal, so a log file gets the epoch lines, not redraws.
+            disable=None if progress and dp.is_main else True,
         )
         running = 0.0
         for step, idx in enumerate(bar, start=1):
@@ -279,7 +280,7 @@ def fine_tune(
                 history[-1]["train_loss"],
                 val_accuracy,
             )
-        fault_point("training", settings.root)
+        fault_point("training", Path(out_dir).parent)
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch, epochs_without_gain = val_accuracy, epoch, 0
             if dp.is_main:  # only rank 0 saves
@@ -297,7 +298,7 @@ def fine_tune(
             model.load_state_dict(best_state)
         model = merged_for_saving(model)
         out_dir.mkdir(parents=True, exist_ok=True)
-        fault_point("model-saving", settings.root)
+        fault_point("model-saving", out_dir.parent)
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
     dp.finish()

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from perennial.core.settings import Settings
+from perennial.core.settings import DriftSettings, InferenceSettings, Settings
 from perennial.data.ledger import PROMOTED, DriftCheck, Ledger
 from perennial.workspace import ledger_for
+
+if TYPE_CHECKING:
+    from perennial.monitoring.drift_tests import DriftReport
 
 MONITOR_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet", ".txt")
 PREDICTION_LOG_PREFIX = "predictions-"
@@ -46,6 +50,38 @@ class MonitoredTexts:
     unreadable: list[str]  # one line per file that could not be read, with the reason
 
 
+@dataclass(frozen=True)
+class DriftSummary:
+    """One drift check: what was compared, what the tests said, and what to do next.
+
+    `action` is a DriftAction and `message` says why in one line. Saved as JSON beside its plot
+    (`to_json`), printed by `perennial drift` and emitted in the drift event's payload."""
+
+    checked_at: str
+    champion_version: str | None
+    current_rows: int
+    reference_rows: int
+    monitored_files: list[str]
+    unreadable_files: list[str]
+    action: DriftAction = SKIPPED
+    message: str = ""
+    drifted: bool = False
+    score: float | None = None
+    triggered_by: list[str] = field(default_factory=list)
+    pending_batches: int | None = None
+    report: DriftReport | None = None
+    report_path: str | None = None
+    plot_path: str | None = None
+    mlflow_run_id: str | None = None
+
+    def to_json(self) -> dict:
+        """Every field, the tests' report included, as JSON-safe values."""
+        values = asdict(self)
+        values["action"] = str(self.action)
+        values["report"] = self.report.to_dict() if self.report is not None else None
+        return values
+
+
 def read_monitor_file(path: Path) -> list[str]:
     """The texts in one monitored file, in file order."""
     if path.suffix.lower() == ".txt":
@@ -58,11 +94,11 @@ def read_monitor_file(path: Path) -> list[str]:
     return [t for t in frame["text"].dropna().astype(str) if t.strip()]
 
 
-def recent_texts(settings: Settings) -> MonitoredTexts:
-    """Up to `drift_window_rows` most recent monitored texts: newest files first, a file's last lines.
-    Files untouched for `drift_max_age_hours` are left out, so old traffic does not alarm forever."""
-    folder = settings.monitor_dir
-    oldest = datetime.now(UTC).timestamp() - 3600 * settings.drift_max_age_hours
+def recent_texts(folder: Path, drift: DriftSettings) -> MonitoredTexts:
+    """Up to `drift_window_rows` most recent texts monitored in `folder`: newest files first, a file's
+    last lines. Files untouched for `drift_max_age_hours` are left out, so old traffic does not alarm
+    forever."""
+    oldest = datetime.now(UTC).timestamp() - 3600 * drift.drift_max_age_hours
     candidates = (
         [p for p in folder.glob("*") if p.is_file() and p.suffix.lower() in MONITOR_SUFFIXES]
         if folder.is_dir()
@@ -77,14 +113,14 @@ def recent_texts(settings: Settings) -> MonitoredTexts:
     used: list[str] = []
     unreadable: list[str] = []
     for path in files:
-        if len(texts) >= settings.drift_window_rows:
+        if len(texts) >= drift.drift_window_rows:
             break
         try:
             found = read_monitor_file(path)
         except Exception as error:  # one bad file must not stop monitoring
             unreadable.append(f"{path.name}: {' '.join(str(error).split())}")
             continue
-        texts = found[-(settings.drift_window_rows - len(texts)) :] + texts
+        texts = found[-(drift.drift_window_rows - len(texts)) :] + texts
         used.append(path.name)
     return MonitoredTexts(texts, used, unreadable)
 
@@ -169,68 +205,68 @@ def log_predictions(settings: Settings, rows: list[dict], version: str) -> Path:
     return path
 
 
-def check_drift(settings: Settings, now: datetime | None = None, can_trigger: bool = False) -> dict:
+def check_drift(settings: Settings, now: datetime | None = None, can_trigger: bool = False) -> DriftSummary:
     """Run one drift check against the champion; save, log and record it; say what to do next.
 
-    Returns a JSON-friendly summary: `action` is one of none, retrain, retrain-needed, cooldown,
-    labels-needed, skipped, and `message` says why in one line. `can_trigger`: see decide_action.
-    """
+    `can_trigger`: see decide_action."""
     from perennial.registry import mlflow_registry as registry
+    from perennial.registry.champion import champion_model_dir
 
     now = now or datetime.now(UTC)
+    drift = settings.drift
     ledger = ledger_for(settings)
     champ = registry.champion(settings)
-    recent = recent_texts(settings)
-    summary: dict = {
-        "checked_at": now.isoformat(timespec="milliseconds"),
-        "champion_version": champ.version if champ else None,
-        "current_rows": len(recent.texts),
-        "monitored_files": recent.files,
-        "unreadable_files": recent.unreadable,
-        "drifted": False,
-        "score": None,
-        "triggered_by": [],
-        "report_path": None,
-        "plot_path": None,
-    }
+    recent = recent_texts(settings.monitor_dir, drift)
     reference = reference_texts(settings, ledger, champ.version) if champ else []
-    summary["reference_rows"] = len(reference)
-    skip = _skip_reason(settings, champ is not None, len(recent.texts), len(reference))
+    summary = DriftSummary(
+        checked_at=now.isoformat(timespec="milliseconds"),
+        champion_version=champ.version if champ else None,
+        current_rows=len(recent.texts),
+        reference_rows=len(reference),
+        monitored_files=recent.files,
+        unreadable_files=recent.unreadable,
+    )
+    skip = _skip_reason(drift, settings.monitor_dir, champ is not None, len(recent.texts), len(reference))
     if skip:
         ledger.record_drift_check(
-            summary["champion_version"], False, SKIPPED, skip, None, None, checked_at=summary["checked_at"]
+            summary.champion_version, False, SKIPPED, skip, None, None, checked_at=summary.checked_at
         )
-        return {**summary, "action": SKIPPED, "message": skip}
+        return replace(summary, action=SKIPPED, message=skip)
     assert champ is not None  # _skip_reason skips a check with no champion
 
-    report, ref_samples, cur_samples = _run_tests(settings, champ.version, reference, recent.texts)
+    model_dir = champion_model_dir(settings, champ.version)
+    report, ref_samples, cur_samples = _run_tests(
+        model_dir, drift, settings.inference, reference, recent.texts
+    )
     pending = pending_labelled_batches(settings, ledger)
     action, message = decide_action(
         report.drifted,
         pending,
         last_retrain(ledger.drift_checks()),
         now,
-        timedelta(hours=settings.drift_cooldown_hours),
+        timedelta(hours=drift.drift_cooldown_hours),
         can_trigger,
     )
-    summary.update(
+    summary = replace(
+        summary,
         drifted=report.drifted,
         score=report.score,
         triggered_by=report.triggered_by(),
         pending_batches=pending,
-        action=action,
+        action=DriftAction(action),
         message=message,
-        report=report.to_dict(),
+        report=report,
     )
-    json_path, png_path = _save_report(settings, summary, report, ref_samples, cur_samples, now)
-    summary.update(report_path=str(json_path), plot_path=str(png_path))
-    json_path.write_text(json.dumps(summary, indent=2))  # again, now that it knows its own paths
-    summary["mlflow_run_id"] = registry.log_drift_check(
-        settings,
-        champ.version,
-        _drift_metrics(report),
-        [json_path, png_path],
-        {"checked_at": summary["checked_at"], "drifted": str(report.drifted).lower(), "action": action},
+    summary = _save_report(settings.drift_dir, summary, report, ref_samples, cur_samples, now)
+    summary = replace(
+        summary,
+        mlflow_run_id=registry.log_drift_check(
+            settings,
+            champ.version,
+            _drift_metrics(report),
+            [Path(p) for p in (summary.report_path, summary.plot_path) if p],
+            {"checked_at": summary.checked_at, "drifted": str(report.drifted).lower(), "action": action},
+        ),
     )
     ledger.record_drift_check(
         champ.version,
@@ -238,41 +274,48 @@ def check_drift(settings: Settings, now: datetime | None = None, can_trigger: bo
         action,
         message,
         report.score,
-        str(json_path),
-        checked_at=summary["checked_at"],
+        summary.report_path,
+        checked_at=summary.checked_at,
     )
     return summary
 
 
-def _skip_reason(settings: Settings, has_champion: bool, current: int, reference: int) -> str | None:
+def _skip_reason(
+    drift: DriftSettings, folder: Path, has_champion: bool, current: int, reference: int
+) -> str | None:
     if not has_champion:
         return "no champion yet: nothing to compare with"
-    if current < settings.drift_min_rows:
+    if current < drift.drift_min_rows:
         return (
-            f"only {current} monitored text(s) in {settings.monitor_dir} "
-            f"(need drift_min_rows={settings.drift_min_rows}): drop inputs there or use `predict --log`"
+            f"only {current} monitored text(s) in {folder} "
+            f"(need drift_min_rows={drift.drift_min_rows}): drop inputs there or use `predict --log`"
         )
     if reference < 2:
         return "the champion's batches have no held-out rows to compare with"
     return None
 
 
-def _run_tests(settings: Settings, version: str, reference: list[str], current: list[str]) -> tuple:
+def _run_tests(
+    model_dir: Path,
+    drift: DriftSettings,
+    inference: InferenceSettings,
+    reference: list[str],
+    current: list[str],
+) -> tuple:
     from perennial.models.inference import load_model_dir, resolve_device
     from perennial.monitoring.drift_tests import detect_drift_with_samples
-    from perennial.registry.champion import champion_model_dir
 
-    model, tokenizer = load_model_dir(champion_model_dir(settings, version), resolve_device(settings.device))
+    model, tokenizer = load_model_dir(model_dir, resolve_device(inference.device))
     return detect_drift_with_samples(
         model,
         tokenizer,
         reference,
         current,
-        alpha=settings.drift_alpha,
-        permutations=settings.drift_permutations,
-        seed=settings.seed,
-        batch_size=settings.eval_batch_size,
-        max_length=settings.max_length,
+        alpha=drift.drift_alpha,
+        permutations=drift.drift_permutations,
+        seed=drift.seed,
+        batch_size=inference.eval_batch_size,
+        max_length=inference.max_length,
     )
 
 
@@ -284,55 +327,57 @@ def _drift_metrics(report) -> dict[str, float]:
     return metrics
 
 
-def _save_report(settings: Settings, summary: dict, report, ref_samples, cur_samples, now: datetime):
+def _save_report(
+    folder: Path, summary: DriftSummary, report, ref_samples, cur_samples, now: datetime
+) -> DriftSummary:
+    """Write the check's JSON and plot into `folder`; the summary, now knowing their paths."""
     from perennial.monitoring.drift_plot import plot_drift_report
 
-    settings.drift_dir.mkdir(parents=True, exist_ok=True)
-    stem = settings.drift_dir / f"drift-{now:%Y%m%dT%H%M%SZ}-v{summary['champion_version']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"drift-{now:%Y%m%dT%H%M%SZ}-v{summary.champion_version}"
     json_path, png_path = stem.with_suffix(".json"), stem.with_suffix(".png")
-    json_path.write_text(json.dumps(summary, indent=2))
-    title = f"Drift check against champion v{summary['champion_version']}"
+    summary = replace(summary, report_path=str(json_path), plot_path=str(png_path))
+    json_path.write_text(json.dumps(summary.to_json(), indent=2))
+    title = f"Drift check against champion v{summary.champion_version}"
     plot_drift_report(report, ref_samples, cur_samples, png_path, title)
-    return json_path, png_path
+    return summary
 
 
-def drift_markdown(summary: dict) -> str:
+def drift_markdown(summary: DriftSummary) -> str:
     """The check as markdown, for the Prefect UI."""
     lines = [
-        f"# Drift check: {summary['action']}",
+        f"# Drift check: {summary.action}",
         "",
-        summary["message"],
+        summary.message,
         "",
-        f"- champion: v{summary['champion_version']}",
-        f"- monitored texts: {summary['current_rows']}; reference rows: {summary.get('reference_rows', 0)}",
+        f"- champion: v{summary.champion_version}",
+        f"- monitored texts: {summary.current_rows}; reference rows: {summary.reference_rows}",
     ]
-    if summary.get("report_path"):
-        lines.append(f"- report: `{summary['report_path']}`, plot: `{summary['plot_path']}`")
-    report = summary.get("report")
-    if report:
+    if summary.report_path:
+        lines.append(f"- report: `{summary.report_path}`, plot: `{summary.plot_path}`")
+    report = summary.report
+    if report is not None:
         lines += [
             "",
-            f"Alarm when a p-value is below {report['threshold']:.4g} "
-            f"(family-wise level {report['alpha']} over {len(report['tests'])} tests).",
+            f"Alarm when a p-value is below {report.threshold:.4g} "
+            f"(family-wise level {report.alpha} over {len(report.tests)} tests).",
             "",
             "| test | statistic | p-value | alarm |",
             "|---|---:|---:|:---:|",
         ]
-        for test in report["tests"]:
-            alarm = "yes" if test["p_value"] < report["threshold"] else ""
-            lines.append(f"| {test['name']} | {test['statistic']:.4g} | {test['p_value']:.3g} | {alarm} |")
-    for line in summary.get("unreadable_files", []):
+        for test in report.tests:
+            alarm = "yes" if test.p_value < report.threshold else ""
+            lines.append(f"| {test.name} | {test.statistic:.4g} | {test.p_value:.3g} | {alarm} |")
+    for line in summary.unreadable_files:
         lines.append(f"- unreadable: {line}")
     return "\n".join(lines)
 
 
-def format_drift_summary(summary: dict) -> str:
+def format_drift_summary(summary: DriftSummary) -> str:
     """The check as a few lines of text, for the CLI and the demo."""
-    lines = [f"{summary['action']}: {summary['message']}"]
-    for test in (summary.get("report") or {}).get("tests", []):
-        lines.append(
-            f"  {test['name']:<16} statistic {test['statistic']:8.4f}  p-value {test['p_value']:.3g}"
-        )
-    if summary.get("plot_path"):
-        lines.append(f"report: {summary['report_path']}\nplot:   {summary['plot_path']}")
+    lines = [f"{summary.action}: {summary.message}"]
+    for test in summary.report.tests if summary.report is not None else []:
+        lines.append(f"  {test.name:<16} statistic {test.statistic:8.4f}  p-value {test.p_value:.3g}")
+    if summary.plot_path:
+        lines.append(f"report: {summary.report_path}\nplot:   {summary.plot_path}")
     return "\n".join(lines)

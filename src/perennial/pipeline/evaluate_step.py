@@ -73,7 +73,7 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
         for role, folder in models.items():
             model, tokenizer = load_model_dir(folder, device)
             with_probabilities = predict_slices_with_probabilities(
-                model, tokenizer, slices, label2id, settings
+                model, tokenizer, slices, label2id, settings.inference
             )
             if role == "champion":  # its confidence too, for the label check
                 label_check = _label_check(with_probabilities, batch_id, challenger.champion_version)

@@ -55,7 +55,7 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Cha
     if ledger.batch(batch_id).status == TRAINED:  # trained before, then stopped: clean up first
         recover_interrupted(settings, batch_id)
     labels = labels_for(settings)
-    strategy = Strategy.from_settings(settings)
+    strategy = Strategy.from_settings(settings.continual)
     champ = registry.champion(settings)
     warm_from = champ if not strategy.starts_from_base else None  # the champion it starts from
     warm = warm_from is not None
@@ -158,7 +158,7 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Cha
             started_from,
             data.train["label"],
             labels,
-            settings,
+            settings.finishing,
             champion_labels=known,
         )
         if finished:

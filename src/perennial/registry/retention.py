@@ -85,10 +85,11 @@ def apply_retention(settings: Settings) -> RetentionPlan:
     cycle deletes (nothing) again; a tag never claims files are gone while they are not."""
     from perennial.registry import mlflow_registry as registry
 
-    if not settings.prune_rejected_models:
+    policy = settings.retention
+    if not policy.prune_rejected_models:
         return RetentionPlan([], [])
     versions = registry.list_versions(settings)
-    plan = plan_retention(versions, settings.keep_rejected_models, local_versions(settings))
+    plan = plan_retention(versions, policy.keep_rejected_models, local_versions(settings))
     for version in plan.drop_local:
         shutil.rmtree(settings.models_dir / f"v{version}", ignore_errors=True)
     for version in plan.delete_files:
@@ -98,7 +99,7 @@ def apply_retention(settings: Settings) -> RetentionPlan:
             version,
             {
                 FILES_TAG: DELETED,
-                f"{FILES_TAG}_reason": f"retention keeps the {settings.keep_rejected_models} newest "
+                f"{FILES_TAG}_reason": f"retention keeps the {policy.keep_rejected_models} newest "
                 f"rejected challengers' model files; deleted from {location}",
             },
         )
