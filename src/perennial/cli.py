@@ -133,7 +133,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workspace = base.root / "demo"
     fresh_workspace(workspace)
     settings = _ready(base.model_copy(update={"workspace": workspace}))
-    run_demo(settings, rows_per_domain=args.rows or settings.demo_rows_per_domain)
+    run_demo(settings, rows_per_domain=args.rows or settings.demo_rows_per_domain, stream=args.stream)
     return 0
 
 
@@ -255,6 +255,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             seeds=seeds,
             rows_per_domain=rows,
             make_stream=make_stream,
+            growing_labels=args.labels == "growing",
         )
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
@@ -437,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rows", type=int, help="rows sampled per domain (default: settings.demo_rows_per_domain)"
     )
+    p.add_argument(
+        "--stream",
+        # demo.DEMO_STREAMS, spelt out: importing the demo (pandas) would slow --help.
+        choices=["vader", "trec-classes"],
+        default="vader",
+        help="vader: four sentiment domains; trec-classes: question types arriving two at a time, the "
+        "label set growing with them",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("status", help="champion, its metrics, batches and decisions")
@@ -543,6 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--by-time", metavar="COLUMN", help="with --stream: one slice per period of this date column"
     )
     p.add_argument("--every", choices=["week", "month", "quarter", "year"], default="month")
+    p.add_argument(
+        "--labels",
+        choices=["upfront", "growing"],
+        default="upfront",
+        help="upfront: every model knows the whole label set; growing: as the pipeline with no labels "
+        "declared, each cycle's model knows the labels seen so far (its head grows)",
+    )
     p.add_argument(
         "--split-rows",
         metavar="TRAIN,VAL,TEST",

@@ -1,4 +1,6 @@
-"""The demo: stream four real sentiment domains through the pipeline, one batch per cycle."""
+"""The demo: stream real data through the pipeline, one batch per cycle. The default stream is four
+sentiment domains (VADER); `trec-classes` streams TREC question types two classes at a time, with no
+labels declared, so the label set and the model's head grow batch by batch."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from perennial.workspace import labels_for, ledger_for, slice_names
 
 if TYPE_CHECKING:
     from perennial.monitoring.drift_check import DriftSummary
+
+DEMO_STREAMS = ("vader", "trec-classes")
 
 
 def champion_after_each_cycle(settings: Settings) -> list[tuple[str, str]]:
@@ -56,22 +60,47 @@ def final_accuracy_matrix(settings: Settings) -> pd.DataFrame:
     return accuracy_matrix(rows, list(slices))
 
 
+def trec_class_frame(rows_per_slice: int, seed: int) -> pd.DataFrame:
+    """TREC questions, two question types per slice (`domain`), at most `rows_per_slice` rows each."""
+    from perennial.data.trec import CLASS_ORDER, load_questions
+
+    questions = load_questions()
+    parts = []
+    for i in range(0, len(CLASS_ORDER), 2):
+        group = list(CLASS_ORDER[i : i + 2])
+        part = questions[questions["label"].isin(group)]
+        part = part.sample(n=min(rows_per_slice, len(part)), random_state=seed)
+        parts.append(part[["text", "label"]].assign(domain="+".join(group)))
+    return pd.concat(parts, ignore_index=True)
+
+
 def run_demo(
-    settings: Settings, rows_per_domain: int, domains: Sequence[str] = tuple(DOMAINS)
+    settings: Settings, rows_per_domain: int, domains: Sequence[str] = tuple(DOMAINS), stream: str = "vader"
 ) -> pd.DataFrame:
-    """Drop one domain at a time into the inbox and run a cycle for each; return the accuracy matrix."""
+    """Drop one slice at a time into the inbox and run a cycle for each; return the accuracy matrix."""
     from perennial.evaluation.scoring import format_matrix
     from perennial.flows.continual_training import continual_training
     from perennial.registry.mlflow_registry import champion
     from perennial.reporting.plots import plot_accuracy_matrix
 
     started = time.perf_counter()
-    print(f"perennial demo: {len(domains)} domains x {rows_per_domain} rows, workspace {settings.root}")
-    print(f"data: {CITATION}")
+    if stream == "trec-classes":
+        from perennial.data.trec import CITATION as TREC_CITATION
+
+        frame = trec_class_frame(rows_per_domain, settings.seed)
+        print(
+            f"perennial demo: TREC question types, 2 new ones per batch, no labels declared, up to "
+            f"{rows_per_domain} rows a batch, workspace {settings.root}"
+        )
+        print(f"data: {TREC_CITATION}")
+    else:
+        print(f"perennial demo: {len(domains)} domains x {rows_per_domain} rows, workspace {settings.root}")
+        print(f"data: {CITATION}")
+        frame = pd.concat(
+            [sample_domain(domain, rows_per_domain, seed=settings.seed) for domain in domains],
+            ignore_index=True,
+        )
     # The demo streams its data the way users stream theirs: one file, split by domain.
-    frame = pd.concat(
-        [sample_domain(domain, rows_per_domain, seed=settings.seed) for domain in domains], ignore_index=True
-    )
     for n, (domain, part) in enumerate(split_by_column(frame, "domain"), start=1):
         (path,) = write_stream([(domain, part)], settings.inbox, "csv", start=n)
         print(f"\n=== cycle {n}: {path.name} ({len(part)} rows) ===", flush=True)
@@ -97,7 +126,9 @@ def run_demo(
             matrix, settings.reports_dir / "accuracy_matrix.png", "Champion accuracy per domain"
         )
         print(f"matrix: {csv_path}\nplot:   {png}")
-    demo_drift_check(settings, frame, rows_per_domain)
+    print(f"labels: {', '.join(labels_for(settings))}")
+    if stream == "vader":
+        demo_drift_check(settings, frame, rows_per_domain)
     from perennial.reporting.data_docs import data_docs_dir
     from perennial.reporting.report import build_report
 

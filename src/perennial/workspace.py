@@ -40,11 +40,18 @@ def validation_path(settings: Settings, batch_id: str) -> Path:
     return settings.validation_dir / f"{batch_id}.json"
 
 
+def ordered_labels(recorded: list[str] | None, declared: list[str] | None) -> list[str]:
+    """The label set in model order: the recorded labels in their order, then declared labels the
+    ledger has not recorded yet (sorted). The order of a label never changes once recorded."""
+    known = list(recorded or [])
+    return known + sorted(set(declared or []) - set(known))
+
+
 def labels_for(settings: Settings) -> list[str]:
-    labels = settings.labels or ledger_for(settings).label_set()
+    labels = ordered_labels(ledger_for(settings).label_set(), settings.labels)
     if not labels:
         raise RuntimeError("no label set yet: validate a batch first")
-    return sorted(labels)
+    return labels
 
 
 def earlier_batches(settings: Settings, batch_id: str) -> list[str]:

@@ -186,6 +186,18 @@ def test_cli_bench_on_a_users_file_folder_and_a_shipped_stream(
     assert result["labels"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
     assert "Li and D. Roth" in result["source"]
 
+    # Labels not declared: each cycle's model knows only the classes so far, its head growing.
+    run = perennial(
+        "bench", "forgetting", "--dataset", "trec-classes", "--rows", "60", "--seeds", "1", "--labels",
+        "growing", "--strategies", "naive", "--out", str(tmp_path / "grow"), env=cli_env, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "grow" / "forgetting.json").read_text())
+    assert result["label_set"] == "growing slice by slice"
+    assert result["labels"] == ["DESC", "ENTY", "HUM", "LOC", "ABBR", "NUM"]  # in arrival order
+    first_model = result["strategies"]["naive"]["matrix"]["values"][0]
+    assert first_model[1:] == [0.0, 0.0]  # it cannot know the classes of later slices
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

@@ -40,7 +40,14 @@ def reviews(rows: int, seed: int, noise: float = 0.1) -> pd.DataFrame:
 TRAIN, VAL = reviews(321, 1), reviews(101, 2)
 
 
-def train_both(model_dir: Path, tmp_path: Path, regularizer: str = "none", **overrides: object) -> tuple:
+def train_both(
+    model_dir: Path,
+    tmp_path: Path,
+    regularizer: str = "none",
+    labels: list[str] = LABELS,
+    data: tuple[pd.DataFrame, pd.DataFrame] = (TRAIN, VAL),
+    **overrides: object,
+) -> tuple:
     """The same fine-tune in 1 process and in 2 (through the launcher): both results and weights."""
     from safetensors.torch import load_file
 
@@ -55,7 +62,7 @@ def train_both(model_dir: Path, tmp_path: Path, regularizer: str = "none", **ove
         settings = Settings(workspace=tmp_path / "ws", train_processes=processes, **values)
         out = tmp_path / f"out{processes}"
         result = run_training(
-            model_dir, LABELS, TRAIN, VAL, settings, out, regularizer=regularizer, progress=False
+            model_dir, labels, *data, settings, out, regularizer=regularizer, progress=False
         )
         assert result.model_dir == str(out.resolve())
         results.append(result)
@@ -96,6 +103,39 @@ def test_two_processes_without_dropout_reproduce_one_process(no_dropout_model: P
     gap = sum(((w1[k] - w2[k]) ** 2).sum().item() for k in w1) ** 0.5
     moved = sum(((w1[k] - start[k]) ** 2).sum().item() for k in w1) ** 0.5
     assert gap / moved < 1e-3
+
+
+@pytest.mark.processes
+@pytest.mark.usefixtures("no_outside_settings", "one_torch_thread")
+def test_a_grown_head_trains_in_two_processes_as_in_one(no_dropout_model: Path, tmp_path: Path) -> None:
+    """A champion whose head grows by a label (LwF over its two old labels, the new row unanchored)
+    trains under DDP as in one process: every rank grows the same head from the same seed."""
+    from safetensors.torch import load_file
+
+    champion = tmp_path / "champion"
+    settings = Settings(
+        workspace=tmp_path / "ws", max_length=32, batch_size=16, learning_rate=3e-3, torch_threads=1,
+        train_precision="float32", epochs=1, patience=1,
+    )  # fmt: skip
+    run_training(no_dropout_model, LABELS, TRAIN, VAL, settings, champion, progress=False)
+    questions = pd.DataFrame(
+        {
+            "text": [f"how do i {verb} it ? {i}" for i in range(12) for verb in ("fix", "open")],
+            "label": "question",
+        }
+    )
+    grown = [*LABELS, "question"]
+    data = (pd.concat([TRAIN, questions[:16]]), pd.concat([VAL, questions[16:]]))
+    (one, two), (w1, w2) = train_both(
+        champion, tmp_path / "grown", "lwf", labels=grown, data=data, epochs=2, patience=2
+    )
+
+    assert w1["classifier.weight"].shape[0] == w2["classifier.weight"].shape[0] == 3
+    for a, b in zip(one.history, two.history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-3
+    old_rows = load_file(champion / "model.safetensors")["classifier.weight"]
+    assert not w1["classifier.weight"][:2].equal(old_rows)  # the old rows trained on, not frozen
 
 
 @pytest.mark.processes

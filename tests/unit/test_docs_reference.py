@@ -56,3 +56,17 @@ def test_the_readme_links_lead_to_files_and_stays_short() -> None:
     assert "docs/guide.md" in targets
     assert [t for t in targets if not (ROOT / t).exists()] == []
     assert len(readme.splitlines()) <= 200
+
+
+def test_stream_choices_spelt_out_in_the_cli_match_the_code() -> None:
+    """The CLI spells the stream names out (importing them would slow --help): they must agree."""
+    from perennial.benchmarks.streams import DEV_STREAMS
+    from perennial.demo import DEMO_STREAMS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+
+    def choices(command: str, option: str) -> list[str]:
+        return next(a for a in sub.choices[command]._actions if option in a.option_strings).choices
+
+    assert list(choices("demo", "--stream")) == list(DEMO_STREAMS)
+    assert set(choices("bench", "--dataset")) == set(DEV_STREAMS)

@@ -197,3 +197,39 @@ def test_import_is_cheap() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
     assert evaluation.METRICS_DIR.is_dir()
+
+
+def test_predictions_are_put_in_the_label_sets_order(tiny_model_dir: Path) -> None:
+    """A champion whose head lacks the newest label scores 0 on it; ids follow the label set."""
+    from transformers import AutoModelForSequenceClassification
+
+    from perennial.evaluation.scoring import in_label_order
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)  # negative, positive
+    predictions, probabilities = np.array([1, 0]), np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
+    grown = in_label_order(model, {"negative": 0, "positive": 1, "mixed": 2}, predictions, probabilities)
+    assert grown[0].tolist() == [1, 0]
+    np.testing.assert_allclose(grown[1], [[0.2, 0.8, 0.0], [0.9, 0.1, 0.0]])
+    swapped = in_label_order(model, {"positive": 0, "negative": 1}, predictions, probabilities)
+    assert swapped[0].tolist() == [0, 1]
+    np.testing.assert_allclose(swapped[1], [[0.8, 0.2], [0.1, 0.9]])
+    same = in_label_order(model, {"negative": 0, "positive": 1}, predictions, probabilities)
+    assert same[1] is probabilities
+
+
+def test_the_new_slice_is_split_by_the_labels_the_champion_lacks() -> None:
+    from perennial.pipeline.evaluate_step import split_by_known_labels
+
+    references = np.array(["a", "b", "c", "c", "a", "b", "c", "a"], dtype=object)
+    correct = {
+        "challenger": np.array([1, 1, 1, 0, 1, 0, 1, 1], dtype=bool),
+        "champion": np.array([1, 1, 0, 0, 1, 1, 0, 0], dtype=bool),
+    }
+    split = split_by_known_labels(references, ["c"], 3, correct)
+    assert split is not None and split.labels == ("c",)
+    assert (split.new_rows, split.old_rows) == (3, 5)
+    assert split.challenger_new == pytest.approx(2 / 3)
+    assert (split.challenger_old, split.champion_old) == (pytest.approx(0.8), pytest.approx(0.8))
+    assert split.champion_ceiling == pytest.approx(5 / 8)
+    assert split_by_known_labels(references, ["d"], 4, correct) is None
+    assert split_by_known_labels(references, ["c"], 3, {"challenger": correct["challenger"]}) is None

@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from perennial.core.settings import Settings
 from perennial.data.batch_store import stratified_split
 from perennial.evaluation.baselines import Baseline, macro_f1, majority_label, trivial_baseline
-from perennial.evaluation.gate import FORGETTING, NEW_SLICE, PROMOTE, REJECT, Decision, Scores, decide
+from perennial.evaluation.gate import (
+    FORGETTING,
+    NEW_SLICE,
+    PROMOTE,
+    REJECT,
+    Decision,
+    NewLabelScores,
+    Scores,
+    decide,
+)
 from perennial.evaluation.significance import PairedTest, paired_test
 
 NEW = "batch-new"
@@ -542,3 +551,30 @@ def test_no_champion_lenient_settings_accept_any_model(tmp_path: Path) -> None:
     # The default settings refuse the same model.
     decision, _ = first_decision(constant, references, references, gate_settings(tmp_path))
     assert decision.promote is False
+
+
+# A grown label set: the champion cannot predict the new slice's new labels.
+@pytest.mark.parametrize("learned", [True, False])
+@pytest.mark.parametrize("kept_old", [True, False])
+@pytest.mark.parametrize("forgot_earlier", [True, False])
+def test_new_labels_truth_table(tmp_path: Path, learned: bool, kept_old: bool, forgot_earlier: bool) -> None:
+    """Promote only a challenger that learned the new labels beyond chance, kept the known labels on
+    the new slice and forgot no earlier slice; the reasons say what the champion could not do."""
+    split = NewLabelScores(
+        labels=("outage",),
+        label_count=4,  # chance 0.25
+        new_rows=16,
+        challenger_new=0.75 if learned else 0.25,
+        old_rows=48,
+        challenger_old=0.875 if kept_old else 0.625,
+        champion_old=0.875,
+    )
+    challenger = scores(new=0.875, a=0.625 if forgot_earlier else 0.875)
+    champion = scores(new=0.625, a=0.875)
+    decision = decide(challenger, champion, NEW, gate_settings(tmp_path).gate, new_labels=split)
+    check_shape(decision)
+    assert decision.promote == (learned and kept_old and not forgot_earlier)
+    assert "'outage': the champion cannot predict them (16 of 64 rows" in decision.reasons[1]
+    assert "ceiling on the new slice is 0.750" in decision.reasons[1]
+    assert (NEW_SLICE in decision.failed_on) == (not learned)
+    assert (FORGETTING in decision.failed_on) == (not kept_old or forgot_earlier)

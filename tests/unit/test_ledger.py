@@ -215,3 +215,30 @@ def test_duplicate_batch_id_raises_integrity_error(ledger: Ledger) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         ledger.add_batch("aaaa", "sha-2", "two.csv", Path("/raw/aaaa2.csv"))
     assert ledger.batch("aaaa").sha256 == "sha-1"
+
+
+def test_labels_are_appended_in_arrival_order_with_their_batch(ledger: Ledger) -> None:
+    assert ledger.fix_label_set(["refund", "billing"], "b1", {"billing": 30, "refund": 12}) == [
+        "billing",
+        "refund",
+    ]
+    assert ledger.add_labels(["billing", "outage"], "b2", {"outage": 15}) == ["outage"]
+    assert ledger.add_labels(["login"], "b3", {"login": 11}) == ["login"]
+    assert ledger.add_labels(["outage", "login"], "b4") == []  # already there: nothing moves
+    assert ledger.label_set() == ["billing", "refund", "outage", "login"]
+    history = ledger.label_history()
+    assert [(a.label, a.position, a.batch_id, a.rows) for a in history] == [
+        ("billing", 0, "b1", 30),
+        ("refund", 1, "b1", 12),
+        ("outage", 2, "b2", 15),
+        ("login", 3, "b3", 11),
+    ]
+
+
+def test_a_ledger_from_before_arrivals_still_tells_its_labels(ledger: Ledger) -> None:
+    import sqlite3
+
+    with sqlite3.connect(ledger.path) as db:  # as an older version recorded the set
+        db.execute("INSERT INTO meta (key, value) VALUES ('label_set', '[\"a\", \"b\"]')")
+    ledger.add_labels(["c"], "b9", {"c": 20})
+    assert [(a.label, a.batch_id) for a in ledger.label_history()] == [("a", None), ("b", None), ("c", "b9")]

@@ -92,6 +92,8 @@ def facts() -> dict:
             "slices": slices,
             "paired": {"p_value": 0.01, "description": "+11.2 points, McNemar exact p=0.0100"},
         },
+        "labels": [],
+        "confusion": None,
         "drift": {
             "checked": True,
             "checked_at": "2025-03-01T12:00:00+00:00",
@@ -328,6 +330,30 @@ def test_gather_card_facts_reads_lineage_drift_and_scores(workspace: Settings) -
     assert facts["drift"]["checked"] and facts["drift"]["message"] == "drift detected"
     assert facts["decision"] == {"label": "reject", "reasons": ["gain within noise"]}
     render_markdown(facts)  # every gathered fact renders
+
+
+def test_the_card_tells_each_labels_arrival_accuracy_and_the_confusion_matrix(workspace: Settings) -> None:
+    Ledger(workspace.ledger_path).add_labels(["mixed"], "b2", {"mixed": 12})
+    per_class = {
+        "b1": {"negative": {"accuracy": 1.0, "n": 20}, "positive": {"accuracy": 0.8, "n": 20}},
+        "b2": {"positive": {"accuracy": 0.6, "n": 20}, "mixed": {"accuracy": 0.5, "n": 4}},
+    }
+    scores = replace(
+        SCORES,
+        per_class={"challenger": per_class},
+        labels=("negative", "positive", "mixed"),
+        confusion=((20, 0, 0), (4, 30, 6), (1, 1, 2)),
+    )
+    facts = gather_card_facts(workspace, "b2", "2", CHALLENGER, scores, "promote", ["ok"])
+    assert facts["labels"] == [
+        {"label": "negative", "since": None, "accuracy": 1.0, "n": 20},
+        {"label": "positive", "since": None, "accuracy": pytest.approx(0.7), "n": 40},
+        {"label": "mixed", "since": "films", "accuracy": 0.5, "n": 4},
+    ]
+    text = render_markdown(facts)
+    assert "| mixed | films | 0.500 | 4 |" in text
+    assert "| true \\ predicted | negative | positive | mixed |" in text
+    assert "| positive | 4 | 30 | 6 |" in text
 
 
 def test_gather_card_facts_first_version_from_the_base_model(workspace: Settings) -> None:

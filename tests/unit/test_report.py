@@ -112,6 +112,25 @@ def data() -> dict:
                 "data_docs_href": "data_docs/validations/batch-bad.html",
             }
         ],
+        "labels": [
+            {
+                "label": "negative",
+                "batch": "reviews",
+                "rows": 40,
+                "arrived_at": "2025-03-01T12:00:00+00:00",
+                "version": "1",
+            },
+            {
+                "label": "<b>mixed</b>",
+                "batch": "films",
+                "rows": 12,
+                "arrived_at": "2025-03-02T12:00:00+00:00",
+                "version": None,
+            },
+        ],
+        "confusions": [
+            {"version": "1", "labels": ["negative", "<b>mixed</b>"], "counts": [[17, 3], [2, 8]]},
+        ],
         "batches": [
             {
                 "batch_id": "batch-reviews",
@@ -281,6 +300,8 @@ def test_empty_workspace_says_no_versions_yet() -> None:
         "drift_checks": [],
         "quarantined": [],
         "batches": [],
+        "labels": [],
+        "confusions": [],
     }
     page = render_report(empty, {})
     versions = re.search(r'<section id="versions">.*?</section>', page, re.S).group(0)
@@ -289,3 +310,18 @@ def test_empty_workspace_says_no_versions_yet() -> None:
     assert "Never checked" in page
     assert "<img" not in page and "<table>" not in page
     assert "2025-03-02 09:30:00 UTC" in page and "/tmp/empty" in page  # the footer
+
+
+def test_the_labels_section_tells_when_each_label_arrived(data: dict, images: dict) -> None:
+    page = render_report(data, images)
+    labels = re.search(r'<section id="labels">.*?</section>', page, re.S).group(0)
+    assert "<td>negative</td><td>reviews</td>" in labels
+    assert "&lt;b&gt;mixed&lt;/b&gt;" in labels and "<b>mixed" not in labels  # escaped, as all data
+
+
+def test_each_version_has_its_confusion_matrix(data: dict, images: dict) -> None:
+    page = render_report(data, images)
+    labels = re.search(r'<section id="labels">.*?</section>', page, re.S).group(0)
+    assert "Confusion matrix of v1" in labels
+    assert '<td>negative</td><td class="num">17</td><td class="num">3</td>' in labels
+    assert "<th>&lt;b&gt;mixed&lt;/b&gt;</th>" in labels and "<b>mixed" not in labels

@@ -24,6 +24,7 @@ import pandas as pd
 
 from perennial.benchmarks.streams import Slice, Stream, vader_stream
 from perennial.core.settings import Settings
+from perennial.data.new_labels import labels_in_arrival_order
 from perennial.evaluation.continual_metrics import summarize
 from perennial.learning.replay import ReplayMemory
 from perennial.learning.strategy import Strategy, assemble_training_data
@@ -112,10 +113,14 @@ def run_strategy(
     progress: Callable[[str], None] = print,
     baseline: list[float] | None = None,
     labels: Sequence[str] | None = None,
+    growing_labels: bool = False,
 ) -> StrategyRun:
     """Train through the stream with one strategy; score each cycle's model on every slice.
 
-    The label set is the stream's (declared upfront) unless `labels` is given."""
+    The label set is the stream's (declared upfront) unless `labels` is given. `growing_labels`:
+    as the pipeline does when no labels are declared, each cycle's model knows only the labels of
+    the slices so far (its head grows when a slice brings new ones); a label it does not know yet
+    counts as wrong on the slices that have it."""
     from perennial.evaluation.scoring import predict_slices, score_slices
     from perennial.learning.finishing import finish_model
     from perennial.learning.regularizers import build_regularizer
@@ -124,6 +129,8 @@ def run_strategy(
 
     _use_threads(settings)
     slices, labels = _slices_and_labels(stream, labels)
+    if growing_labels:
+        labels = labels_in_arrival_order(s.train["label"] for s in slices)
     label2id = {label: i for i, label in enumerate(labels)}
     tests = {s.name: s.test for s in slices}
     device = resolve_device(settings.device)
@@ -136,6 +143,9 @@ def run_strategy(
     rows = []
     for i, current in enumerate(slices):
         started = time.perf_counter()
+        known = (
+            labels_in_arrival_order(s.train["label"] for s in slices[: i + 1]) if growing_labels else labels
+        )
         data = assemble_training_data(
             strategy,
             current.train,
@@ -151,7 +161,7 @@ def run_strategy(
         out_dir = workdir / f"{strategy.name}-cycle{i + 1}"
         result = fine_tune(
             previous if previous is not None and warm else settings.base_model_path(),
-            labels,
+            known,
             data.train,
             data.val,
             settings.training,
@@ -161,7 +171,7 @@ def run_strategy(
             regularizer=build_regularizer(strategy.regularizer, settings.regularizers) if warm else None,
         )
         finish_model(
-            strategy, out_dir, previous if warm else None, data.train["label"], labels, settings.finishing
+            strategy, out_dir, previous if warm else None, data.train["label"], known, settings.finishing
         )
         model, tokenizer = load_model_dir(out_dir, device)
         predicted = predict_slices(model, tokenizer, tests, label2id, settings.inference)
@@ -337,6 +347,7 @@ def run_benchmark(
     rows_per_domain: int | None = None,
     make_stream: StreamFactory | None = None,
     progress: Callable[[str], None] = print,
+    growing_labels: bool = False,
 ) -> dict:
     """Run every strategy over every seed; write forgetting.json, forgetting.png and every test row's
     prediction (forgetting-predictions.parquet) to `out_dir`.
@@ -344,6 +355,7 @@ def run_benchmark(
     `make_stream(seed, settings)` builds the stream (default: the VADER domains, `rows_per_domain`
     rows each). The files are rewritten after each seed (marked `"complete": false` until the last
     one), so a long run that is stopped part-way still leaves the seeds it finished.
+    `growing_labels`: the label set grows slice by slice, as in the pipeline (see run_strategy).
     """
     rows = rows_per_domain or settings.demo_rows_per_domain
     if make_stream is None:
@@ -362,17 +374,25 @@ def run_benchmark(
             seeded = settings.model_copy(update={"seed": seed})
             stream = make_stream(seed, seeded)
             progress(
-                f"seed {seed}: {stream.description}; "
+                f"seed {seed}: {stream.description}; labels "
+                + ("growing slice by slice; " if growing_labels else "declared upfront; ")
                 + ", ".join(f"{s.name} {len(s.train)}/{len(s.val)}/{len(s.test)}" for s in stream.slices)
                 + " train/val/test rows"
             )
             baseline = baseline_accuracy(seeded, stream)
             for strategy in parsed:
-                runs.append(run_strategy(strategy, stream, seeded, Path(tmp), progress, baseline))
+                runs.append(
+                    run_strategy(
+                        strategy, stream, seeded, Path(tmp), progress, baseline, growing_labels=growing_labels
+                    )
+                )
             seed_seconds.append(time.perf_counter() - seed_started)
             report = _report(
                 settings, stream, runs, rows_per_domain, list(seeds[: n + 1]), started, seed_seconds
             )
+            if growing_labels:
+                report["labels"] = labels_in_arrival_order(s.train["label"] for s in stream.slices)
+                report["label_set"] = "growing slice by slice"
             report["complete"] = n + 1 == len(seeds)
             write_report(report, out_dir, runs)
     return report
@@ -453,7 +473,8 @@ def format_report(report: dict) -> str:
         f"{'strategy':<{width}}{'avg acc %':>16}{'BWT pts':>16}{'max forget pts':>18}{'worst any cycle':>18}"
         f"{'samples':>20}{'s/cycle':>10}"
     )
-    lines = [f"stream: {report.get('stream', '?')}", header, "-" * len(header)]
+    stream = f"stream: {report.get('stream', '?')}; labels {report.get('label_set', 'declared upfront')}"
+    lines = [stream, header, "-" * len(header)]
     for name, entry in report["strategies"].items():
         lines.append(
             f"{name:<{width}}{cell(entry, 'avg_acc', 100, '.1f'):>16}{cell(entry, 'bwt', 100, '+.1f'):>16}"

@@ -209,7 +209,7 @@ def trec_class_stream(
     slices = _from_parts(parts, seed, settings, sizes, rows)
     return Stream(
         "trec-classes",
-        f"TREC question types, {per_slice} new classes per slice of 6 declared upfront; class-incremental",
+        f"TREC question types, {per_slice} new classes per slice of 6; class-incremental",
         slices,
         sorted(CLASS_ORDER),
         CITATION,

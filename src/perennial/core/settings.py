@@ -113,6 +113,8 @@ class DataSettings(_Section):
     """The label set and how each batch is split (perennial.data)."""
 
     labels: list[str] | None
+    new_labels: Literal["grow", "quarantine"]
+    new_label_min_rows: int
     val_fraction: float
     test_fraction: float
     seed: int
@@ -234,7 +236,20 @@ class Settings(BaseSettings):
 
     # Data
     labels: list[str] | None = Field(
-        default=None, description="Allowed labels; when unset, fixed by the first accepted batch."
+        default=None,
+        description="Labels declared upfront; when unset, the first accepted batch's labels, grown by "
+        "later batches (see new_labels). Widening it later grows the model's head.",
+    )
+    new_labels: Literal["grow", "quarantine"] = Field(
+        default="grow",
+        description="A batch bringing labels never seen before: grow (accept it; the next model's head "
+        "gains the labels) or quarantine it. With `labels` declared, labels outside it are always "
+        "quarantined.",
+    )
+    new_label_min_rows: int = Field(
+        default=10,
+        ge=1,
+        description="Fewest rows a batch must hold of each label it brings for the first time.",
     )
     val_fraction: float = Field(
         default=0.1,

@@ -197,6 +197,23 @@ _FLAGS_SCHEMA = (
 )
 
 
+# When each label joined the label set: the batch that brought it and its rows there. Created on
+# first use; a ledger from before it knows its first labels without their batch.
+_LABELS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS label_arrivals (label TEXT PRIMARY KEY, position INTEGER NOT NULL,"
+    " batch_id TEXT, rows INTEGER, arrived_at TEXT)"
+)
+
+
+@dataclass(frozen=True)
+class LabelArrival:
+    label: str
+    position: int  # its output row in every model's head from then on
+    batch_id: str | None  # the batch that brought it (None: recorded before arrivals were)
+    rows: int | None  # its rows in that batch
+    arrived_at: str | None
+
+
 @dataclass(frozen=True)
 class BatchFlag:
     batch_id: str
@@ -398,20 +415,63 @@ class Ledger:
             for row in rows
         ]
 
-    # Label set: fixed by settings or by the first accepted batch.
+    # Label set: an ordered list that only grows. Its order is the order of every model's output
+    # rows: the first batch's labels sorted, then each later label appended as it arrives.
+    @contextmanager
+    def _labels_db(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute(_LABELS_SCHEMA)  # created on first use: older ledgers lack it
+            yield db
+
     def label_set(self) -> list[str] | None:
         with self._connect() as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'label_set'").fetchone()
         return json.loads(row["value"]) if row else None
 
-    def fix_label_set(self, labels: list[str]) -> list[str]:
-        """Record the label set once; later calls return the recorded one unchanged."""
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('label_set', ?)",
-                (json.dumps(sorted(labels)),),
-            )
+    def fix_label_set(
+        self, labels: list[str], batch_id: str | None = None, rows: dict[str, int] | None = None
+    ) -> list[str]:
+        """Record the first label set (sorted) once; later calls return the recorded one unchanged."""
+        if self.label_set() is None:
+            self.add_labels(sorted(labels), batch_id, rows)
         return self.label_set() or sorted(labels)
+
+    def add_labels(
+        self, labels: list[str], batch_id: str | None = None, rows: dict[str, int] | None = None
+    ) -> list[str]:
+        """Append the labels not yet in the set, in the order given, with the batch that brought
+        them; returns the ones appended. One transaction: the set and its arrivals move together."""
+        stamp = now()
+        with self._labels_db() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'label_set'").fetchone()
+            current: list[str] = json.loads(row["value"]) if row else []
+            added = [label for label in dict.fromkeys(labels) if label not in current]
+            if not added:
+                return []
+            for position, label in enumerate(added, start=len(current)):
+                db.execute(
+                    "INSERT OR REPLACE INTO label_arrivals (label, position, batch_id, rows, arrived_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (label, position, batch_id, (rows or {}).get(label), stamp),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('label_set', ?)",
+                (json.dumps([*current, *added]),),
+            )
+        return added
+
+    def label_history(self) -> list[LabelArrival]:
+        """Every label in set order, with the batch that brought it where that is known."""
+        with self._labels_db() as db:
+            found = {row["label"]: row for row in db.execute("SELECT * FROM label_arrivals").fetchall()}
+        history = []
+        for position, label in enumerate(self.label_set() or []):
+            row = found.get(label)
+            if row is None:
+                history.append(LabelArrival(label, position, None, None, None))
+            else:
+                history.append(LabelArrival(**{**dict(row), "position": position}))
+        return history
 
     # Drift checks: what the monitor saw and did, for `perennial status` and the retrain cooldown.
     def record_drift_check(

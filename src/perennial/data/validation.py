@@ -305,7 +305,7 @@ def _rows(res: dict, total: int) -> str:
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return bool(_NUMBER.match(str(value).strip()))
 
 
@@ -314,9 +314,9 @@ def _label_type_hint(unexpected: Iterable[Any], allowed: list[str]) -> str:
     values = [v for v in unexpected if v is not None]
     if not values or not allowed:
         return ""
-    if all(map(_is_number, values)) and not any(map(_is_number, allowed)):
+    if all(map(is_number, values)) and not any(map(is_number, allowed)):
         return ": type mismatch, numeric labels where the label set holds names: write the label names"
-    if not any(map(_is_number, values)) and all(map(_is_number, allowed)):
+    if not any(map(is_number, values)) and all(map(is_number, allowed)):
         return ": type mismatch, named labels where the label set holds numbers: write the numeric labels"
     return ""
 
@@ -324,7 +324,7 @@ def _label_type_hint(unexpected: Iterable[Any], allowed: list[str]) -> str:
 def _label_kinds_line(data: pd.DataFrame) -> str | None:
     """Labels that mix numbers and names (with no label set yet to say which is right)."""
     labels = data["label"].dropna().map(str)
-    numeric = labels.map(_is_number)
+    numeric = labels.map(is_number)
     if not numeric.any() or numeric.all():
         return None
     numbers, names = sorted(set(labels[numeric])), sorted(set(labels[~numeric]))
@@ -428,10 +428,10 @@ def _failure_line(
         return f"label is blank or whitespace only: {_rows(res, total)}{_examples(examples)}"
     if check == _LABEL_SET:
         allowed = [str(v) for v in label_set or []]
-        return (
-            f"label outside the label set {allowed}: {_rows(res, total)}{_examples(examples)}"
-            f"{_label_type_hint(examples, allowed)}"
+        hint = _label_type_hint(examples, allowed) or (
+            ": to learn a new label, add it to `labels` (the model's head grows), or fix the rows"
         )
+        return f"label outside the label set {allowed}: {_rows(res, total)}{_examples(examples)}{hint}"
     return f"{check} failed: {_rows(res, total)}{_examples(examples)}"
 
 

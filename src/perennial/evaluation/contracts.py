@@ -8,11 +8,11 @@ are; only the ledger and MLflow see plain JSON (`Scores.for_ledger`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from perennial.evaluation.baselines import Baseline
-from perennial.evaluation.gate import Verdict
+from perennial.evaluation.gate import NewLabelScores, Verdict
 from perennial.evaluation.label_check import LabelCheck
 from perennial.evaluation.significance import PairedTest
 
@@ -76,6 +76,11 @@ class Scores:
     label_check: LabelCheck | None = (
         None  # the champion's confident errors (perennial.evaluation.label_check)
     )
+    # role -> slice -> label -> {"accuracy", "n"}: each label's accuracy on its own rows
+    per_class: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]] = field(default_factory=dict)
+    new_labels: NewLabelScores | None = None  # the new slice's labels the champion lacks, scored apart
+    labels: tuple[str, ...] = ()  # the label set, in model order
+    confusion: tuple[tuple[int, ...], ...] = ()  # the challenger's rows per (true, predicted) label
 
     def for_ledger(self) -> dict[str, Any]:
         """The JSON the ledger keeps with the decision."""
@@ -84,6 +89,9 @@ class Scores:
             "champion": _plain(self.champion) if self.champion is not None else None,
             "paired": asdict(self.paired) if self.paired else None,
             "baseline": self.baseline.to_dict() if self.baseline else None,
+            "per_class": {role: _plain_nested(by_slice) for role, by_slice in self.per_class.items()},
+            "new_labels": asdict(self.new_labels) if self.new_labels else None,
+            "confusion": {"labels": list(self.labels), "counts": [list(row) for row in self.confusion]},
         }
 
 
@@ -100,6 +108,12 @@ class Outcome:
 
     def line(self) -> str:
         return f"batch {self.batch_id}: v{self.version} {self.decision} (champion v{self.champion_version})"
+
+
+def _plain_nested(by_slice: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict:
+    return {
+        name: {label: dict(values) for label, values in labels.items()} for name, labels in by_slice.items()
+    }
 
 
 def _plain(scores: SliceScores) -> dict[str, dict[str, float]]:

@@ -59,6 +59,49 @@ class Decision:
         return replace(self, reasons=[*before, *self.reasons, *after])
 
 
+@dataclass(frozen=True)
+class NewLabelScores:
+    """The new slice split by what the champion could know: rows of labels its head lacks (it can
+    never predict them) and rows of the labels it has."""
+
+    labels: tuple[str, ...]  # the new slice's labels the champion lacks
+    label_count: int  # labels in the grown set: chance on a new label is 1 / label_count
+    new_rows: int
+    challenger_new: float  # accuracy on the rows of the new labels
+    old_rows: int
+    challenger_old: float  # accuracy on the rows of labels the champion knows
+    champion_old: float
+
+    @property
+    def champion_ceiling(self) -> float:
+        """The best the champion could score on the whole new slice."""
+        total = self.new_rows + self.old_rows
+        return self.old_rows / total if total else 0.0
+
+
+def _judge_new_labels(split: NewLabelScores, settings: GateSettings) -> tuple[list[str], bool, bool]:
+    """(reasons, learned the new labels, kept the old ones on the new slice). The new labels must be
+    learned beyond chance; on the rows of the labels both know, the challenger may lose at most
+    `max_forgetting` against the champion (a grown head must not take old labels' rows)."""
+    listed = ", ".join(repr(label) for label in split.labels)
+    chance = 1 / max(1, split.label_count)
+    learned = split.challenger_new > chance + _ROUNDING
+    reasons = [
+        f"new label(s) {listed}: the champion cannot predict them ({split.new_rows} of "
+        f"{split.new_rows + split.old_rows} rows; its ceiling on the new slice is "
+        f"{split.champion_ceiling:.3f}); "
+        f"challenger {split.challenger_new:.3f} on them ({'>' if learned else '<='} chance {chance:.3f})"
+    ]
+    drop = split.champion_old - split.challenger_old
+    kept = split.old_rows == 0 or drop <= settings.max_forgetting + _ROUNDING
+    if split.old_rows:
+        reasons.append(
+            f"known labels on the new slice: {split.challenger_old:.3f} vs champion {split.champion_old:.3f}"
+            f" ({-drop:+.3f}{'' if kept else f' < -max_forgetting {settings.max_forgetting:.3f}'})"
+        )
+    return reasons, learned, kept
+
+
 def _first_champion(
     new: Mapping[str, float], baseline: Baseline | None, name: str, settings: GateSettings
 ) -> Decision:
@@ -120,6 +163,7 @@ def decide(
     paired: PairedTest | None = None,
     best_before: Mapping[str, float] | None = None,
     baseline: Baseline | None = None,
+    new_labels: NewLabelScores | None = None,
 ) -> Decision:
     """Promote only if the challenger is good enough on the new slice and forgets nothing beyond
     `max_forgetting` on any earlier slice. With no champion, it must beat the trivial baselines
@@ -129,7 +173,8 @@ def decide(
     `require_significant_gain`, a gain within noise is not enough. Forgetting on a slice is measured,
     as in continual-learning papers, from the best accuracy any champion had on it (`best_before`,
     from earlier cycles) or the current champion's, whichever is higher.
-    `names` gives slices readable names in the reasons (default: their keys)."""
+    `names` gives slices readable names in the reasons (default: their keys). `new_labels`: the new
+    slice split by the labels the champion lacks, when the label set grew (see _judge_new_labels)."""
 
     def named(key: str) -> str:
         return (names or {}).get(key, key)
@@ -156,8 +201,15 @@ def decide(
             reasons.append(f"gain within noise: {paired.describe()}, {verdict}")
         else:
             reasons.append(f"paired test: {paired.describe()}, {verdict}")
-    earlier = sorted(set(challenger) & set(champion) - {new_slice})
     forgot = False
+    if new_labels is not None and new_labels.labels:
+        lines, learned, kept = _judge_new_labels(new_labels, settings)
+        reasons += lines
+        if not learned:
+            new_ok = ok = False
+        if not kept:
+            ok, forgot = False, True
+    earlier = sorted(set(challenger) & set(champion) - {new_slice})
     for name in earlier:
         reference = max(champion[name][METRIC], (best_before or {}).get(name, -1.0))
         which = "champion" if reference == champion[name][METRIC] else "best earlier champion"

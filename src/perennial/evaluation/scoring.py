@@ -11,14 +11,14 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from perennial.models.inference import predict, resolve_device
+from perennial.models.inference import model_labels, predict, resolve_device
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -110,8 +110,46 @@ def predict_slices_with_probabilities(
             max_length=settings.max_length,
             device=device,
         )
+        predictions, probabilities = in_label_order(model, label2id, predictions, probabilities)
         results[name] = (predictions, references, probabilities)
     return results
+
+
+def in_label_order(
+    model: PreTrainedModel, label2id: Mapping[str, int], predictions: np.ndarray, probabilities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted ids and probabilities [n, k] in `label2id`'s order, from the model's own output
+    order. A champion whose head predates the newest labels has fewer outputs: its probability of a
+    label it lacks is 0. A model whose labels are not all in `label2id` is left as it is."""
+    own = model_labels(model)
+    if not own or not all(label in label2id for label in own):
+        return predictions, probabilities
+    to_ours = np.array([label2id[label] for label in own], dtype=np.int64)
+    if np.array_equal(to_ours, np.arange(len(label2id))):
+        return predictions, probabilities
+    ours = np.zeros((len(probabilities), len(label2id)), dtype=probabilities.dtype)
+    ours[:, to_ours] = probabilities
+    return to_ours[predictions], ours
+
+
+def per_class_accuracy(
+    predictions: np.ndarray, references: np.ndarray, labels: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """Each label's accuracy on its own rows (its recall) and its row count, for the labels present."""
+    found: dict[str, dict[str, float]] = {}
+    for label_id, label in enumerate(labels):
+        rows = references == label_id
+        if rows.any():
+            found[label] = {"accuracy": float((predictions[rows] == label_id).mean()), "n": int(rows.sum())}
+    return found
+
+
+def confusion_counts(predicted: Iterable[tuple[np.ndarray, np.ndarray]], num_labels: int) -> list[list[int]]:
+    """Rows per (true label, predicted label), summed over (predictions, references) pairs of ids."""
+    counts = np.zeros((num_labels, num_labels), dtype=np.int64)
+    for predictions, references in predicted:
+        np.add.at(counts, (references, predictions), 1)
+    return counts.tolist()
 
 
 def score_slices(predicted: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:

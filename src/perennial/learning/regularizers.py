@@ -7,6 +7,10 @@
 
 Each is prepared once from the starting model (before any update) and then adds a term to every
 training step's loss. Both are zero at the starting point and grow as the model moves away.
+
+When the head has grown (perennial.learning.head_growth), the starting model knew only its first
+`known_outputs` labels: LwF distils those outputs alone, and EWC leaves the new labels' output rows
+unanchored (they are the freshly initialised rows the new labels must learn).
 """
 
 from __future__ import annotations
@@ -26,8 +30,16 @@ Collate = Callable[[Sequence[int]], dict]
 class Regularizer(Protocol):
     name: str
 
-    def prepare(self, model: torch.nn.Module, collate: Collate, n_rows: int, batch_size: int) -> None:
-        """Take what is needed from the starting model, before training changes it."""
+    def prepare(
+        self,
+        model: torch.nn.Module,
+        collate: Collate,
+        n_rows: int,
+        batch_size: int,
+        known_outputs: int | None = None,
+    ) -> None:
+        """Take what is needed from the starting model, before training changes it. `known_outputs`:
+        the starting model learned only its first so many labels (None: all of them)."""
 
     def penalty(self, model: torch.nn.Module, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
         """The extra loss for one training step on `rows`, whose current outputs are `logits`."""
@@ -40,22 +52,32 @@ class LearningWithoutForgetting:
         self.weight = weight
         self.temperature = temperature
         self.teacher_logits: torch.Tensor | None = None
+        self.known_outputs: int | None = None
 
-    def prepare(self, model: torch.nn.Module, collate: Collate, n_rows: int, batch_size: int) -> None:
+    def prepare(
+        self,
+        model: torch.nn.Module,
+        collate: Collate,
+        n_rows: int,
+        batch_size: int,
+        known_outputs: int | None = None,
+    ) -> None:
         import torch
 
+        self.known_outputs = known_outputs
         was_training = model.training
         model.eval()
         outputs = []
         with torch.inference_mode():
             for start in range(0, n_rows, batch_size):
                 rows = range(start, min(start + batch_size, n_rows))
-                outputs.append(model(**collate(rows)).logits.float().cpu())
+                outputs.append(model(**collate(rows)).logits.float()[:, :known_outputs].cpu())
         model.train(was_training)
         self.teacher_logits = torch.cat(outputs) if outputs else torch.empty(0)
 
     def penalty(self, model: torch.nn.Module, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
-        return self.weight * distillation_loss(logits, self._teacher(rows, logits.device), self.temperature)
+        known = logits[:, : self.known_outputs]  # the labels the teacher knew
+        return self.weight * distillation_loss(known, self._teacher(rows, logits.device), self.temperature)
 
     def _teacher(self, rows: Sequence[int], device: torch.device) -> torch.Tensor:
         if self.teacher_logits is None:
@@ -87,11 +109,20 @@ class ElasticWeightConsolidation:
         self.anchor: dict[str, torch.Tensor] = {}
         self.fisher: dict[str, torch.Tensor] = {}
 
-    def prepare(self, model: torch.nn.Module, collate: Collate, n_rows: int, batch_size: int) -> None:
+    def prepare(
+        self,
+        model: torch.nn.Module,
+        collate: Collate,
+        n_rows: int,
+        batch_size: int,
+        known_outputs: int | None = None,
+    ) -> None:
         """Diagonal Fisher of the starting model, from per-row gradients on up to `fisher_rows`
         training rows, with labels drawn from the model's own predictions (the true Fisher, which
         needs no labels from earlier data)."""
         import torch
+
+        from perennial.learning.head_growth import output_layer
 
         params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.anchor = {n: p.detach().clone() for n, p in params.items()}
@@ -112,6 +143,14 @@ class ElasticWeightConsolidation:
         model.train(was_training)
         for n in self.fisher:
             self.fisher[n] /= max(1, len(rows))
+        num_labels = int(getattr(getattr(model, "config", None), "num_labels", 0))
+        if known_outputs is not None and known_outputs < num_labels:
+            # The new labels' rows start from scratch: anchoring them would hold them at random.
+            _, _, layer = output_layer(model, num_labels)
+            rows_of = {id(p) for p in layer.parameters()}
+            for n, p in params.items():
+                if id(p) in rows_of:
+                    self.fisher[n][known_outputs:] = 0.0
 
     def penalty(self, model: torch.nn.Module, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
         return self.weight * ewc_penalty(model, self.anchor, self.fisher)

@@ -66,24 +66,40 @@ def set_seed(seed: int) -> None:
 def load_for_training(
     source: str | Path, labels: Sequence[str]
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an encoder with a classification head for `labels` (a new head for the base model)."""
+    """Load an encoder with a classification head for `labels`: a new head for the base model, the
+    champion's own head, or the champion's head grown by the labels it lacks (appended to its own)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from perennial.learning.bias_correction import remove_recorded_adjustment
+    from perennial.learning.head_growth import grow_head
 
+    labels = list(labels)
     # Weights only from safetensors (a pickle can run code when loaded), and never remote code.
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+    grows = starting_labels_known(source, labels) is not None  # a champion lacking the newest labels
+    head = {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
     model = AutoModelForSequenceClassification.from_pretrained(
-        source,
-        use_safetensors=True,
-        trust_remote_code=False,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
+        source, use_safetensors=True, trust_remote_code=False, **({} if grows else head)
     )
     # A champion corrected by logit adjustment trains from its head as training left it.
     remove_recorded_adjustment(model)
+    if grows:
+        grow_head(model, labels)
     return model, tokenizer
+
+
+def starting_labels_known(source: str | Path, labels: Sequence[str]) -> int | None:
+    """How many of `labels` the starting model's head already has, when its head grows to them
+    (its labels are the first ones); None when it has them all, or is the base model."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+    own = [str((config.id2label or {}).get(i)) for i in range(config.num_labels)]
+    return len(own) if own != list(labels) and own == list(labels)[: len(own)] else None
 
 
 def length_grouped_batches(
@@ -187,6 +203,7 @@ def fine_tune(
     set_seed(settings.seed)  # the same on every rank: same new head, same batches
     dp, device = join(settings.device)
     model, tokenizer = load_for_training(init_from, labels)
+    known_outputs = starting_labels_known(init_from, labels)
     model = prepare_for_tuning(model, tuning, settings.lora)
     model.to(device)  # type: ignore[arg-type]  # transformers types .to() oddly
     precision = resolve_precision(settings.train_precision, device)
@@ -205,7 +222,7 @@ def fine_tune(
     # On the unwrapped model, before DDP: every rank prepares the same thing from the same rows
     # (LwF's teacher logits for all rows, EWC's Fisher), so a rank can index any row it is given.
     if regularizer is not None:
-        regularizer.prepare(model, collate, len(encoded), settings.eval_batch_size)
+        regularizer.prepare(model, collate, len(encoded), settings.eval_batch_size, known_outputs)
     # `net` runs the training forward (under DDP it all-reduces the gradients); the penalty,
     # validation and saving use `model`, the module itself.
     net: torch.nn.Module = model

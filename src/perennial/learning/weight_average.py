@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-# Parameter names that belong to a sequence classifier's head in transformers models.
-_HEAD_NAMES = ("classifier", "score")
+from perennial.learning.head_growth import HEAD_NAMES, grow_head
 
 
 def average_state_dicts(
@@ -40,7 +39,7 @@ def average_state_dicts(
         source = start[key]
         if source.shape != target.shape:
             hint = ""
-            if any(part in _HEAD_NAMES for part in key.split(".")):
+            if any(part in HEAD_NAMES for part in key.split(".")):
                 hint = " (the classification heads differ in size: the label set changed between the models)"
             raise ValueError(
                 f"cannot average {key!r}: shape {tuple(source.shape)} vs {tuple(target.shape)}{hint}"
@@ -69,7 +68,7 @@ def keep_output_rows(
         return
     index = torch.as_tensor(list(label_ids), dtype=torch.long)
     for key, tensor in averaged.items():
-        head = any(part in _HEAD_NAMES for part in key.split("."))
+        head = any(part in HEAD_NAMES for part in key.split("."))
         if head and tensor.dim() >= 1 and tensor.shape[0] == num_labels and torch.is_floating_point(tensor):
             tensor[index] = end[key][index].to(tensor.dtype)
 
@@ -92,7 +91,7 @@ def average_model_dirs(
     The folder appears whole or not at all: it is written into a temporary sibling and then renamed.
     `out_dir` must not exist yet or be empty (a rename cannot replace a full folder)."""
     from perennial.learning.bias_correction import remove_recorded_adjustment
-    from perennial.models.inference import load_model_dir
+    from perennial.models.inference import load_model_dir, model_labels
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -106,10 +105,16 @@ def average_model_dirs(
         dict(challenger.config.id2label or {}),
     )
     if champion_labels != challenger_labels:
-        raise ValueError(
-            f"cannot average models with different labels: champion has {champion_labels}, "
-            f"challenger has {challenger_labels}"
-        )
+        # A challenger whose head grew: the champion grows the same way, and the new labels' rows
+        # are the challenger's (the champion never learned them).
+        try:
+            added = grow_head(champion, model_labels(challenger))
+        except (KeyError, ValueError) as error:
+            raise ValueError(
+                f"cannot average models with different labels: champion has {champion_labels}, "
+                f"challenger has {challenger_labels}"
+            ) from error
+        keep_labels = [*keep_labels, *(label for label in added if label not in keep_labels)]
     end = challenger.state_dict()
     averaged = average_state_dicts(champion.state_dict(), end, alpha)
     label2id = {str(label): int(i) for i, label in challenger_labels.items()}

@@ -76,6 +76,12 @@ def longest_first_batches(texts: Sequence[str], batch_size: int, desc: str) -> I
         yield order[start : start + batch_size]
 
 
+def model_labels(model: PreTrainedModel) -> list[str]:
+    """The model's labels in output order (its config's `id2label`)."""
+    id2label: dict[Any, Any] = dict(model.config.id2label or {})  # int keys (typed as str)
+    return [str(id2label.get(i)) for i in range(int(model.config.num_labels))]  # type: ignore[arg-type]
+
+
 def predict(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,

@@ -50,6 +50,7 @@ def gate(settings: Settings, scores: Scores, judge_labels: bool = True) -> Decis
         paired=scores.paired,
         best_before=best_champion_accuracy(ledger_for(settings).cycles()),
         baseline=scores.baseline,
+        new_labels=scores.new_labels,
     )
     check = scores.label_check
     if judge_labels and not decision.promote and scores.champion and check:

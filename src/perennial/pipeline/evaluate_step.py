@@ -14,6 +14,7 @@ from perennial.core.faults import fault_point
 from perennial.core.settings import Settings
 from perennial.data.batch_store import load_split
 from perennial.evaluation.contracts import Challenger, Scores
+from perennial.evaluation.gate import NewLabelScores
 from perennial.evaluation.label_check import LabelCheck
 from perennial.registry import mlflow_registry as registry
 from perennial.registry.champion import champion_model_dir
@@ -31,12 +32,20 @@ def evaluation_slices(settings: Settings, batch_id: str) -> dict[str, pd.DataFra
     return {b: load_split(settings, b, "test") for b in ids}
 
 
-def _label_check(predicted: dict[str, tuple], new_slice: str, champion_version: str | None) -> LabelCheck:
-    """The champion's confident rows and its confident errors on the new slice vs the earlier ones."""
+def _label_check(
+    predicted: dict[str, tuple], new_slice: str, champion_version: str | None, known: np.ndarray
+) -> LabelCheck:
+    """The champion's confident rows and its confident errors on the new slice vs the earlier ones,
+    on the rows of the labels it knows (`known` ids): a label its head lacks is no contradiction."""
     from perennial.evaluation.label_check import CONFIDENT, confident_errors
 
-    new = confident_errors(predicted[new_slice][2], predicted[new_slice][1], CONFIDENT)
-    earlier = [confident_errors(p, r, CONFIDENT) for k, (_, r, p) in predicted.items() if k != new_slice]
+    def errors(slice_name: str) -> tuple[int, int]:
+        _, references, probabilities = predicted[slice_name]
+        rows = np.isin(references, known)
+        return confident_errors(probabilities[rows], references[rows], CONFIDENT)
+
+    new = errors(new_slice)
+    earlier = [errors(k) for k in predicted if k != new_slice]
     return LabelCheck(
         champion_version=champion_version,
         threshold=CONFIDENT,
@@ -54,9 +63,15 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
     confident errors (whether a rejected batch's labels contradict it): see
     perennial.evaluation.label_check."""
     from perennial.evaluation.baselines import trivial_baseline
-    from perennial.evaluation.scoring import metrics_table, predict_slices_with_probabilities, score_slices
+    from perennial.evaluation.scoring import (
+        confusion_counts,
+        metrics_table,
+        per_class_accuracy,
+        predict_slices_with_probabilities,
+        score_slices,
+    )
     from perennial.evaluation.significance import paired_test
-    from perennial.models.inference import load_model_dir, resolve_device
+    from perennial.models.inference import load_model_dir, model_labels, resolve_device
 
     device = resolve_device(settings.device)
     slices = evaluation_slices(settings, batch_id)
@@ -68,17 +83,25 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
     run_id = challenger.run_id
     try:
         scores: dict[str, dict] = {}
+        per_class: dict[str, dict] = {}
+        confusion: list[list[int]] = []
         correct_on_new: dict[str, np.ndarray] = {}
         label_check: LabelCheck | None = None
+        champion_lacks: list[str] = []
         for role, folder in models.items():
             model, tokenizer = load_model_dir(folder, device)
             with_probabilities = predict_slices_with_probabilities(
                 model, tokenizer, slices, label2id, settings.inference
             )
             if role == "champion":  # its confidence too, for the label check
-                label_check = _label_check(with_probabilities, batch_id, challenger.champion_version)
+                known = np.array([label2id[x] for x in model_labels(model) if x in label2id], dtype=np.int64)
+                champion_lacks = [label for label in labels if label not in set(model_labels(model))]
+                label_check = _label_check(with_probabilities, batch_id, challenger.champion_version, known)
             predicted = {k: (p, r) for k, (p, r, _) in with_probabilities.items()}
             scores[role] = score_slices(predicted)
+            per_class[role] = {k: per_class_accuracy(p, r, labels) for k, (p, r) in predicted.items()}
+            if role == "challenger":  # the version's own confusion matrix, over every test slice
+                confusion = confusion_counts(predicted.values(), len(labels))
             predictions, references = predicted[batch_id]
             correct_on_new[role] = predictions == references
             del model
@@ -123,6 +146,11 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
                 registry.log_metrics(
                     run_id, {f"{role}.{name}.{k}": v for k, v in metrics.items() if k != "n"}
                 )
+        new_labels = split_by_known_labels(
+            slices[batch_id]["label"].to_numpy(), champion_lacks, len(labels), correct_on_new
+        )
+        registry.log_dict_artifact(run_id, per_class, "per_class.json")
+        registry.log_dict_artifact(run_id, {"labels": labels, "counts": confusion}, "confusion.json")
         table = metrics_table(scores)
         table.insert(2, "source", table["slice"].map(slice_names(settings)))
         registry.log_dict_artifact(run_id, {"rows": table.to_dict(orient="records")}, "evaluation.json")
@@ -137,4 +165,31 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
         paired=paired,
         baseline=baseline,
         label_check=label_check,
+        per_class=per_class,
+        new_labels=new_labels,
+        labels=tuple(labels),
+        confusion=tuple(tuple(row) for row in confusion),
+    )
+
+
+def split_by_known_labels(
+    references: np.ndarray, lacking: list[str], label_count: int, correct: dict[str, np.ndarray]
+) -> NewLabelScores | None:
+    """The new slice's rows of labels the champion lacks apart from the others, with each model's
+    accuracy on them (`correct`: per role, whether each row was right); None when there are none."""
+    is_new = np.isin(references.astype(str), lacking)
+    if "champion" not in correct or not is_new.any():
+        return None
+
+    def accuracy(role: str, rows: np.ndarray) -> float:
+        return float(correct[role][rows].mean()) if rows.any() else 0.0
+
+    return NewLabelScores(
+        labels=tuple(label for label in lacking if label in set(references.astype(str))),
+        label_count=label_count,
+        new_rows=int(is_new.sum()),
+        challenger_new=accuracy("challenger", is_new),
+        old_rows=int((~is_new).sum()),
+        challenger_old=accuracy("challenger", ~is_new),
+        champion_old=accuracy("champion", ~is_new),
     )

@@ -23,10 +23,12 @@ from perennial.data.ledger import (
     TRAINED,
     Ledger,
 )
+from perennial.data.new_labels import NewLabels, check_new_labels, label_counts
 from perennial.registry import mlflow_registry as registry
 from perennial.registry.champion import move_champion
 from perennial.workspace import (
     ledger_for,
+    ordered_labels,
     validation_path,
 )
 
@@ -97,50 +99,67 @@ def recover_interrupted(settings: Settings, batch_id: str) -> list[str]:
 # Validate
 @dataclass(frozen=True)
 class BatchValidation:
-    """Whether a batch passed validation; `reason` says why not in one line ("" when it passed)."""
+    """Whether a batch passed validation; `reason` says why not in one line ("" when it passed).
+    `new_labels`: the labels it added to the label set (the next model's head grows by them)."""
 
     batch_id: str
     success: bool
     reason: str = ""
+    new_labels: tuple[str, ...] = ()
 
 
 def validate_batch(settings: Settings, batch_id: str) -> BatchValidation:
     """Run the expectation suite. A failing batch is quarantined with a one-line reason (returned,
-    not raised: a bad batch is an expected outcome). The first accepted batch fixes the label set."""
+    not raised: a bad batch is an expected outcome). The first accepted batch fixes the label set;
+    a later one may grow it (`new_labels`, see perennial.data.new_labels)."""
     ledger = ledger_for(settings)
     if ledger.batch(batch_id).status == TRAINED:  # an interrupted cycle: already validated
         return BatchValidation(batch_id, True, "validated earlier")
-    label_set = settings.labels or ledger.label_set()
+    recorded = ledger.label_set()
+    known = ordered_labels(recorded, settings.labels)
     try:
-        reason, labels = _validation_reason(settings, batch_id, label_set)
+        reason, counts, new = _validation_reason(settings, batch_id, known)
     except Exception as error:  # noqa: BLE001 - a batch that breaks validation must not stay pending
         log.debug("validating batch %s failed", batch_id, exc_info=True)
-        reason, labels = f"could not validate: {first_line(error)}; drop the file again to retry", []
+        reason = f"could not validate: {first_line(error)}; drop the file again to retry"
+        counts, new = {}, NewLabels()
     if reason:
         ledger.transition(batch_id, QUARANTINED, reason)
         return BatchValidation(batch_id, False, reason)
-    # Record the label set (configured, or fixed by this first batch) so a later change is visible.
-    ledger.fix_label_set(label_set or labels)
+    # Record the label set (declared, or fixed by this first batch) so a later change is visible,
+    # then what this batch adds to it (declared labels it is the first to bring, or new ones).
+    ledger.fix_label_set(known or sorted(counts), batch_id, counts)
+    added = ledger.add_labels([*known, *new.labels], batch_id, counts)
+    if added and recorded:
+        log.info("batch %s: %s", batch_id, NewLabels(added, counts).line(len(recorded)))
     fault_point("validated", settings.root)
-    return BatchValidation(batch_id, True)
+    return BatchValidation(batch_id, True, new_labels=tuple(added if recorded else ()))
 
 
 def _validation_reason(
-    settings: Settings, batch_id: str, label_set: list[str] | None
-) -> tuple[str, list[str]]:
-    """Why the batch fails ("" when it passes) and its labels; the report is saved and published."""
+    settings: Settings, batch_id: str, known: list[str]
+) -> tuple[str, dict[str, int], NewLabels]:
+    """Why the batch fails ("" when it passes), its rows per label and the new labels it may add;
+    the suite's report is saved and published."""
     from perennial.data.validation import validate
 
     frame = pd.read_parquet(rows_path(settings, batch_id))
-    report = validate(frame, settings.validation, label_set)
+    counts = label_counts(frame["label"]) if "label" in frame.columns else {}
+    data = settings.data
+    # Labels the set lacks: checked here when the set may grow (none declared, a set recorded);
+    # with `labels` declared the suite refuses them with the declared set named.
+    new = NewLabels()
+    if known and data.labels is None:
+        new = check_new_labels(counts, known, data.new_labels, data.new_label_min_rows)
+        if new.reason:  # the suite would only repeat it, as "outside the label set"
+            known = [*known, *new.rows]
+    report = validate(frame, settings.validation, [*known, *new.labels] or None)
     report.save(validation_path(settings, batch_id))
     _publish_data_docs(settings, batch_id)
-    reason = report.reason  # "" when the suite passed
-    # Nulls left out (pandas' string dtype keeps them as NaN, which does not sort with strings).
-    labels = sorted({str(v) for v in frame["label"].dropna()}) if "label" in frame.columns else []
-    if not reason and label_set is None and len(labels) < 2:
-        reason = f"the first batch fixes the label set and needs at least two labels, found {labels}"
-    return reason, labels
+    reason = "; ".join(part for part in (report.reason, new.reason) if part)
+    if not reason and not known and len(counts) < 2:
+        reason = f"the first batch fixes the label set and needs at least two labels, found {sorted(counts)}"
+    return reason, counts, new
 
 
 def _publish_data_docs(settings: Settings, batch_id: str) -> None:

@@ -91,6 +91,11 @@ def gather_card_facts(
         },
         "training": _training_facts(settings, challenger),
         "evaluation": evaluation,
+        "labels": _label_facts(ledger, scores, names),
+        # Rows: true label; columns: predicted; over every test slice. Wide sets stay in confusion.json.
+        "confusion": {"labels": list(scores.labels), "counts": [list(r) for r in scores.confusion]}
+        if scores.confusion and len(scores.labels) <= MAX_CONFUSION_LABELS
+        else None,
         "drift": _drift_facts(ledger),
         "intended_use": INTENDED_USE.format(labels=", ".join(labels)),
         "limitations": _limitation_facts(evaluation["slices"], labels),
@@ -227,6 +232,31 @@ def _evaluation_facts(scores: Scores, names: Mapping[str, str], batch_id: str) -
         "slices": slices,
         "paired": {**asdict(paired), "description": paired.describe()} if paired else None,
     }
+
+
+MAX_CONFUSION_LABELS = 12  # a wider matrix does not read as a table
+
+
+def _label_facts(ledger: Ledger, scores: Scores, names: Mapping[str, str]) -> list[dict]:
+    """Each label in model order: the batch that brought it and the challenger's accuracy on its
+    rows over every test slice."""
+    totals: dict[str, list[float]] = {}
+    for per_label in scores.per_class.get("challenger", {}).values():
+        for label, values in per_label.items():
+            right, n = totals.setdefault(label, [0.0, 0.0])
+            totals[label] = [right + values["accuracy"] * values["n"], n + values["n"]]
+    facts = []
+    for arrival in ledger.label_history():
+        right, n = totals.get(arrival.label, [0.0, 0.0])
+        facts.append(
+            {
+                "label": arrival.label,
+                "since": names.get(arrival.batch_id, arrival.batch_id) if arrival.batch_id else None,
+                "accuracy": right / n if n else None,
+                "n": int(n),
+            }
+        )
+    return facts
 
 
 def _metrics(values: Mapping) -> dict:

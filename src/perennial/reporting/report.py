@@ -83,6 +83,9 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
         "drift_checks": [_drift_check(asdict(c), base) for c in ledger.drift_checks()],
         "quarantined": [_quarantined(settings, b, base) for b in batches if b.status == QUARANTINED],
         "batches": [_batch(settings, b, names, base) for b in batches],
+        # The label set in model order: when each label arrived, and which version first knew it.
+        "labels": _label_history(ledger, names, batches),
+        "confusions": _confusions(cycles),
         "data_docs_href": _href(data_docs_dir(settings) / "index.html", base),
     }
 
@@ -96,6 +99,35 @@ def _href(target: Path | str | None, base: Path) -> str | None:
 
 def _finite(value: Any) -> float | None:
     return None if value is None or math.isnan(float(value)) else float(value)
+
+
+def _label_history(ledger, names: dict[str, str], batches: Sequence) -> list[dict]:
+    versions = {b.batch_id: b.model_version for b in batches if b.status == PROMOTED}
+    return [
+        {
+            "label": a.label,
+            "batch": names.get(a.batch_id, a.batch_id) if a.batch_id else None,
+            "rows": a.rows,
+            "arrived_at": a.arrived_at,
+            # The first promoted version trained on its batch (a rejected one taught the champion nothing).
+            "version": versions.get(a.batch_id) if a.batch_id else None,
+        }
+        for a in ledger.label_history()
+    ]
+
+
+def _confusions(cycles: Sequence) -> list[dict]:
+    """Each version's confusion matrix over every test slice, newest first (a wider label set than
+    a table can show stays in the version's confusion.json artifact)."""
+    from perennial.reporting.model_card import MAX_CONFUSION_LABELS
+
+    result = []
+    for cycle in reversed(cycles):
+        confusion = (cycle.metrics or {}).get("confusion") or {}
+        labels, counts = confusion.get("labels") or [], confusion.get("counts") or []
+        if cycle.challenger_version and counts and len(labels) <= MAX_CONFUSION_LABELS:
+            result.append({"version": cycle.challenger_version, "labels": labels, "counts": counts})
+    return result
 
 
 def _counts(batches: Sequence) -> dict[str, int]:

@@ -7,7 +7,7 @@ import math
 from perennial.core.settings import Settings
 from perennial.evaluation.champion_history import continual_metrics
 from perennial.learning.strategy import Strategy
-from perennial.workspace import ledger_for, slice_names
+from perennial.workspace import ledger_for, ordered_labels, slice_names
 
 
 def gather_status(settings: Settings) -> dict:
@@ -37,7 +37,9 @@ def gather_status(settings: Settings) -> dict:
         "champion": {"version": champ.version, "run_id": champ.run_id} if champ else None,
         "champion_metrics": champion_metrics,
         "champion_history": [asdict(m) for m in moves],
-        "label_set": settings.labels or ledger.label_set(),
+        "label_set": ordered_labels(ledger.label_set(), settings.labels),
+        # when each label joined the set (the first batch's labels included), in model order
+        "label_history": [asdict(arrival) for arrival in ledger.label_history()],
         "batches": [asdict(b) for b in ledger.batches()],
         # batch id -> why its labels were left out of replay and evaluation
         "label_flags": {batch_id: flag.reason for batch_id, flag in flags.items()},
@@ -64,6 +66,18 @@ def gather_status(settings: Settings) -> dict:
     }
 
 
+def _labels_line(status: dict) -> str:
+    """The label set in model order; a label that arrived after the first batch says since when."""
+    history = status.get("label_history") or []
+    first = history[0]["batch_id"] if history else None
+    since = {
+        a["label"]: f" (since {a['batch_id'][:8]}, {a['rows'] or 0} rows)"
+        for a in history
+        if a["batch_id"] is not None and a["batch_id"] != first
+    }
+    return ", ".join(f"{label}{since.get(label, '')}" for label in status["label_set"])
+
+
 def format_status(status: dict) -> str:
     lines = [
         f"workspace: {status['workspace']}",
@@ -83,7 +97,7 @@ def format_status(status: dict) -> str:
         if last.kind == UNRECORDED:
             lines.append("           (the champion moved with no record: see `perennial status --history`)")
     if status["label_set"]:
-        lines.append(f"labels:    {', '.join(status['label_set'])}")
+        lines.append(f"labels:    {_labels_line(status)}")
     if status["champion_metrics"]:
         lines.append("\nchampion metrics per test slice:")
         for name, m in status["champion_metrics"].items():
