@@ -61,17 +61,22 @@ def final_accuracy_matrix(settings: Settings) -> pd.DataFrame:
 
 
 def trec_class_frame(rows_per_slice: int, seed: int) -> pd.DataFrame:
-    """TREC questions, two question types per slice (`domain`), at most `rows_per_slice` rows each."""
+    """TREC questions, two question types per slice (`domain`), at most `rows_per_slice` rows each,
+    shared equally between the two: a rare type (ABBR has 86 questions in all) keeps enough rows to
+    be learned rather than a share too small to pass `new_label_min_rows`."""
     from perennial.data.trec import CLASS_ORDER, load_questions
 
     questions = load_questions()
     parts = []
     for i in range(0, len(CLASS_ORDER), 2):
         group = list(CLASS_ORDER[i : i + 2])
-        part = questions[questions["label"].isin(group)]
-        part = part.sample(n=min(rows_per_slice, len(part)), random_state=seed)
-        parts.append(part[["text", "label"]].assign(domain="+".join(group)))
-    return pd.concat(parts, ignore_index=True)
+        for label in group:
+            rows = questions[questions["label"] == label]
+            rows = rows.sample(n=min(rows_per_slice // len(group), len(rows)), random_state=seed)
+            parts.append(rows[["text", "label"]].assign(domain="+".join(group)))
+    # Shuffled within each slice, so a batch file does not hold one type and then the other.
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.groupby("domain", sort=False, group_keys=False).sample(frac=1.0, random_state=seed)
 
 
 def run_demo(

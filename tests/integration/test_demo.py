@@ -25,3 +25,27 @@ def test_the_demo_runs_to_the_end_and_writes_its_pages(
     # An empty matrix (no champion after any cycle) is said, not plotted.
     assert ("empty: no champion yet" in out) == matrix.empty
     assert ("plot:   " in out) == (not matrix.empty)
+
+
+def test_the_class_incremental_demo_grows_the_label_set(
+    settings: Settings, prefect_harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TREC question types, two a batch, none declared: whatever the tiny model's decisions, every
+    batch is accepted, the label set ends with all six types in arrival order, and the champions'
+    matrix is scored over slices whose labels they may not know."""
+    from perennial.data.trec import CLASS_ORDER
+    from perennial.workspace import labels_for
+
+    relaxed = settings.model_copy(update={"require_significant_gain": False, "max_forgetting": 1.0})
+    matrix = run_demo(relaxed, rows_per_domain=40, stream="trec-classes")
+    out = capsys.readouterr().out
+    assert out.count("decision for ") == 3 and "quarantined" not in out
+    assert labels_for(relaxed) == [
+        *sorted(CLASS_ORDER[:2]),
+        *sorted(CLASS_ORDER[2:4]),
+        *sorted(CLASS_ORDER[4:]),
+    ]
+    assert f"labels: {', '.join(labels_for(relaxed))}" in out
+    assert "demo finished in" in out and "drift" not in out.split("labels: ")[-1]
+    if not matrix.empty:  # each champion is scored on every slice, known labels or not
+        assert matrix.shape[1] == 3 and ((matrix >= 0) & (matrix <= 1)).all().all()

@@ -215,6 +215,10 @@ def test_predictions_are_put_in_the_label_sets_order(tiny_model_dir: Path) -> No
     np.testing.assert_allclose(swapped[1], [[0.8, 0.2], [0.1, 0.9]])
     same = in_label_order(model, {"negative": 0, "positive": 1}, predictions, probabilities)
     assert same[1] is probabilities
+    placeholders = in_label_order(model, {"LABEL_0": 0, "LABEL_1": 1}, predictions, probabilities)
+    assert placeholders[1] is probabilities  # names none of ours: taken as in our order
+    with pytest.raises(ValueError, match=r"outside the label set \['negative', 'mixed'\]: \['positive'\]"):
+        in_label_order(model, {"negative": 0, "mixed": 1}, predictions, probabilities)
 
 
 def test_the_new_slice_is_split_by_the_labels_the_champion_lacks() -> None:
@@ -231,5 +235,6 @@ def test_the_new_slice_is_split_by_the_labels_the_champion_lacks() -> None:
     assert split.challenger_new == pytest.approx(2 / 3)
     assert (split.challenger_old, split.champion_old) == (pytest.approx(0.8), pytest.approx(0.8))
     assert split.champion_ceiling == pytest.approx(5 / 8)
+    assert split.per_label == (("c", 3, pytest.approx(2 / 3)),)
     assert split_by_known_labels(references, ["d"], 4, correct) is None
     assert split_by_known_labels(references, ["c"], 3, {"challenger": correct["challenger"]}) is None

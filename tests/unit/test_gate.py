@@ -3,6 +3,7 @@ With no champion: the trivial baselines, including Hypothesis properties over ra
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -578,3 +579,28 @@ def test_new_labels_truth_table(tmp_path: Path, learned: bool, kept_old: bool, f
     assert "ceiling on the new slice is 0.750" in decision.reasons[1]
     assert (NEW_SLICE in decision.failed_on) == (not learned)
     assert (FORGETTING in decision.failed_on) == (not kept_old or forgot_earlier)
+
+
+def test_every_new_label_must_be_learned_not_only_their_pool(tmp_path: Path) -> None:
+    """Right on a frequent new label and never on a rare one: the pool beats chance, the rare label
+    does not, and the challenger is refused with the label named; few test rows are said."""
+    split = NewLabelScores(
+        labels=("outage", "refund"),
+        label_count=4,
+        new_rows=40,
+        challenger_new=0.9,
+        old_rows=40,
+        challenger_old=0.9,
+        champion_old=0.9,
+        per_label=(("outage", 36, 1.0), ("refund", 4, 0.0)),
+    )
+    challenger, champion = scores(new=0.9, a=0.9), scores(new=0.45, a=0.9)
+    decision = decide(challenger, champion, NEW, gate_settings(tmp_path).gate, new_labels=split)
+    check_shape(decision)
+    assert decision.promote is False and NEW_SLICE in decision.failed_on
+    assert "not learned beyond chance: 'refund' 0.000 on 4 row(s)" in decision.summary()
+    assert "few test rows to judge new label(s) on: 'refund' (4)" in decision.summary()
+
+    learned = replace(split, per_label=(("outage", 36, 1.0), ("refund", 4, 0.5)))
+    decision = decide(challenger, champion, NEW, gate_settings(tmp_path).gate, new_labels=learned)
+    assert decision.promote is True, decision.summary()

@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from perennial.core.settings import Settings
 from perennial.learning.head_growth import grow_head, output_layer
 from perennial.learning.regularizers import ElasticWeightConsolidation, LearningWithoutForgetting
-from perennial.learning.training import fine_tune, load_for_training, starting_labels_known
+from perennial.learning.training import fine_tune, learned_outputs, load_for_training, starting_labels_known
 from perennial.learning.weight_average import average_model_dirs
 from perennial.models.inference import model_labels
 
@@ -130,7 +130,7 @@ def test_lwf_distils_only_the_labels_the_champion_knew(champion: Path) -> None:
         return {k: v[list(rows)] for k, v in encoded.items()}
 
     lwf = LearningWithoutForgetting(weight=1.0, temperature=2.0)
-    lwf.prepare(model, collate, len(TEXTS), batch_size=2, known_outputs=2)
+    lwf.prepare(model, collate, len(TEXTS), batch_size=2, known_outputs=[0, 1])
     assert lwf.teacher_logits is not None and lwf.teacher_logits.shape == (len(TEXTS), 2)
     model.eval()  # no dropout: the same outputs as the teacher's
     logits = model(**collate(range(len(TEXTS)))).logits
@@ -145,7 +145,11 @@ def test_ewc_leaves_the_new_labels_rows_unanchored(champion: Path) -> None:
     encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
     ewc = ElasticWeightConsolidation(weight=1.0, fisher_rows=5, seed=0)
     ewc.prepare(
-        model, lambda rows: {k: v[list(rows)] for k, v in encoded.items()}, len(TEXTS), 2, known_outputs=2
+        model,
+        lambda rows: {k: v[list(rows)] for k, v in encoded.items()},
+        len(TEXTS),
+        2,
+        known_outputs=[0, 1],
     )
     weight, bias = ewc.fisher["classifier.weight"], ewc.fisher["classifier.bias"]
     assert torch.all(weight[2:] == 0) and torch.all(bias[2:] == 0)
@@ -171,3 +175,44 @@ def test_averaging_a_grown_challenger_with_its_champion(champion: Path, tmp_path
     expected_old = 0.5 * start["classifier.weight"] + 0.5 * challenger["classifier.weight"][:2]
     torch.testing.assert_close(weights["classifier.weight"][:2], expected_old)
     torch.testing.assert_close(weights["classifier.weight"][2:], challenger["classifier.weight"][2:])
+
+
+def test_the_regularisers_hold_only_the_outputs_the_champion_learned(champion: Path, tmp_path: Path) -> None:
+    """Grown rows were never trained; nor was a row the champion's head holds for a label that came
+    with a rejected batch (its config's record of trained labels leaves it out)."""
+    from perennial.learning.finishing import record_trained_labels
+
+    assert learned_outputs(champion, GROWN) == [0, 1]
+    assert learned_outputs(champion, OLD) is None  # a head it fully learned: hold everything
+    model, tokenizer = load_for_training(champion, GROWN[:3])
+    widened = tmp_path / "widened"
+    model.save_pretrained(widened)
+    tokenizer.save_pretrained(widened)
+    record_trained_labels(widened, OLD)  # 'mixed' in the head, no row of it ever trained
+    assert learned_outputs(widened, GROWN[:3]) == [0, 1]
+    assert learned_outputs(widened, GROWN) == [0, 1]
+    record_trained_labels(widened, GROWN[:3])
+    assert learned_outputs(widened, GROWN[:3]) is None
+
+    model, tokenizer = load_for_training(widened, GROWN[:3])
+    record_trained_labels(widened, OLD)
+    encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    ewc = ElasticWeightConsolidation(weight=1.0, fisher_rows=5, seed=0)
+    ewc.prepare(model, lambda rows: {k: v[list(rows)] for k, v in encoded.items()}, len(TEXTS), 2, [0, 1])
+    assert torch.all(ewc.fisher["classifier.weight"][2] == 0)
+    assert ewc.fisher["classifier.weight"][:2].sum() > 0
+
+
+@pytest.mark.parametrize(
+    "labels", [["positive", "negative"], ["positive", "negative", "mixed"], ["mixed", *OLD]]
+)
+def test_a_champion_whose_labels_do_not_start_the_set_is_refused(champion: Path, labels: list[str]) -> None:
+    """Loaded under other names its rows would answer for the wrong labels: a clear error instead.
+    A model that records no trained labels is a base model, whose head is replaced, not grown."""
+    from perennial.learning.finishing import record_trained_labels
+
+    model, _ = load_for_training(champion, labels)  # as a base model: a fresh head for `labels`
+    assert model_labels(model) == labels
+    record_trained_labels(champion, OLD)  # as perennial keeps a champion
+    with pytest.raises(ValueError, match="is not the start of the label set"):
+        load_for_training(champion, labels)

@@ -71,12 +71,18 @@ class NewLabelScores:
     old_rows: int
     challenger_old: float  # accuracy on the rows of labels the champion knows
     champion_old: float
+    # (label, test rows, challenger accuracy) for each new label: each must be learned, not only
+    # their pool (a model right on a frequent new label and never on a rare one has not learned both)
+    per_label: tuple[tuple[str, int, float], ...] = ()
 
     @property
     def champion_ceiling(self) -> float:
         """The best the champion could score on the whole new slice."""
         total = self.new_rows + self.old_rows
         return self.old_rows / total if total else 0.0
+
+
+FEW_TEST_ROWS = 5  # fewer rows of a new label in the test split: its accuracy is a rough guess
 
 
 def _judge_new_labels(split: NewLabelScores, settings: GateSettings) -> tuple[list[str], bool, bool]:
@@ -86,12 +92,22 @@ def _judge_new_labels(split: NewLabelScores, settings: GateSettings) -> tuple[li
     listed = ", ".join(repr(label) for label in split.labels)
     chance = 1 / max(1, split.label_count)
     learned = split.challenger_new > chance + _ROUNDING
+    unlearned = [(label, n, acc) for label, n, acc in split.per_label if acc <= chance + _ROUNDING]
     reasons = [
         f"new label(s) {listed}: the champion cannot predict them ({split.new_rows} of "
         f"{split.new_rows + split.old_rows} rows; its ceiling on the new slice is "
         f"{split.champion_ceiling:.3f}); "
         f"challenger {split.challenger_new:.3f} on them ({'>' if learned else '<='} chance {chance:.3f})"
     ]
+    if len(split.per_label) > 1 and unlearned:
+        reasons.append(
+            "not learned beyond chance: "
+            + ", ".join(f"{label!r} {acc:.3f} on {n} row(s)" for label, n, acc in unlearned)
+        )
+    learned = learned and not unlearned
+    few = [f"{label!r} ({n})" for label, n, _ in split.per_label if n < FEW_TEST_ROWS]
+    if few:  # said, not blocked: a rare label's first batch has few test rows by nature
+        reasons.append(f"few test rows to judge new label(s) on: {', '.join(few)}")
     drop = split.champion_old - split.challenger_old
     kept = split.old_rows == 0 or drop <= settings.max_forgetting + _ROUNDING
     if split.old_rows:

@@ -120,10 +120,15 @@ def in_label_order(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predicted ids and probabilities [n, k] in `label2id`'s order, from the model's own output
     order. A champion whose head predates the newest labels has fewer outputs: its probability of a
-    label it lacks is 0. A model whose labels are not all in `label2id` is left as it is."""
+    label it lacks is 0. A model whose head names none of the labels (transformers' placeholders,
+    LABEL_0, ...) is taken as being in label-set order; one that names some but not all cannot be
+    mapped, and raises rather than score rows against the wrong labels."""
     own = model_labels(model)
-    if not own or not all(label in label2id for label in own):
+    outside = [label for label in own if label not in label2id]
+    if not own or len(outside) == len(own):
         return predictions, probabilities
+    if outside:
+        raise ValueError(f"the model predicts labels outside the label set {list(label2id)}: {outside}")
     to_ours = np.array([label2id[label] for label in own], dtype=np.int64)
     if np.array_equal(to_ours, np.arange(len(label2id))):
         return predictions, probabilities

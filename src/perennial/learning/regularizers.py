@@ -8,9 +8,9 @@
 Each is prepared once from the starting model (before any update) and then adds a term to every
 training step's loss. Both are zero at the starting point and grow as the model moves away.
 
-When the head has grown (perennial.learning.head_growth), the starting model knew only its first
-`known_outputs` labels: LwF distils those outputs alone, and EWC leaves the new labels' output rows
-unanchored (they are the freshly initialised rows the new labels must learn).
+When the head has grown (perennial.learning.head_growth), the starting model learned only some of
+its outputs (`known_outputs`, indices): LwF distils those outputs alone, and EWC leaves the other
+output rows unanchored (freshly initialised rows that the new labels must learn).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ class Regularizer(Protocol):
         collate: Collate,
         n_rows: int,
         batch_size: int,
-        known_outputs: int | None = None,
+        known_outputs: Sequence[int] | None = None,
     ) -> None:
         """Take what is needed from the starting model, before training changes it. `known_outputs`:
-        the starting model learned only its first so many labels (None: all of them)."""
+        the indices of the outputs the starting model learned (None: all of them)."""
 
     def penalty(self, model: torch.nn.Module, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
         """The extra loss for one training step on `rows`, whose current outputs are `logits`."""
@@ -52,7 +52,7 @@ class LearningWithoutForgetting:
         self.weight = weight
         self.temperature = temperature
         self.teacher_logits: torch.Tensor | None = None
-        self.known_outputs: int | None = None
+        self.known_outputs: list[int] | None = None
 
     def prepare(
         self,
@@ -60,24 +60,29 @@ class LearningWithoutForgetting:
         collate: Collate,
         n_rows: int,
         batch_size: int,
-        known_outputs: int | None = None,
+        known_outputs: Sequence[int] | None = None,
     ) -> None:
         import torch
 
-        self.known_outputs = known_outputs
+        self.known_outputs = None if known_outputs is None else list(known_outputs)
         was_training = model.training
         model.eval()
         outputs = []
         with torch.inference_mode():
             for start in range(0, n_rows, batch_size):
                 rows = range(start, min(start + batch_size, n_rows))
-                outputs.append(model(**collate(rows)).logits.float()[:, :known_outputs].cpu())
+                outputs.append(self._known(model(**collate(rows)).logits.float()).cpu())
         model.train(was_training)
         self.teacher_logits = torch.cat(outputs) if outputs else torch.empty(0)
 
     def penalty(self, model: torch.nn.Module, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
-        known = logits[:, : self.known_outputs]  # the labels the teacher knew
+        known = self._known(logits)  # the labels the teacher learned
+        if not known.shape[1]:  # it learned none of them: nothing to hold
+            return logits.sum() * 0.0
         return self.weight * distillation_loss(known, self._teacher(rows, logits.device), self.temperature)
+
+    def _known(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits if self.known_outputs is None else logits[:, self.known_outputs]
 
     def _teacher(self, rows: Sequence[int], device: torch.device) -> torch.Tensor:
         if self.teacher_logits is None:
@@ -115,7 +120,7 @@ class ElasticWeightConsolidation:
         collate: Collate,
         n_rows: int,
         batch_size: int,
-        known_outputs: int | None = None,
+        known_outputs: Sequence[int] | None = None,
     ) -> None:
         """Diagonal Fisher of the starting model, from per-row gradients on up to `fisher_rows`
         training rows, with labels drawn from the model's own predictions (the true Fisher, which
@@ -144,13 +149,15 @@ class ElasticWeightConsolidation:
         for n in self.fisher:
             self.fisher[n] /= max(1, len(rows))
         num_labels = int(getattr(getattr(model, "config", None), "num_labels", 0))
-        if known_outputs is not None and known_outputs < num_labels:
-            # The new labels' rows start from scratch: anchoring them would hold them at random.
+        learned = range(num_labels) if known_outputs is None else known_outputs
+        unlearned = sorted(set(range(num_labels)) - set(learned))
+        if unlearned:
+            # Rows no label has trained yet: anchoring them would hold them where they started.
             _, _, layer = output_layer(model, num_labels)
             rows_of = {id(p) for p in layer.parameters()}
             for n, p in params.items():
                 if id(p) in rows_of:
-                    self.fisher[n][known_outputs:] = 0.0
+                    self.fisher[n][unlearned] = 0.0
 
     def penalty(self, model: torch.nn.Module, rows: Sequence[int], logits: torch.Tensor) -> torch.Tensor:
         return self.weight * ewc_penalty(model, self.anchor, self.fisher)

@@ -71,9 +71,20 @@ def load_for_training(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from perennial.learning.bias_correction import remove_recorded_adjustment
+    from perennial.learning.finishing import trained_labels
     from perennial.learning.head_growth import grow_head
 
     labels = list(labels)
+    own = head_labels(source)
+    # A model perennial trained (a champion) records its trained labels; a base model's head, if it
+    # has one of another size, is replaced. Loading a champion with our names in another order
+    # would keep its rows under other labels' names.
+    champion = trained_labels(Path(source)) is not None
+    if champion and own != labels[: len(own)]:
+        raise ValueError(
+            f"the model at {source} has a head for {own}, which is not the start of the label set "
+            f"{labels}: a label set only grows at its end, so this model cannot be trained on"
+        )
     # Weights only from safetensors (a pickle can run code when loaded), and never remote code.
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     grows = starting_labels_known(source, labels) is not None  # a champion lacking the newest labels
@@ -83,7 +94,10 @@ def load_for_training(
         "label2id": {label: i for i, label in enumerate(labels)},
     }
     model = AutoModelForSequenceClassification.from_pretrained(
-        source, use_safetensors=True, trust_remote_code=False, **({} if grows else head)
+        source,
+        use_safetensors=True,
+        trust_remote_code=False,
+        **({} if grows else {**head, "ignore_mismatched_sizes": not champion}),
     )
     # A champion corrected by logit adjustment trains from its head as training left it.
     remove_recorded_adjustment(model)
@@ -92,14 +106,35 @@ def load_for_training(
     return model, tokenizer
 
 
-def starting_labels_known(source: str | Path, labels: Sequence[str]) -> int | None:
-    """How many of `labels` the starting model's head already has, when its head grows to them
-    (its labels are the first ones); None when it has them all, or is the base model."""
+def head_labels(source: str | Path) -> list[str]:
+    """The labels of a model's head, in output order, from its config (a base model's are
+    transformers' placeholders, LABEL_0, LABEL_1)."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-    own = [str((config.id2label or {}).get(i)) for i in range(config.num_labels)]
+    return [str((config.id2label or {}).get(i)) for i in range(config.num_labels)]
+
+
+def starting_labels_known(source: str | Path, labels: Sequence[str]) -> int | None:
+    """How many of `labels` the starting model's head already has, when its head grows to them
+    (its labels are the first ones); None when it has them all, or is the base model."""
+    own = head_labels(source)
     return len(own) if own != list(labels) and own == list(labels)[: len(own)] else None
+
+
+def learned_outputs(source: str | Path, labels: Sequence[str]) -> list[int] | None:
+    """The outputs (indices into `labels`) that the starting model learned, for the regularisers to
+    hold; None when it learned them all. A grown head's new rows were never trained, and a head can
+    also hold a label no training row has taught yet (it arrived with a batch whose challenger was
+    rejected): its config's record of trained labels tells (perennial.learning.finishing)."""
+    from perennial.learning.finishing import trained_labels
+
+    own = head_labels(source)
+    if own != list(labels)[: len(own)]:
+        return None  # not a head of ours (a base model): nothing to hold
+    trained = trained_labels(Path(source))
+    known = [i for i, label in enumerate(own) if trained is None or label in trained]
+    return None if len(known) == len(labels) else known
 
 
 def length_grouped_batches(
@@ -203,7 +238,7 @@ def fine_tune(
     set_seed(settings.seed)  # the same on every rank: same new head, same batches
     dp, device = join(settings.device)
     model, tokenizer = load_for_training(init_from, labels)
-    known_outputs = starting_labels_known(init_from, labels)
+    known_outputs = learned_outputs(init_from, labels)
     model = prepare_for_tuning(model, tuning, settings.lora)
     model.to(device)  # type: ignore[arg-type]  # transformers types .to() oddly
     precision = resolve_precision(settings.train_precision, device)

@@ -53,7 +53,8 @@ def _label_check(
         new_wrong=new[1],
         earlier_confident=sum(c for c, _ in earlier),
         earlier_wrong=sum(w for _, w in earlier),
-        new_rows=len(predicted[new_slice][1]),
+        # The rows the check ran on: a label the champion lacks is left out of both counts.
+        new_rows=int(np.isin(predicted[new_slice][1], known).sum()),
     )
 
 
@@ -71,7 +72,7 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
         score_slices,
     )
     from perennial.evaluation.significance import paired_test
-    from perennial.models.inference import load_model_dir, model_labels, resolve_device
+    from perennial.models.inference import load_model_dir, resolve_device
 
     device = resolve_device(settings.device)
     slices = evaluation_slices(settings, batch_id)
@@ -94,8 +95,9 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
                 model, tokenizer, slices, label2id, settings.inference
             )
             if role == "champion":  # its confidence too, for the label check
-                known = np.array([label2id[x] for x in model_labels(model) if x in label2id], dtype=np.int64)
-                champion_lacks = [label for label in labels if label not in set(model_labels(model))]
+                champion_knows = known_labels(model, folder)
+                known = np.array([label2id[x] for x in labels if x in champion_knows], dtype=np.int64)
+                champion_lacks = [label for label in labels if label not in champion_knows]
                 label_check = _label_check(with_probabilities, batch_id, challenger.champion_version, known)
             predicted = {k: (p, r) for k, (p, r, _) in with_probabilities.items()}
             scores[role] = score_slices(predicted)
@@ -172,6 +174,18 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
     )
 
 
+def known_labels(model: Any, model_dir: Path) -> set[str]:
+    """The labels a champion can be expected to predict: those of its head that it (or an ancestor)
+    trained on. A head can hold a label without rows behind it: the label arrived with a batch whose
+    challenger was rejected, and a later champion grew its head by it while training on other rows."""
+    from perennial.learning.finishing import trained_labels
+    from perennial.models.inference import model_labels
+
+    head = set(model_labels(model))
+    trained = trained_labels(model_dir)
+    return head if trained is None else head & trained
+
+
 def split_by_known_labels(
     references: np.ndarray, lacking: list[str], label_count: int, correct: dict[str, np.ndarray]
 ) -> NewLabelScores | None:
@@ -184,12 +198,17 @@ def split_by_known_labels(
     def accuracy(role: str, rows: np.ndarray) -> float:
         return float(correct[role][rows].mean()) if rows.any() else 0.0
 
+    present = tuple(label for label in lacking if label in set(references.astype(str)))
+    rows_of = {label: references.astype(str) == label for label in present}
     return NewLabelScores(
-        labels=tuple(label for label in lacking if label in set(references.astype(str))),
+        labels=present,
         label_count=label_count,
         new_rows=int(is_new.sum()),
         challenger_new=accuracy("challenger", is_new),
         old_rows=int((~is_new).sum()),
         challenger_old=accuracy("challenger", ~is_new),
         champion_old=accuracy("champion", ~is_new),
+        per_label=tuple(
+            (label, int(rows.sum()), accuracy("challenger", rows)) for label, rows in rows_of.items()
+        ),
     )
