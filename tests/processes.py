@@ -31,6 +31,7 @@ def tiny_cli_env(workspace: Path, model: Path, **overrides: str) -> dict[str, st
             "PERENNIAL_MIN_ROWS": "20",
             "PERENNIAL_TEST_FRACTION": "0.25",  # as the `settings` fixture (tests/conftest.py) says why
             "PERENNIAL_INBOX_SETTLE_SECONDS": "0.2",
+            "PERENNIAL_TRAIN_PRECISION": "float32",  # as the `settings` fixture: the same on every CPU
         }
     )
     env.update({f"PERENNIAL_{key.upper()}": value for key, value in overrides.items()})

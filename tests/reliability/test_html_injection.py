@@ -388,6 +388,11 @@ def report_data(v: Callable[[int], str]) -> dict:
                 "data_docs_href": v(11),
             }
         ],
+        "labels": [
+            {"label": v(10), "batch": v(7), "rows": 12, "arrived_at": v(2), "version": v(4)},
+            {"label": v(11), "batch": None, "rows": None, "arrived_at": None, "version": None},
+        ],
+        "confusions": [{"version": v(4), "labels": [v(10), v(11)], "counts": [[3, 1], [0, 4]]}],
         "data_docs_href": v(3),
     }
 
@@ -456,6 +461,11 @@ def card_facts(v: Callable[[int], str]) -> dict:
             ],
             "paired": {"description": v(7)},
         },
+        "labels": [
+            {"label": v(10), "since": v(4), "accuracy": 0.8, "n": 5},
+            {"label": v(11), "since": None, "accuracy": None, "n": 0},
+        ],
+        "confusion": {"labels": [v(10), v(11)], "counts": [[3, 1], [0, 4]]},
         "drift": {
             "checked": True,
             "checked_at": v(2),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from perennial.data.new_labels import NewLabels, check_new_labels, label_counts, spelling_key
@@ -87,3 +87,33 @@ def test_recorded_labels_keep_their_positions(recorded: list[str], declared: lis
     assert labels[: len(recorded)] == recorded
     assert set(labels) == set(recorded) | set(declared or [])
     assert len(labels) == len(set(labels))
+
+
+WORD = st.text(alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz"), min_size=2, max_size=8)
+
+
+@st.composite
+def spelt_another_way(draw: st.DrawFn, label: str) -> str:
+    """`label` as a typo would write it: other case, an accent, a space, a hyphen or a full stop."""
+    chars = list(label)
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(chars) - 1))
+        chars[i] = draw(
+            st.sampled_from(
+                [chars[i].upper(), chars[i] + "\u0301", chars[i] + " ", chars[i] + "-", chars[i] + "."]
+            )
+        )
+    variant = "".join(chars)
+    assume(variant != label)
+    return variant
+
+
+@given(data=st.data(), known=st.lists(WORD, min_size=1, max_size=4, unique=True), rows=st.integers(10, 40))
+def test_a_known_label_spelt_another_way_never_grows_the_set(
+    data: st.DataObject, known: list[str], rows: int
+) -> None:
+    twin = data.draw(st.sampled_from(known))
+    variant = data.draw(spelt_another_way(twin))
+    assume(variant not in known)
+    found = check_new_labels({variant: rows, twin: rows}, known, "grow", 10)
+    assert found.labels == [] and f"differs from the known label {twin!r}" in found.reason

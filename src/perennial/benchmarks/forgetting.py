@@ -127,6 +127,8 @@ def run_strategy(
     from perennial.learning.training import fine_tune
     from perennial.models.inference import load_model_dir, resolve_device
 
+    if growing_labels and labels is not None:
+        raise ValueError("a declared label set and growing labels exclude each other: give one")
     _use_threads(settings)
     slices, labels = _slices_and_labels(stream, labels)
     if growing_labels:
