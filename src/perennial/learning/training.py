@@ -87,7 +87,7 @@ def load_for_training(
         )
     # Weights only from safetensors (a pickle can run code when loaded), and never remote code.
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-    grows = starting_labels_known(source, labels) is not None  # a champion lacking the newest labels
+    grows = _grows(own, labels)  # a champion lacking the newest labels
     head = {
         "num_labels": len(labels),
         "id2label": dict(enumerate(labels)),
@@ -111,15 +111,21 @@ def head_labels(source: str | Path) -> list[str]:
     transformers' placeholders, LABEL_0, LABEL_1)."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(source, trust_remote_code=False)
-    return [str((config.id2label or {}).get(i)) for i in range(config.num_labels)]
+    from perennial.models.inference import config_labels
+
+    return config_labels(AutoConfig.from_pretrained(source, trust_remote_code=False))
+
+
+def _grows(own: Sequence[str], labels: Sequence[str]) -> bool:
+    """Whether a head for `own` grows to `labels`: its labels are their first ones, not all of them."""
+    return list(own) != list(labels) and list(own) == list(labels)[: len(own)]
 
 
 def starting_labels_known(source: str | Path, labels: Sequence[str]) -> int | None:
     """How many of `labels` the starting model's head already has, when its head grows to them
     (its labels are the first ones); None when it has them all, or is the base model."""
     own = head_labels(source)
-    return len(own) if own != list(labels) and own == list(labels)[: len(own)] else None
+    return len(own) if _grows(own, labels) else None
 
 
 def learned_outputs(source: str | Path, labels: Sequence[str]) -> list[int] | None:

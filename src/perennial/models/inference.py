@@ -78,8 +78,14 @@ def longest_first_batches(texts: Sequence[str], batch_size: int, desc: str) -> I
 
 def model_labels(model: PreTrainedModel) -> list[str]:
     """The model's labels in output order (its config's `id2label`)."""
-    id2label: dict[Any, Any] = dict(model.config.id2label or {})  # int keys (typed as str)
-    return [str(id2label.get(i)) for i in range(int(model.config.num_labels))]  # type: ignore[arg-type]
+    return config_labels(model.config)
+
+
+def config_labels(config: Any) -> list[str]:
+    """A model config's labels in output order (transformers' placeholders, LABEL_0, ..., when the
+    model has no head of ours)."""
+    id2label: dict[Any, Any] = dict(config.id2label or {})  # int keys (typed as str)
+    return [str(id2label.get(i)) for i in range(int(config.num_labels))]
 
 
 def predict(
