@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed, State
 
+from perennial.core.console import story
 from perennial.core.environment import configure
 from perennial.core.locking import WorkspaceBusy, workspace_lock
 from perennial.core.settings import Settings
@@ -21,7 +22,14 @@ from perennial.evaluation.retry import (
 )
 from perennial.pipeline.train_step import discard_failed_retry, link_second_attempt, retire_first_attempt
 from perennial.registry import mlflow_registry as registry
-from perennial.reporting.cycle_report import comparison_rows, decision_markdown, quarantine_markdown
+from perennial.reporting.cycle_report import (
+    comparison_rows,
+    decision_markdown,
+    outcome_line,
+    quarantine_markdown,
+    scores_line,
+    trained_line,
+)
 from perennial.tasks.evaluate import evaluate
 from perennial.tasks.gate import gate
 from perennial.tasks.ingest import ingest_inbox, pending_batches
@@ -44,14 +52,17 @@ def cycle(settings: Settings, batch_id: str) -> Outcome | State:
             description=f"{batch.source}: quarantined",
         )
         return Failed(message=f"batch {batch_id} quarantined: {report.reason}")
+    story("%s: valid, %d rows", batch.source, batch.rows)
     split(settings, batch_id)
     challenger = train(settings, batch_id)
+    story("%s: %s", batch.source, trained_line(challenger))
     scores = evaluate(settings, batch_id, challenger)
+    story("%s: %s", batch.source, scores_line(scores, slice_names(settings)))
     decision = gate(settings, scores)
     trained_with = settings
     if should_retry(settings, decision, challenger):
         # Good on the new slice but forgetful: one more try that protects the old slices.
-        get_run_logger().info("retrying batch %s: %s", batch_id, "; ".join(decision.reasons))
+        story("%s: forgets an earlier slice; training once more to protect it", batch.source)
         retry = retry_settings(settings, challenger)
         try:
             second = train(retry, batch_id, attempt=2)
@@ -72,6 +83,7 @@ def cycle(settings: Settings, batch_id: str) -> Outcome | State:
                 before=first_attempt_reasons(settings, first, decision)
             )
     outcome = promote(trained_with, batch_id, challenger, scores, decision)
+    story("%s: %s", batch.source, outcome_line(outcome))
     create_markdown_artifact(
         key="cycle-decision",
         markdown=decision_markdown(batch.source, batch_id, batch.rows, outcome),
@@ -85,7 +97,7 @@ def cycle(settings: Settings, batch_id: str) -> Outcome | State:
     return outcome
 
 
-@flow(name="continual-training")
+@flow(name="continual-training", flow_run_name="continual-training ({reason})")
 def continual_training(settings: Settings | None = None, reason: str = "manual run") -> State:
     """Ingest the inbox, then run one cycle per pending batch, oldest first.
 
@@ -107,11 +119,11 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
 
 def _train_pending(settings: Settings, reason: str) -> State:
     logger = get_run_logger()
-    logger.info("training run started: %s", reason)
+    story("training run started: %s", reason)
     outcomes: list[Outcome] = []
     failures: list[str] = []
     for item in ingest_inbox(settings):
-        logger.info(item.message)
+        (logger.warning if item.status == QUARANTINED else story)(item.message)
         if item.status == QUARANTINED and not item.duplicate:
             failures.append(f"{item.batch_id} quarantined: {item.message}")
     pending = pending_batches(settings)
@@ -124,13 +136,6 @@ def _train_pending(settings: Settings, reason: str) -> State:
         state = cycle(settings, batch_id, return_state=True)
         if state.is_completed():
             outcome = cast(Outcome, state.result())  # a completed cycle returns its Outcome
-            logger.info(
-                "batch %s -> v%s %s; champion v%s",
-                batch_id,
-                outcome.version,
-                outcome.decision,
-                outcome.champion_version,
-            )
             outcomes.append(outcome)
             continue
         failures.append(f"{batch_id}: {state.message}")

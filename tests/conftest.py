@@ -61,7 +61,16 @@ def build_tiny_model(
                 intermediate_size=128,
                 max_position_embeddings=256,
             )
-        _pretrain_sentiment(model, tokenizer, general)
+        import torch
+
+        # One thread: summation order, and so the pretrained encoder, the same on every machine
+        # (with two, the general encoder came out unable to learn one test's first batch).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _pretrain_sentiment(model, tokenizer, general)
+        finally:
+            torch.set_num_threads(threads)
         model.bert.save_pretrained(folder)  # the encoder only: each fine-tune gets a new head
     else:
         model.save_pretrained(folder)

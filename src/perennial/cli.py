@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from perennial import __version__
+from perennial.core.messages import first_line
 from perennial.core.secrets import redact
 from perennial.core.settings import Settings
 from perennial.data.ledger import PENDING
@@ -23,10 +25,29 @@ if TYPE_CHECKING:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """The settings, or a SettingsProblem (one line per problem, printed by `main`)."""
+    from perennial.core.settings_check import load_settings
+
     if args.config:
         os.environ["PERENNIAL_CONFIG"] = str(args.config)
-    overrides = {"workspace": args.workspace} if args.workspace else {}
-    return Settings(**overrides)
+    return load_settings(**_overrides(args))
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {"workspace": args.workspace} if args.workspace else {}
+
+
+def _existing(settings: Settings) -> Settings:
+    """The settings of a workspace that exists: a command that only reads one never creates it (a
+    mistyped --workspace would otherwise leave an empty workspace behind and report on it)."""
+    from perennial.core.settings_check import SettingsProblem
+
+    if not settings.root.is_dir():
+        raise SettingsProblem(
+            f"no workspace at {settings.root}: check --workspace or PERENNIAL_WORKSPACE "
+            "(`perennial run` or `perennial ingest` creates one)"
+        )
+    return settings
 
 
 def _ready(settings: Settings) -> Settings:
@@ -111,8 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Before Prefect is imported: it reads PREFECT_HOME and PREFECT_API_URL at import.
     settings = _use_running_server(_ready(_settings(args)))
     _overlap_start_up(settings)
+    from perennial.core.console import attach_log_file
     from perennial.flows.continual_training import continual_training
 
+    attach_log_file(settings.root)
     state = continual_training(settings, return_state=True)
     if state.is_completed():
         outcomes = state.result()
@@ -133,6 +156,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workspace = base.root / "demo"
     fresh_workspace(workspace)
     settings = _ready(base.model_copy(update={"workspace": workspace}))
+    from perennial.core.console import attach_log_file
+
+    attach_log_file(settings.root)
     run_demo(settings, rows_per_domain=args.rows or settings.demo_rows_per_domain, stream=args.stream)
     return 0
 
@@ -140,7 +166,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from perennial.reporting.status import format_status, gather_status
 
-    settings = _ready(_settings(args))
+    settings = _ready(_existing(_settings(args)))
     if args.history:
         from dataclasses import asdict
 
@@ -157,7 +183,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from perennial.registry.champion import RollbackRefused, format_move, rollback
 
-    settings = _ready(_settings(args))
+    settings = _ready(_existing(_settings(args)))
     try:
         move = rollback(settings, to=args.to, reason=args.reason, force=args.force)
     except RollbackRefused as error:
@@ -172,7 +198,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from perennial.reporting.data_docs import data_docs_dir
     from perennial.reporting.report import build_report
 
-    settings = _ready(_settings(args))
+    settings = _ready(_existing(_settings(args)))
     path = build_report(settings, args.out)
     print(f"report: {path}\nopen:   {path.as_uri()}")
     docs = data_docs_dir(settings) / "index.html"
@@ -184,16 +210,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from perennial.serving.predict import NoChampion, predict_texts
 
-    settings = _ready(_settings(args))
+    settings = _ready(_existing(_settings(args)))
     texts = list(args.texts)
     if args.file:
-        texts += [
-            line.rstrip("\n")
-            for line in Path(args.file).read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
+        try:
+            texts += _text_lines(args.file)
+        except (OSError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else first_line(error)
+            print(f"error: cannot read --file {args.file}: {reason}", file=sys.stderr)
+            return 2
     if not texts:
-        print("give texts as arguments or --file", file=sys.stderr)
+        print("give texts as arguments, or --file (one text per line; - reads stdin)", file=sys.stderr)
+        return 2
+    empty = [str(i) for i, text in enumerate(texts, start=1) if not text.strip()]
+    if empty:
+        print(f"error: text(s) {', '.join(empty)} are empty: nothing to classify", file=sys.stderr)
         return 2
     try:
         version, rows = predict_texts(settings, texts)
@@ -210,6 +241,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(json.dumps({**row, "model_version": version}))
         else:
             print(f"{row['label']}\t{row['score']:.3f}\t{row['text']}")
+    return 0
+
+
+def _text_lines(path: Path) -> list[str]:
+    """The non-blank lines of a text file (or of stdin for `-`), as UTF-8."""
+    raw = sys.stdin.buffer.read() if str(path) == "-" else Path(path).read_bytes()
+    if b"\x00" in raw:
+        raise ValueError("a binary file (it holds NUL bytes), not text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text (byte {raw[error.start]:#04x} at offset {error.start})") from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from perennial.core.settings_check import effective_settings
+
+    rows = effective_settings(_settings(args), _overrides(args))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(str(row["name"])) for row in rows)
+    for row in rows:
+        print(f"{row['name']:<{width}}  {json.dumps(row['value'])}  [{row['source']}]")
     return 0
 
 
@@ -307,8 +363,10 @@ def _bench_stream(args: argparse.Namespace, settings: Settings, rows: int | None
 
 def cmd_drift(args: argparse.Namespace) -> int:
     settings = _use_running_server(_ready(_settings(args)))
+    from perennial.core.console import attach_log_file
     from perennial.flows.drift_monitor import drift_monitor
 
+    attach_log_file(settings.root)
     state = drift_monitor(settings, return_state=True)
     if not state.is_completed():
         print(f"drift check failed: {state.message}", file=sys.stderr)
@@ -386,6 +444,9 @@ def _reach_server(settings: Settings) -> bool:
         return False
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
+    from perennial.core.console import attach_log_file
+
+    attach_log_file(settings.root)
     return True
 
 
@@ -418,11 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perennial", description="Keep a text classifier current as labelled batches arrive."
     )
-    parser.add_argument(
-        "--workspace", type=Path, help="workspace folder (default: ./workspace or PERENNIAL_WORKSPACE)"
-    )
-    parser.add_argument("--config", type=Path, help="settings file (TOML or YAML)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"perennial {__version__}")
+    _global_options(parser)
+    # Every subcommand takes the global options too (`perennial status -v`); SUPPRESS keeps a value
+    # given before the subcommand from being reset by the subcommand's default.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _global_options(common)
+    sub = _Subcommands(parser.add_subparsers(dest="command", required=True), common)
 
     p = sub.add_parser("run", help="process every pending batch in the inbox, oldest first, one cycle each")
     p.set_defaults(func=cmd_run)
@@ -458,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "rollback", help="move the champion back (default: to the previous champion) after a load check"
     )
-    p.add_argument("--to", metavar="VERSION", help="the version to make champion (e.g. 3 or v3)")
+    p.add_argument(
+        "--to", metavar="VERSION", type=_version, help="the version to make champion (e.g. 3 or v3)"
+    )
     p.add_argument("--reason", help="why, for the alias history (default: 'manual rollback')")
     p.add_argument(
         "--force", action="store_true", help="roll back even to a version the gate rejected (it says why)"
@@ -473,9 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("settings", help="every setting's effective value and where it comes from")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_settings)
+
     p = sub.add_parser("predict", help="score texts with the champion")
     p.add_argument("texts", nargs="*")
-    p.add_argument("--file", type=Path, help="one text per line")
+    p.add_argument("--file", type=Path, help="one text per line (UTF-8); - reads them from stdin")
     p.add_argument("--json", action="store_true")
     p.add_argument("--log", action="store_true", help="also log the texts to monitor/ for the drift monitor")
     p.set_defaults(func=cmd_predict)
@@ -568,9 +637,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version(text: str) -> str:
+    number = text.strip().removeprefix("v")
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version: give a number such as 3 or v3")
+    return number
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace", type=Path, help="workspace folder (default: ./workspace or PERENNIAL_WORKSPACE)"
+    )
+    parser.add_argument("--config", type=Path, help="settings file (TOML or YAML)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="also show Prefect's, MLflow's and the training's own log lines (the workspace's "
+        "logs/perennial.log always has them)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", help="only results, warnings and errors: no progress lines"
+    )
+
+
+class _Subcommands:
+    """`add_subparsers`' action, giving every subcommand the global options as a parent."""
+
+    def __init__(self, action: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+        self._action, self._common = action, common
+
+    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return self._action.add_parser(name, parents=[self._common], **kwargs)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from perennial.core.console import set_verbosity
+
+    set_verbosity((args.verbose or 0) - (args.quiet or 0))  # before Prefect or MLflow is imported
+    from perennial.core.settings_check import SettingsProblem, unknown_variables
+
+    for warning in unknown_variables(os.environ):
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        return args.func(args)
+    except SettingsProblem as problem:
+        for line in str(problem).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 2
 
 
 def entry() -> None:

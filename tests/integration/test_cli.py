@@ -113,6 +113,11 @@ def test_help_and_predict_without_champion(cli_env: dict[str, str], tmp_path: Pa
     for command in ("run", "ingest", "demo", "status", "predict"):
         assert command in help_text.stdout
 
+    missing = perennial("predict", "hello", env=cli_env, cwd=tmp_path)
+    assert missing.returncode == 2 and "no workspace at" in missing.stderr  # and none was created
+    assert not (tmp_path / "ws").exists()
+
+    (tmp_path / "ws").mkdir()
     predict = perennial("predict", "hello", env=cli_env, cwd=tmp_path)
     assert predict.returncode != 0
     assert "no champion yet" in predict.stderr

@@ -90,11 +90,12 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Cha
             "replay_train_rows": len(data.replayed),
             "replay_batches": ",".join(sorted(set(data.replayed["batch_id"]))) or "-",
             "val_rows": len(data.val),
+            # Not "batch_size": registering the model logs its serving config's batch_size as a param.
+            "train_batch_size": settings.batch_size,
             **{
                 key: getattr(settings, key)
                 for key in (
                     "epochs",
-                    "batch_size",
                     "learning_rate",
                     "weight_decay",
                     "warmup_ratio",

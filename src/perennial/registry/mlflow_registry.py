@@ -14,6 +14,9 @@ Design notes:
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import math
 import shutil
 import tempfile
@@ -25,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from perennial.core.messages import first_line
 from perennial.core.secrets import redact
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -304,11 +309,16 @@ def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[
         # quiet machine, 4-5 -> 20-28 with the cores shared; 8-32 alike, 64 slower (more padding).
         model_config={"batch_size": SERVING_BATCH_SIZE},
     )
-    version = mlflow.register_model(
-        info.model_uri,
-        settings.registered_model_name,
-        tags={str(k): str(v) for k, v in tags.items()},
-    )
+    # MLflow prints its registration notes to stderr ("Created version ..."): kept in the log instead.
+    with contextlib.redirect_stderr(io.StringIO()) as notes:
+        version = mlflow.register_model(
+            info.model_uri,
+            settings.registered_model_name,
+            tags={str(k): str(v) for k, v in tags.items()},
+        )
+    for note in notes.getvalue().splitlines():
+        if note.strip():
+            log.info("mlflow: %s", note.strip())
     return str(version.version)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from perennial.evaluation.contracts import Outcome, Scores
+from perennial.evaluation.contracts import Challenger, Outcome, Scores
 from perennial.evaluation.gate import PROMOTE
 from perennial.reporting.safe_html import markdown_code, markdown_text
 
@@ -68,3 +68,48 @@ def quarantine_markdown(source: str, batch_id: str, reason: str) -> str:
             f"- reason: {markdown_code(reason)}",
         ]
     )
+
+
+# One line per stage for the terminal (perennial.core.console.story): short, numbers first.
+
+
+def trained_line(challenger: Challenger) -> str:
+    """What training did: from which champion, on how many rows, for how long, how well on val."""
+    start = f"v{challenger.champion_version}" if challenger.champion_version else "the base model"
+    parts = []
+    if challenger.train_rows is not None:
+        replay = f" (+{challenger.replay_rows} replayed)" if challenger.replay_rows else ""
+        parts.append(f"{challenger.train_rows} rows{replay}")
+    if challenger.epochs_run is not None:
+        parts.append(f"{challenger.epochs_run} epoch(s)")
+    if challenger.seconds is not None:
+        parts.append(f"{challenger.seconds:.0f} s")
+    line = f"trained from {start}" + (": " + ", ".join(parts) if parts else "")
+    if challenger.best_val_accuracy is not None:
+        line += f"; val accuracy {challenger.best_val_accuracy:.3f}"
+    return line
+
+
+def scores_line(scores: Scores, names: Mapping[str, str]) -> str:
+    """The challenger on the new slice against the champion, and its worst change on earlier slices."""
+    new = scores.challenger[scores.new_slice]["accuracy"]
+    champion = scores.champion or {}
+    line = f"new slice accuracy {new:.3f}"
+    if scores.new_slice in champion:
+        line += f" (champion {champion[scores.new_slice]['accuracy']:.3f})"
+    changes = [
+        (mine["accuracy"] - champion[slice_id]["accuracy"], slice_id)
+        for slice_id, mine in scores.challenger.items()
+        if slice_id != scores.new_slice and slice_id in champion
+    ]
+    if changes:
+        delta, worst = min(changes)
+        line += f"; earlier slices: worst {100 * delta:+.1f} points ({names.get(worst, worst)})"
+    return line
+
+
+def outcome_line(outcome: Outcome) -> str:
+    if outcome.decision == PROMOTE:
+        return f"v{outcome.version} promoted: champion v{outcome.champion_version}"
+    stays = f"v{outcome.champion_version}" if outcome.champion_version else "none yet"
+    return f"v{outcome.version} rejected: champion stays {stays} (`perennial status` says why)"

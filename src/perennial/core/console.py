@@ -1,0 +1,107 @@
+"""What a command shows on the terminal, and where the full logs go.
+
+By default a command tells its own story: one line per stage of a cycle and per decision, its
+results, and every warning and error. The libraries' chatter (Prefect's lines for every task and
+flow run, MLflow's database set-up and registration notes, transformers' loading bars, each epoch's
+loss) goes only to the workspace's log file, `logs/perennial.log`, and to Prefect's UI for the runs
+it belongs to. `-v` shows all of it on the terminal too; `-q` leaves the results, warnings and errors.
+
+Prefect, MLflow and huggingface_hub read their logging settings from the environment when first
+imported (and worker processes inherit it), so `set_verbosity` runs before any of them is imported:
+the CLI calls it first thing. The log file is attached after Prefect has set logging up, because
+Prefect's set-up replaces the root logger's handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+
+from perennial.core.messages import one_line
+
+QUIET, NORMAL, VERBOSE = -1, 0, 1
+
+# The logger of the story lines on the terminal, at the default verbosity only (see `story`).
+STORY = "perennial.story"
+LOG_FILE = Path("logs") / "perennial.log"  # under the workspace
+_LOG_BYTES, _LOG_BACKUPS = 5_000_000, 3
+
+_verbosity = NORMAL
+
+
+def set_verbosity(level: int) -> None:
+    """Choose what the terminal shows, before Prefect, MLflow or transformers are imported. A
+    variable the user set wins at the default level; -v and -q decide for themselves."""
+    global _verbosity
+    _verbosity = max(QUIET, min(VERBOSE, level))
+    console_level = {QUIET: "ERROR", NORMAL: "WARNING", VERBOSE: "INFO"}[_verbosity]
+    chosen = os.environ.__setitem__ if _verbosity != NORMAL else os.environ.setdefault
+    # Prefect's console handler only: its API handler still sends every run's logs to the UI.
+    chosen("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
+    chosen("MLFLOW_LOGGING_LEVEL", "INFO" if _verbosity == VERBOSE else "WARNING")
+    # huggingface_hub's switch, which transformers' bars (loading weights, writing shards) follow.
+    chosen("HF_HUB_DISABLE_PROGRESS_BARS", "0" if _verbosity == VERBOSE else "1")
+    # perennial's own loggers (each epoch's loss) reach Prefect's UI inside a run; outside
+    # one (ingest, predict) there is no run to send them to, which is not worth a warning.
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "perennial")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    logging.getLogger("perennial").setLevel(logging.INFO)
+    story_logger = logging.getLogger(STORY)
+    story_logger.propagate = False  # the run logger carries the same line everywhere else
+    story_logger.setLevel(logging.INFO)
+    for handler in list(story_logger.handlers):
+        if getattr(handler, "_perennial_story", False):
+            story_logger.removeHandler(handler)
+    if _verbosity == NORMAL:  # with -v the root's console handler shows these lines already
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
+        handler._perennial_story = True  # type: ignore[attr-defined]
+        story_logger.addHandler(handler)
+
+
+def verbosity() -> int:
+    return _verbosity
+
+
+def story(message: str, *args: object) -> None:
+    """One line of what a flow is doing: on the terminal at the default verbosity, and in the run's
+    logs (Prefect's UI, the log file, the terminal with -v) through the run logger, or through
+    `perennial.progress` outside a run."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    text = one_line(message % args if args else message)
+    text = "".join(c if c.isprintable() else "?" for c in text)  # no escape sequences from data
+    logging.getLogger(STORY).info(text)
+    try:
+        get_run_logger().info(text)
+    except MissingContextError:
+        logging.getLogger("perennial.progress").info(text)
+
+
+def attach_log_file(workspace_root: Path) -> Path:
+    """Send every log record at INFO and above (perennial, Prefect, MLflow) to the workspace's log
+    file, rotated at 5 MB with 3 old files kept; returns its path. Imports Prefect first, whose
+    logging set-up would otherwise drop the handler; attaching twice adds one handler."""
+    import prefect  # noqa: F401 - its import configures logging (dictConfig replaces root handlers)
+
+    path = Path(workspace_root) / LOG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path.resolve():
+            return path
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=_LOG_BYTES, backupCount=_LOG_BACKUPS, encoding="utf-8"
+    )
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    # The root logger's level gates every propagated record: Prefect sets it to WARNING.
+    root.setLevel(logging.INFO)
+    for name in ("httpx", "httpcore", "urllib3", "alembic", "aiosqlite", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # one line per request or query otherwise
+    return path
