@@ -12,6 +12,10 @@ from perennial.core.settings import Settings
 
 BATCH_ARRIVED = "perennial.batch.arrived"
 DRIFT_DETECTED = "perennial.drift.detected"
+# What a cycle decided, for automations that tell people (deployments/automations/).
+MODEL_PROMOTED = "perennial.model.promoted"
+MODEL_REJECTED = "perennial.model.rejected"
+BATCH_QUARANTINED = "perennial.batch.quarantined"
 # Resource label on drift events: "yes" when labelled batches are waiting (a retrain can help),
 # "no" when labels are needed first. The training trigger matches only "yes".
 RETRAIN_LABEL = "perennial.retrain"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import cast
 
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect import flow, get_run_logger, tags
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
 from prefect.states import Completed, Failed, State
 
 from perennial.core.console import story
@@ -13,20 +14,30 @@ from perennial.core.environment import configure
 from perennial.core.locking import WorkspaceBusy, workspace_lock
 from perennial.core.settings import Settings
 from perennial.data.ledger import QUARANTINED
+from perennial.deployments.events import (
+    BATCH_QUARANTINED,
+    MODEL_PROMOTED,
+    MODEL_REJECTED,
+    workspace_resource,
+)
 from perennial.evaluation.contracts import Outcome
+from perennial.evaluation.gate import PROMOTE
 from perennial.evaluation.retry import (
     first_attempt_reasons,
     retry_settings,
     should_retry,
     with_failed_retry,
 )
+from perennial.learning.strategy import Strategy
 from perennial.pipeline.train_step import discard_failed_retry, link_second_attempt, retire_first_attempt
 from perennial.registry import mlflow_registry as registry
 from perennial.reporting.cycle_report import (
     comparison_rows,
     decision_markdown,
     outcome_line,
+    outcome_payload,
     quarantine_markdown,
+    quarantine_payload,
     scores_line,
     trained_line,
 )
@@ -51,6 +62,7 @@ def cycle(settings: Settings, batch_id: str) -> Outcome | State:
             markdown=quarantine_markdown(batch.source, batch_id, report.reason),
             description=f"{batch.source}: quarantined",
         )
+        _announce(settings, BATCH_QUARANTINED, quarantine_payload(batch_id, batch.source, report.reason))
         return Failed(message=f"batch {batch_id} quarantined: {report.reason}")
     story("%s: valid, %d rows", batch.source, batch.rows)
     split(settings, batch_id)
@@ -84,11 +96,17 @@ def cycle(settings: Settings, batch_id: str) -> Outcome | State:
             )
     outcome = promote(trained_with, batch_id, challenger, scores, decision)
     story("%s: %s", batch.source, outcome_line(outcome))
+    _announce(
+        settings,
+        MODEL_PROMOTED if outcome.decision == PROMOTE else MODEL_REJECTED,
+        outcome_payload(settings.registered_model_name, batch.source, outcome, scores),
+    )
     create_markdown_artifact(
         key="cycle-decision",
         markdown=decision_markdown(batch.source, batch_id, batch.rows, outcome),
         description=f"{batch.source}: v{outcome.version} {outcome.decision}",
     )
+    _link_mlflow(settings, batch.source, challenger.run_id, outcome.version)
     create_table_artifact(
         key="cycle-metrics",
         table=comparison_rows(scores, slice_names(settings)),
@@ -126,6 +144,9 @@ def _train_pending(settings: Settings, reason: str) -> State:
         (logger.warning if item.status == QUARANTINED else story)(item.message)
         if item.status == QUARANTINED and not item.duplicate:
             failures.append(f"{item.batch_id} quarantined: {item.message}")
+            _announce(
+                settings, BATCH_QUARANTINED, quarantine_payload(item.batch_id, item.source, item.message)
+            )
     pending = pending_batches(settings)
     if pending and (unavailable := _mlflow_unavailable(settings)):
         failures.append(f"{unavailable}; nothing was trained, {len(pending)} batch(es) stay pending")
@@ -133,7 +154,8 @@ def _train_pending(settings: Settings, reason: str) -> State:
     else:
         _close_stale_runs(settings)
     for done, batch_id in enumerate(pending):
-        state = cycle(settings, batch_id, return_state=True)
+        with tags(*_cycle_tags(settings, batch_id)):
+            state = cycle(settings, batch_id, return_state=True)
         if state.is_completed():
             outcome = cast(Outcome, state.result())  # a completed cycle returns its Outcome
             outcomes.append(outcome)
@@ -151,6 +173,41 @@ def _train_pending(settings: Settings, reason: str) -> State:
             data=outcomes,
         )
     return Completed(data=outcomes)
+
+
+def _cycle_tags(settings: Settings, batch_id: str) -> list[str]:
+    """Tags a cycle's flow run carries in Prefect's UI, to filter by: workspace, batch, strategy."""
+    source = ledger_for(settings).batch(batch_id).source
+    strategy = Strategy.from_settings(settings.continual).name
+    return [f"workspace:{settings.root.name}", f"batch:{source}", f"strategy:{strategy}"]
+
+
+def _link_mlflow(settings: Settings, source: str, run_id: str, version: str) -> None:
+    """Link artifacts from the flow run to its MLflow run and registered version."""
+    try:
+        create_link_artifact(
+            key="mlflow-run",
+            link=registry.run_url(settings, run_id),
+            link_text=f"MLflow run of {source}",
+            description=f"{source}: the cycle's MLflow run (params, metrics, plots, model card)",
+        )
+        create_link_artifact(
+            key="mlflow-version",
+            link=registry.version_url(settings, version),
+            link_text=f"{settings.registered_model_name} v{version}",
+            description=f"{source}: the registered version",
+        )
+    except Exception as error:  # noqa: BLE001 - a link is a convenience: never a failed cycle
+        get_run_logger().warning("links to MLflow not made: %s", error)
+
+
+def _announce(settings: Settings, event: str, payload: dict) -> None:
+    """Emit a Prefect event about this workspace: what automations match (a webhook, a Slack message).
+    Never fails a cycle: the decision is recorded whether or not anyone is told."""
+    try:
+        emit_event(event=event, resource=workspace_resource(settings), payload=payload)
+    except Exception as error:  # noqa: BLE001 - telling is best effort
+        get_run_logger().warning("%s not emitted: %s", event, error)
 
 
 def _close_stale_runs(settings: Settings) -> None:

@@ -460,6 +460,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """A Prefect automation posting this workspace's decisions to a webhook."""
+    settings = _ready(_settings(args))
+    if not _reach_server(settings):
+        return 2
+    from perennial.deployments.notify import create_webhook_automation
+
+    on = [part.strip() for part in args.on.split(",") if part.strip()]
+    try:
+        automation = create_webhook_automation(
+            settings, args.webhook, on, allow_private_urls=args.allow_private
+        )
+    except ValueError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        return 2
+    print(f"automation {automation}: {', '.join(on)} of {settings.root} are posted to the webhook")
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     """Only the inbox watcher: for a stack where a Prefect worker, not `perennial serve`, runs the flows."""
     import contextlib
@@ -570,6 +589,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="only watch the inbox and send perennial.batch.arrived (a Prefect worker runs the flows)",
     )
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser(
+        "notify",
+        help="post promotions (and other decisions) to a webhook, through a Prefect automation on the "
+        "running server",
+    )
+    p.add_argument("--webhook", required=True, metavar="URL", help="where to POST (Slack, Teams, any JSON)")
+    p.add_argument(
+        "--on",
+        default="promoted",
+        help="comma-separated: promoted, rejected, quarantined (default: promoted)",
+    )
+    p.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="let the server post to a private or local address (Prefect refuses those by default)",
+    )
+    p.set_defaults(func=cmd_notify)
 
     p = sub.add_parser("stream", help="split a labelled file into ordered batch files (default: the inbox)")
     p.add_argument("file", type=Path, help="CSV, JSONL or Parquet with text and label columns")

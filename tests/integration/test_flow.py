@@ -69,6 +69,20 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
         json.loads(a.data) if isinstance(a.data, str) else a.data for a in artifacts if a.type == "table"
     ]
     assert any({row["slice"] for row in table} == {"reviews", "films"} for table in tables)
+    # Links from the flow run to the cycle's MLflow run and version; the cycle's run carries tags.
+    links = ArtifactFilter(key=ArtifactFilterKey(any_=["mlflow-run", "mlflow-version"]))
+    with get_client(sync_client=True) as client:
+        linked = client.read_artifacts(artifact_filter=links)
+        flow_runs = client.read_flow_runs()
+    second_run = ledger_for(settings).cycles()[-1].run_id
+    assert second_run and any(f"/runs/{second_run})" in str(a.data) for a in linked if a.key == "mlflow-run")
+    assert any(f"/#/models/{settings.registered_model_name}/versions/2)" in str(link) for link in
+               [a.data for a in linked if a.key == "mlflow-version"])  # fmt: skip
+    cycle_tags = [set(run.tags) for run in flow_runs if run.name == f"cycle-{second.batch_id}"]
+    assert (
+        cycle_tags
+        and {"batch:films.jsonl", "strategy:replay+lwf", f"workspace:{settings.root.name}"} <= (cycle_tags[0])
+    )
 
     cycles = ledger_for(settings).cycles()
     assert [c.batch_id for c in cycles] == [first.batch_id, second.batch_id]
@@ -82,8 +96,24 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
     assert run.data.params["init_from"] == "champion v1"  # warm start
     assert int(run.data.params["replay_train_rows"]) > 0  # replay from the first batch
     assert run.data.params["replay_batches"] == first.batch_id
-    assert f"champion.{first.batch_id}.accuracy" in run.data.metrics
-    assert f"challenger.{second.batch_id}.macro_f1" in run.data.metrics
+    # Slices by name in the metric keys and the run's name, as a reader of MLflow's charts knows them.
+    assert "champion.reviews.accuracy" in run.data.metrics
+    assert "challenger.films.macro_f1" in run.data.metrics
+    assert run.info.run_name == "cycle films" and run.data.tags["batch_id"] == second.batch_id
+    # The tables it used, as MLflow's Datasets panel lists them, with where each is kept.
+    used = {(d.dataset.name, d.dataset.source, d.tags[0].value) for d in run.inputs.dataset_inputs}
+    expected = {
+        ("films/train", "training"),
+        ("films/val", "validation"),
+        ("films/replayed", "training"),
+        ("films/test", "evaluation"),
+        ("reviews/test", "evaluation"),
+    }
+    assert {(n, c) for n, _, c in used} == expected
+    assert (
+        f'"uri": "store/batches/{second.batch_id}/train.parquet"'
+        in {s for n, s, _ in used if n == "films/train"}.pop()
+    )
     tags = registry.version_tags(settings, latest.challenger_version)
     assert tags["decision"] == latest.decision
     assert json.loads(tags["lineage"])[-1] == second.batch_id

@@ -53,3 +53,8 @@ def test_each_version_gets_a_card_naming_its_champion_decision_and_slices(settin
     assert logged == {"model_card/v2.md", "model_card/v2.html"}
     assert registry.version_tags(settings, "2")["model_card"] == "model_card/v2.md"
     assert registry.version_tags(settings, "1")["model_card"] == "model_card/v1.md"
+    # The card is what MLflow's registry page shows for the version.
+    version = MlflowClient(settings.mlflow_tracking_uri).get_model_version(
+        settings.registered_model_name, "2"
+    )
+    assert version.description == v2

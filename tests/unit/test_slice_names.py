@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from perennial.core.settings import Settings
 from perennial.data.ledger import PROMOTED, QUARANTINED, TRAINED, Ledger
@@ -88,3 +90,32 @@ def test_tables_keyed_by_slice_name_keep_both_batches_of_one_file_name(settings:
     assert list(matrix.columns) == ["reviews", "reviews #cccc11"]
     assert matrix.iloc[1].tolist() == [0.7, 0.8]
     assert summary is not None and summary["avg_acc"] == pytest.approx(0.75)
+
+
+@given(st.dictionaries(st.text(alphabet="0123456789abcdef", min_size=16, max_size=16), st.text(min_size=1)))
+def test_metric_keys_are_unique_and_only_use_what_mlflow_allows(names: dict[str, str]) -> None:
+    import re
+
+    from perennial.registry.mlflow_registry import metric_slice_keys
+
+    keys = metric_slice_keys(names)
+    assert set(keys) == set(names)
+    assert len(set(keys.values())) == len(keys)
+    assert all(re.fullmatch(r"[\w\-. /]+", key) for key in keys.values())
+    plain = {batch: name for batch, name in names.items() if re.fullmatch(r"[A-Za-z0-9_-]+", name)}
+    assert all(keys[batch] == name for batch, name in plain.items() if list(names.values()).count(name) == 1)
+
+
+@given(
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=300), st.integers(min_value=120, max_value=400)
+)
+def test_a_description_fits_mlflow_and_says_where_the_rest_is(text: str, limit: int) -> None:
+    from perennial.registry.mlflow_registry import fitted_description
+
+    fitted = fitted_description(text, "model_card/v1.md in the run", limit=limit)
+    assert len(fitted) <= limit
+    if len(text) <= limit:
+        assert fitted == text
+    else:
+        assert fitted.endswith("the whole text is model_card/v1.md in the run)")
+        assert text.startswith(fitted[: fitted.index("\n\n(cut to fit")].rstrip()[:50])

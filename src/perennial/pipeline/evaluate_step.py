@@ -12,7 +12,7 @@ import pandas as pd
 
 from perennial.core.faults import fault_point
 from perennial.core.settings import Settings
-from perennial.data.batch_store import load_split
+from perennial.data.batch_store import load_split, split_path
 from perennial.evaluation.contracts import Challenger, Scores
 from perennial.evaluation.gate import NewLabelScores
 from perennial.evaluation.label_check import LabelCheck
@@ -143,11 +143,24 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
                 if paired.ci_low is not None and paired.ci_high is not None
                 else {"paired.p_value": paired.p_value},
             )
-        for role, per_slice in scores.items():
-            for name, metrics in per_slice.items():
-                registry.log_metrics(
-                    run_id, {f"{role}.{name}.{k}": v for k, v in metrics.items() if k != "n"}
+        names = slice_names(settings)
+        registry.log_datasets(
+            run_id,
+            [
+                registry.DatasetUse(
+                    f"{names.get(slice_id, slice_id[:12])}/test",
+                    frame,
+                    split_path(settings, slice_id, "test").relative_to(settings.root).as_posix(),
+                    "evaluation",
                 )
+                for slice_id, frame in slices.items()
+            ],
+        )
+        keys = registry.metric_slice_keys(names)  # names, not ids, in the charts
+        for role, per_slice in scores.items():
+            for slice_id, metrics in per_slice.items():
+                key = keys.get(slice_id, slice_id)
+                registry.log_metrics(run_id, {f"{role}.{key}.{k}": v for k, v in metrics.items() if k != "n"})
         new_labels = split_by_known_labels(
             slices[batch_id]["label"].to_numpy(), champion_lacks, len(labels), correct_on_new
         )

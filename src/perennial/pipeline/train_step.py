@@ -10,7 +10,7 @@ from pathlib import Path
 
 from perennial.core.faults import fault_point
 from perennial.core.settings import Settings
-from perennial.data.batch_store import load_split, seed_from_batch
+from perennial.data.batch_store import load_split, seed_from_batch, split_path
 from perennial.data.ledger import TRAINED
 from perennial.evaluation.contracts import Challenger
 from perennial.evaluation.gate import Decision
@@ -26,6 +26,7 @@ from perennial.workspace import (
     labels_for,
     ledger_for,
     memory_path,
+    slice_names,
     validation_path,
 )
 
@@ -44,6 +45,11 @@ def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
     for batch in earlier:
         memory = memory.add(load_split(settings, batch, "train"), settings.seed)
     return memory
+
+
+def _stored(settings: Settings, path: Path) -> str:
+    """Where a table is kept, relative to the workspace where it lies inside it (it can move)."""
+    return path.relative_to(settings.root).as_posix() if path.is_relative_to(settings.root) else str(path)
 
 
 def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Challenger:
@@ -78,10 +84,12 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Cha
     data.memory_after.save(memory_path(settings, batch_id))
     lineage = (json.loads(champ.tags.get("lineage", "[]")) if champ else []) + [batch_id]
 
+    name = slice_names(settings).get(batch_id, batch_id[:12])
     run_id = registry.start_cycle_run(
         settings,
         batch_id,
-        {
+        run_name=f"cycle {name}" + (" (retry)" if attempt > 1 else ""),
+        params={
             "batch_id": batch_id,
             "init_from": f"champion v{warm_from.version}" if warm_from else settings.base_model,
             "labels": ",".join(labels),
@@ -117,9 +125,28 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Cha
         report = validation_path(settings, batch_id)
         if report.is_file():
             registry.log_file_artifact(run_id, report, "validation")
+        name = slice_names(settings).get(batch_id, batch_id[:12])
+        val = load_split(settings, batch_id, "val")
+        replayed = settings.memory_dir / f"{batch_id}.replayed.parquet"
+        registry.log_datasets(
+            run_id,
+            [
+                registry.DatasetUse(
+                    f"{name}/train",
+                    new_train,
+                    _stored(settings, split_path(settings, batch_id, "train")),
+                    "training",
+                ),
+                registry.DatasetUse(
+                    f"{name}/val", val, _stored(settings, split_path(settings, batch_id, "val")), "validation"
+                ),
+                registry.DatasetUse(
+                    f"{name}/replayed", data.replayed, _stored(settings, replayed), "training"
+                ),
+            ],
+        )
         # Exactly what this version saw: the replayed rows, and the memory it hands on.
         registry.log_file_artifact(run_id, memory_path(settings, batch_id), "replay")
-        replayed = settings.memory_dir / f"{batch_id}.replayed.parquet"
         data.replayed.to_parquet(replayed, index=False)
         registry.log_file_artifact(run_id, replayed, "replay")
         registry.log_dict_artifact(

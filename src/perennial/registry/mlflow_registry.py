@@ -18,13 +18,16 @@ import contextlib
 import io
 import logging
 import math
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 from perennial.core.messages import first_line
 from perennial.core.secrets import redact
@@ -127,17 +130,64 @@ def _is_missing(exc: Exception) -> bool:
 # --------------------------------------------------------------------------- runs
 
 
-def start_cycle_run(settings: Settings, batch_id: str, params: dict[str, Any]) -> str:
-    """Create a run ``cycle-<batch_id[:12]>`` (not made active), log params and tag batch_id."""
+def start_cycle_run(
+    settings: Settings, batch_id: str, params: dict[str, Any], run_name: str | None = None
+) -> str:
+    """Create a run (not made active) named `run_name` (default ``cycle-<batch_id[:12]>``), log
+    params and tag batch_id."""
     from mlflow.entities import Param
 
     client = connect(settings)
     run = client.create_run(
-        _experiment_id(client), run_name=f"cycle-{batch_id[:12]}", tags={"batch_id": batch_id}
+        _experiment_id(client), run_name=run_name or f"cycle-{batch_id[:12]}", tags={"batch_id": batch_id}
     )
     if params:
         client.log_batch(run.info.run_id, params=[Param(str(k), str(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+def ui_base(settings: Settings) -> str:
+    """Where MLflow's UI for this workspace is: the tracking server itself when it is one, else
+    `perennial ui` (server_host:mlflow_ui_port)."""
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return f"http://{settings.servers.server_host}:{settings.servers.mlflow_ui_port}"
+
+
+def run_url(settings: Settings, run_id: str) -> str:
+    """The run's page in MLflow's UI."""
+    experiment = connect(settings).get_run(run_id).info.experiment_id
+    return f"{ui_base(settings)}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def version_url(settings: Settings, version: str) -> str:
+    """The registered version's page in MLflow's UI."""
+    return f"{ui_base(settings)}/#/models/{quote(settings.registered_model_name)}/versions/{version}"
+
+
+# What MLflow allows in a metric key: letters, digits, and _ - . space /.
+_NOT_IN_METRIC_KEYS = re.compile(r"[^\w\-. /]")
+
+
+def metric_slice_keys(names: Mapping[str, str]) -> dict[str, str]:
+    """batch id -> its slice's name as a metric key may spell it (`challenger.<name>.accuracy`):
+    readable in MLflow's charts, unlike the id. Other characters become `_`; a name that then
+    clashes with another takes its batch id's first characters, so no two slices share a key."""
+    wanted = {
+        batch_id: _NOT_IN_METRIC_KEYS.sub("_", name).strip() or batch_id for batch_id, name in names.items()
+    }
+    # Names MLflow takes as they are keep them; changed ones give way on a clash.
+    order = sorted(names, key=lambda batch_id: wanted[batch_id] != names[batch_id])
+    keys: dict[str, str] = {}
+    taken: set[str] = set()
+    for batch_id in order:
+        key = wanted[batch_id]
+        if key in taken:
+            key = f"{key} {batch_id}"
+        keys[batch_id] = key
+        taken.add(key)
+    return {batch_id: keys[batch_id] for batch_id in names}
 
 
 def _experiment_id(client: MlflowClient) -> str:
@@ -199,6 +249,39 @@ def log_drift_check(
         settings, version, {**{f"drift.{k}": v for k, v in tags.items()}, "drift.run_id": run_id}
     )
     return run_id
+
+
+@dataclass(frozen=True)
+class DatasetUse:
+    """One table a cycle used, as MLflow's Datasets panel shows it."""
+
+    name: str  # e.g. "reviews/train"
+    frame: Any  # a pandas DataFrame with text and label
+    source: str  # where it is kept, relative to the workspace (the workspace can move)
+    context: str  # training, validation or evaluation
+
+
+def log_datasets(run_id: str, uses: Sequence[DatasetUse]) -> None:
+    """Log each table as an input of the run (name, source, digest, schema, row count). Best effort:
+    a run without its dataset inputs is still a complete record (its params and artifacts say it)."""
+    try:
+        from mlflow.data.pandas_dataset import from_pandas
+        from mlflow.entities import DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                # Private, but what mlflow.log_input does: the public call needs an active run, and
+                # perennial never makes its runs active (see the top of this module).
+                from_pandas(
+                    use.frame[["text", "label"]], source=use.source, targets="label", name=use.name
+                )._to_mlflow_entity(),
+                tags=[InputTag(key="mlflow.data.context", value=use.context)],
+            )
+            for use in uses
+        ]
+        _client().log_inputs(run_id, datasets=inputs)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        log.warning("dataset inputs not logged to run %s: %s", run_id, first_line(error))
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
@@ -476,6 +559,29 @@ def set_version_tags(settings: Settings, version: str, tags: dict[str, str]) -> 
     _get_version(client, settings, version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.registered_model_name, str(version), str(key), str(value))
+
+
+DESCRIPTION_LIMIT = 5000  # characters: MLflow's registry stores a description as String(5000)
+
+
+def fitted_description(text: str, elsewhere: str, limit: int = DESCRIPTION_LIMIT) -> str:
+    """`text` as a version description: whole when it fits, else cut at a line end with a last line
+    saying where the rest is (`elsewhere`)."""
+    if len(text) <= limit:
+        return text
+    note = f"\n\n(cut to fit MLflow's {limit} characters: the whole text is {elsewhere})"
+    room = limit - len(note)
+    cut = text.rfind("\n", 0, room)
+    return text[: cut if cut > 0 else room].rstrip() + note
+
+
+def set_version_description(settings: Settings, version: str, text: str, elsewhere: str) -> None:
+    """Show `text` (markdown) as the version's description in MLflow's UI."""
+    client = connect(settings)
+    _get_version(client, settings, version)
+    client.update_model_version(
+        settings.registered_model_name, str(version), description=fitted_description(text, elsewhere)
+    )
 
 
 def version_tags(settings: Settings, version: str) -> dict[str, str]:

@@ -113,3 +113,27 @@ def outcome_line(outcome: Outcome) -> str:
         return f"v{outcome.version} promoted: champion v{outcome.champion_version}"
     stays = f"v{outcome.champion_version}" if outcome.champion_version else "none yet"
     return f"v{outcome.version} rejected: champion stays {stays} (`perennial status` says why)"
+
+
+# The payloads of the cycle's Prefect events (perennial.model.promoted / rejected,
+# perennial.batch.quarantined): plain JSON values an automation's template can quote.
+
+
+def outcome_payload(model_name: str, source: str, outcome: Outcome, scores: Scores) -> dict:
+    new = scores.challenger.get(scores.new_slice, {})
+    return {
+        "batch_id": outcome.batch_id,
+        "source": source,
+        "model": model_name,
+        "version": outcome.version,
+        "decision": str(outcome.decision),
+        "champion_version": outcome.champion_version,
+        "previous_champion": outcome.compared_with,
+        "reasons": list(outcome.reasons),
+        "new_slice_accuracy": new.get("accuracy"),
+        "new_slice_macro_f1": new.get("macro_f1"),
+    }
+
+
+def quarantine_payload(batch_id: str, source: str, reason: str) -> dict:
+    return {"batch_id": batch_id, "source": source, "reason": reason}

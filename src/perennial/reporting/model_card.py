@@ -393,9 +393,10 @@ def publish_model_card(
     decision_label: str,
     reasons: Sequence[str],
 ) -> Path | None:
-    """Write the card, log it to the cycle's run under `model_card/` and tag the version with its
-    artifact path. Returns the markdown path, or None when the card could not be made: a missing
-    card is worth a warning, never a failed cycle or a changed decision."""
+    """Write the card, log it to the cycle's run under `model_card/`, tag the version with its
+    artifact path and make it the version's description. Returns the markdown path, or None when
+    the card could not be made: a missing card is worth a warning, never a failed cycle or a changed
+    decision."""
     from perennial.registry import mlflow_registry as registry
 
     try:
@@ -403,7 +404,11 @@ def publish_model_card(
         md_path, html_path = write_model_card(settings, version, facts)
         for path in (md_path, html_path):
             registry.log_file_artifact(run_id, path, ARTIFACT_PATH)
-        registry.set_version_tags(settings, version, {"model_card": f"{ARTIFACT_PATH}/{md_path.name}"})
+        card = f"{ARTIFACT_PATH}/{md_path.name}"
+        registry.set_version_tags(settings, version, {"model_card": card})
+        # The card as the version's description: what MLflow's registry page shows first.
+        text = md_path.read_text(encoding="utf-8")
+        registry.set_version_description(settings, version, text, f"{card} in the version's run")
     except Exception as error:
         log.warning("model card for v%s not published: %s: %s", version, type(error).__name__, error)
         return None
