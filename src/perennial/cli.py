@@ -416,6 +416,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if report.is_file():
         print(f"report:     {report.as_uri()}")
     print(flush=True)
+    # One user at a time: one worker, and none of MLflow's background job consumers (they are for
+    # its GenAI features) unless asked: MLflow's defaults start 16 processes and 2.6 GiB here.
+    if not args.jobs:
+        os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return _foreground(
         "mlflow",
         "ui",
@@ -425,6 +429,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         host,
         "--port",
         str(port),
+        "--workers",
+        str(args.workers),
     )
 
 
@@ -576,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_server)
 
     p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 and print the Prefect UI's address")
+    p.add_argument("--workers", type=int, default=1, help="MLflow server worker processes (default: 1)")
+    p.add_argument("--jobs", action="store_true", help="also run MLflow's background job consumers")
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser(

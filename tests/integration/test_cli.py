@@ -89,6 +89,11 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
         model = _wait_for_json(f"{url}/api/2.0/mlflow/registered-models/get?name=perennial-classifier", 120)
         aliases = {a["alias"]: a["version"] for a in model["registered_model"].get("aliases", [])}
         assert aliases.get("champion") == "1"
+        # One user's UI: one server worker, no background job consumers (MLflow's defaults: 16).
+        import psutil
+
+        processes = [ui.pid, *(child.pid for child in psutil.Process(ui.pid).children(recursive=True))]
+        assert len(processes) <= 5, [psutil.Process(pid).cmdline()[:4] for pid in processes]
     finally:
         out = stop_group(ui)  # like Ctrl-C: the command and the MLflow server it started
     assert f"MLflow UI:  {url}" in out and "Prefect UI: no server" in out

@@ -72,6 +72,15 @@ def test_register_promote_download_and_verify(settings: Settings, tiny_model_dir
     registry.set_version_tags(settings, version, {"promoted": "true"})
     assert registry.version_tags(settings, version)["promoted"] == "true"
 
+    # The registry's copy: weights readable by others (not 0600), a licence note that is true.
+    import mlflow
+
+    raw = Path(mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model_name}/{version}"))
+    stored = next(Path(settings.root).rglob("model.safetensors"))
+    assert stored.stat().st_mode & 0o044 == 0o044, oct(stored.stat().st_mode)
+    licence = (raw / "LICENSE.txt").read_text(encoding="utf-8")
+    assert "huggingface.co/" not in licence and settings.base_model in licence
+
 
 def test_served_pyfunc_predicts_a_list_in_batches(
     settings: Settings, pretrained_tiny_model_dir: Path

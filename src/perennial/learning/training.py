@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from perennial.core.faults import fault_point
+from perennial.core.files import share_like_new_files
 from perennial.core.settings import OptimizerSettings, TrainingSettings
 from perennial.learning.distributed import join
 from perennial.learning.regularizers import Regularizer
@@ -359,6 +360,7 @@ def fine_tune(
         fault_point("model-saving", out_dir.parent)
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
+        share_like_new_files(out_dir)
     dp.finish()
     return TrainResult(
         model_dir=str(out_dir),

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
+from perennial.core.files import share_like_new_files
 from perennial.core.messages import first_line
 from perennial.core.secrets import redact
 
@@ -340,6 +341,33 @@ def _pip_requirements() -> list[str]:
     return pins
 
 
+def _share_local_artifacts(model_id: str) -> None:
+    """The flavour re-saves the weights through a temporary file (owner-only, 0600); in a local
+    artifact store (the workspace's mlartifacts/) give them a new file's mode. A remote store's
+    modes are its server's business."""
+    from urllib.parse import unquote, urlparse
+
+    location = _client().get_logged_model(model_id).artifact_location
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        share_like_new_files(Path(unquote(parsed.path)))
+
+
+def _replace_licence_note(model_id: str, base_model: str) -> None:
+    """MLflow's transformers flavour writes a LICENSE.txt that takes the model's folder for a Hub
+    repository ("visit https://huggingface.co//path/to/folder"). Replace it with what is true."""
+    text = (
+        f"perennial fine-tuned this model from the base model '{base_model}'. Its licence is the base "
+        "model's: see that model's card or licence file (the default base model, all-MiniLM-L6-v2, is "
+        "released under the Apache License 2.0). The terms of the data it was trained on apply too.\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        note = Path(folder) / "LICENSE.txt"
+        note.write_text(text, encoding="utf-8")
+        note.chmod(0o644)
+        _client().log_model_artifact(model_id, str(note))
+
+
 def _check_safetensors(folder: Path) -> None:
     if not any((folder / name).is_file() for name in _SAFETENSORS):
         found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else "missing folder"
@@ -359,6 +387,7 @@ def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[
 
     model_dir = Path(model_dir)
     _check_safetensors(model_dir)
+    share_like_new_files(model_dir)  # the registry's copy keeps these modes: readable, not 0600
     try:
         # Local files only, never remote code: the folder comes from our own trainer.
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -392,6 +421,8 @@ def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[
         # quiet machine, 4-5 -> 20-28 with the cores shared; 8-32 alike, 64 slower (more padding).
         model_config={"batch_size": SERVING_BATCH_SIZE},
     )
+    _replace_licence_note(info.model_id, settings.base_model)
+    _share_local_artifacts(info.model_id)
     # MLflow prints its registration notes to stderr ("Created version ..."): kept in the log instead.
     with contextlib.redirect_stderr(io.StringIO()) as notes:
         version = mlflow.register_model(
