@@ -12,7 +12,7 @@ from perennial.core.settings import Settings
 
 BATCH_ARRIVED = "perennial.batch.arrived"
 DRIFT_DETECTED = "perennial.drift.detected"
-# What a cycle decided, for automations that tell people (deployments/automations/).
+# What a cycle decided, for automations that tell people (deployments/notify.py).
 MODEL_PROMOTED = "perennial.model.promoted"
 MODEL_REJECTED = "perennial.model.rejected"
 BATCH_QUARANTINED = "perennial.batch.quarantined"

@@ -9,6 +9,8 @@ same can be made by hand in Prefect's UI (Automations, trigger "custom", the eve
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import cast
@@ -30,12 +32,32 @@ EVENTS = {"promoted": MODEL_PROMOTED, "rejected": MODEL_REJECTED, "quarantined":
 PAYLOAD = (
     "{%- set p = event.payload -%}"
     "{%- set text -%}perennial {{ event.resource['prefect.resource.name'] }}: {{ event.event }}: "
-    "{{ p.source }}{% if p.version %} -> v{{ p.version }}, champion v{{ p.champion_version }}{% endif %}"
+    "{{ p.source }}{% if p.version %}: v{{ p.version }} {{ p.decision }}, "
+    "champion v{{ p.champion_version }}{% endif %}"
     "{% if p.reason %} ({{ p.reason }}){% endif %}{%- endset -%}"
-    '{"text": {{ text | tojson }}, "event": {{ event.event | tojson }}, '
+    # Slack reads <...> as links and mentions (<!channel>): its escapes for & < > in `text`.
+    "{\"text\": {{ text | replace('&', '&amp;') | replace('<', '&lt;') | replace('>', '&gt;') | tojson }}, "
+    '"event": {{ event.event | tojson }}, '
     "\"workspace\": {{ event.resource['prefect.resource.name'] | tojson }}, "
     '"payload": {{ p | tojson }}}'
 )
+
+
+def check_webhook_url(url: str, allow_private_urls: bool = False) -> None:
+    """ValueError when `url` is not an http(s) address, or (unless allowed) one Prefect's server
+    would refuse to call (a private, local or metadata address): said now, not at the first event."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not a webhook address: {url!r} (give an http:// or https:// URL)")
+    if not allow_private_urls:
+        from prefect.utilities.urls import validate_restricted_url
+
+        try:
+            validate_restricted_url(url)
+        except ValueError as error:
+            raise ValueError(f"{error} (--allow-private lets a private or local address through)") from None
 
 
 def create_webhook_automation(
@@ -56,8 +78,12 @@ def create_webhook_automation(
     unknown = sorted(set(on) - set(EVENTS))
     if unknown or not on:
         raise ValueError(f"unknown event(s) {unknown}: choose from {', '.join(EVENTS)}")
+    check_webhook_url(url, allow_private_urls)
+    on = sorted(set(on), key=list(EVENTS).index)
     resource = workspace_resource(settings)
-    block_name = name or f"perennial-notify-{resource['prefect.resource.id'].rsplit('.', 1)[-1]}"
+    # One block and one automation per workspace, URL and events: asking again replaces them.
+    digest = hashlib.sha256(f"{url} {' '.join(on)}".encode()).hexdigest()[:8]
+    block_name = name or f"perennial-notify-{resource['prefect.resource.id'].rsplit('.', 1)[-1]}-{digest}"
     block = Webhook(
         method="POST",
         url=SecretStr(url),
@@ -66,8 +92,11 @@ def create_webhook_automation(
     )
     # Prefect's sync/async dual methods type as either; called outside an event loop they run sync.
     block_id = cast("UUID", block.save(block_name, overwrite=True))
+    automation_name = f"{block_name}: {', '.join(on)}"
+    with contextlib.suppress(ValueError):  # none yet
+        cast("Automation", Automation.read(name=automation_name)).delete()
     automation = Automation(
-        name=f"{block_name}: {', '.join(on)}",
+        name=automation_name,
         description=f"perennial: post {', '.join(on)} of {resource['prefect.resource.name']} to a webhook",
         trigger=EventTrigger(
             expect={EVENTS[key] for key in on},

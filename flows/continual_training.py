@@ -9,7 +9,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.events import emit_event
 from prefect.states import Completed, Failed, State
 
-from perennial.core.console import story
+from perennial.core.console import set_up_in_flow, story
 from perennial.core.environment import configure
 from perennial.core.locking import WorkspaceBusy, workspace_lock
 from perennial.core.settings import Settings
@@ -41,6 +41,7 @@ from perennial.reporting.cycle_report import (
     scores_line,
     trained_line,
 )
+from perennial.reporting.safe_html import markdown_text
 from perennial.tasks.evaluate import evaluate
 from perennial.tasks.gate import gate
 from perennial.tasks.ingest import ingest_inbox, pending_batches
@@ -126,6 +127,7 @@ def continual_training(settings: Settings | None = None, reason: str = "manual r
     """
     settings = settings or Settings()
     configure(settings)  # a worker's flow-run process has not done it (offline, HF_HOME, folders)
+    set_up_in_flow(settings.root)  # nor chosen its console and log file
     logger = get_run_logger()
     try:
         with workspace_lock(settings, f"continual-training run ({reason})"):
@@ -188,7 +190,7 @@ def _link_mlflow(settings: Settings, source: str, run_id: str, version: str) -> 
         create_link_artifact(
             key="mlflow-run",
             link=registry.run_url(settings, run_id),
-            link_text=f"MLflow run of {source}",
+            link_text=f"MLflow run of {markdown_text(source)}",
             description=f"{source}: the cycle's MLflow run (params, metrics, plots, model card)",
         )
         create_link_artifact(

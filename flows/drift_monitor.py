@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
+from perennial.core.console import set_up_in_flow
 from perennial.core.environment import configure
 from perennial.core.settings import Settings
 from perennial.deployments.events import (
@@ -29,6 +30,7 @@ def drift_monitor(settings: Settings | None = None) -> DriftSummary:
     (the training deployment's trigger) when batches are waiting and the cooldown allows it."""
     settings = settings or Settings()
     configure(settings)  # a worker's flow-run process has not done it (offline, HF_HOME, folders)
+    set_up_in_flow(settings.root)  # nor chosen its console and log file
     logger = get_run_logger()
     summary = check_drift(settings, can_trigger=training_deployment_registered(settings))
     logger.info("drift check: %s", summary.message)

@@ -468,7 +468,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_notify(args: argparse.Namespace) -> int:
     """A Prefect automation posting this workspace's decisions to a webhook."""
-    settings = _ready(_settings(args))
+    settings = _ready(_existing(_settings(args)))
     if not _reach_server(settings):
         return 2
     from perennial.deployments.notify import create_webhook_automation
@@ -481,6 +481,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {first_line(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - the server refused or failed: one line, not a traceback
+        print(f"error: the Prefect server did not take the automation: {first_line(error)}", file=sys.stderr)
+        return 1
     print(f"automation {automation}: {', '.join(on)} of {settings.root} are posted to the webhook")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -63,10 +64,10 @@ def test_a_promotion_and_a_quarantine_are_posted_to_the_webhook(
     assert promoted["payload"]["source"] == "reviews.csv" and promoted["payload"]["version"] == "1"
     assert promoted["payload"]["champion_version"] == "1" and promoted["payload"]["reasons"]
     assert promoted["workspace"] == str(settings.root)
-    assert promoted["text"].endswith("reviews.csv -> v1, champion v1")
+    assert promoted["text"].endswith("reviews.csv: v1 promote, champion v1")
     quarantined = by_event["perennial.batch.quarantined"]
     assert quarantined["payload"]["source"] == "bad_labels.csv"
-    assert quarantined["payload"]["reason"] in quarantined["text"]
+    assert quarantined["payload"]["reason"] in html.unescape(quarantined["text"])  # Slack's escapes
 
 
 def test_only_known_events_can_be_asked_for(settings: Settings) -> None:

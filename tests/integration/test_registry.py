@@ -76,7 +76,7 @@ def test_register_promote_download_and_verify(settings: Settings, tiny_model_dir
     import mlflow
 
     raw = Path(mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model_name}/{version}"))
-    stored = next(Path(settings.root).rglob("model.safetensors"))
+    stored = next((Path(settings.root) / "mlartifacts").rglob("model.safetensors"))  # the registry's copy
     assert stored.stat().st_mode & 0o044 == 0o044, oct(stored.stat().st_mode)
     licence = (raw / "LICENSE.txt").read_text(encoding="utf-8")
     assert "huggingface.co/" not in licence and settings.base_model in licence

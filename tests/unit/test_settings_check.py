@@ -54,11 +54,12 @@ def test_a_missing_or_unreadable_settings_file_is_one_line(
     monkeypatch.setenv("PERENNIAL_CONFIG", str(tmp_path / "absent.toml"))
     with pytest.raises(SettingsProblem, match=r"^settings file not found: .*absent\.toml \(PERENNIAL_CONFIG"):
         load_settings()
-    broken = tmp_path / "broken.toml"
-    broken.write_text("epochs = \n")
-    monkeypatch.setenv("PERENNIAL_CONFIG", str(broken))
-    with pytest.raises(SettingsProblem, match=r"^settings file .*broken\.toml cannot be read: "):
-        load_settings()
+    for name, text in (("broken.toml", "epochs = \n"), ("broken.yaml", "epochs: [3\nseed: 1\n")):
+        broken = tmp_path / name
+        broken.write_text(text)
+        monkeypatch.setenv("PERENNIAL_CONFIG", str(broken))
+        with pytest.raises(SettingsProblem, match=rf"^settings file .*{name} cannot be read: [^\n]*$"):
+            load_settings()
 
 
 def test_a_rule_across_settings_is_said_plainly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,3 +112,12 @@ def test_effective_settings_say_where_each_value_came_from(
     assert rows["seed"] == {"name": "seed", "value": 7, "source": "PERENNIAL_SEED"}  # the variable wins
     assert rows["workspace"]["source"] == "command line"
     assert rows["batch_size"] == {"name": "batch_size", "value": 32, "source": "default"}
+
+
+def test_a_variable_in_lower_case_is_read_and_said_as_it_is_spelt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("perennial_epochs", "5")
+    settings = load_settings()
+    assert settings.epochs == 5  # pydantic-settings matches names whatever their case
+    rows = {row["name"]: row for row in effective_settings(settings, {})}
+    assert rows["epochs"]["source"] == "perennial_epochs"
+    assert unknown_variables({"perennial_epochs": "5"}) == []

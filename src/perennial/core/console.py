@@ -30,14 +30,17 @@ LOG_FILE = Path("logs") / "perennial.log"  # under the workspace
 _LOG_BYTES, _LOG_BACKUPS = 5_000_000, 3
 
 _verbosity = NORMAL
+_set_up = False  # whether this process chose its verbosity (the CLI does, first thing)
+VERBOSITY_VARIABLE = "PERENNIAL_VERBOSITY"  # not a setting: the CLI's -v/-q, for flow processes
 
 
 def set_verbosity(level: int) -> None:
     """Choose what the terminal shows, before Prefect, MLflow or transformers are imported. A
     variable the user set wins at the default level; -v and -q decide for themselves."""
-    global _verbosity
-    _verbosity = max(QUIET, min(VERBOSE, level))
-    console_level = {QUIET: "ERROR", NORMAL: "WARNING", VERBOSE: "INFO"}[_verbosity]
+    global _verbosity, _set_up
+    _verbosity, _set_up = max(QUIET, min(VERBOSE, level)), True
+    # Warnings and errors are shown at every level; -q only leaves out the story lines.
+    console_level = "INFO" if _verbosity == VERBOSE else "WARNING"
     chosen = os.environ.__setitem__ if _verbosity != NORMAL else os.environ.setdefault
     # Prefect's console handler only: its API handler still sends every run's logs to the UI.
     chosen("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", console_level)
@@ -48,6 +51,8 @@ def set_verbosity(level: int) -> None:
     # one (ingest, predict) there is no run to send them to, which is not worth a warning.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "perennial")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # For flows Prefect runs in processes of their own (`perennial serve`): see `set_up_in_flow`.
+    os.environ[VERBOSITY_VARIABLE] = str(_verbosity)
     logging.getLogger("perennial").setLevel(logging.INFO)
     story_logger = logging.getLogger(STORY)
     story_logger.propagate = False  # the run logger carries the same line everywhere else
@@ -64,6 +69,19 @@ def set_verbosity(level: int) -> None:
 
 def verbosity() -> int:
     return _verbosity
+
+
+def set_up_in_flow(workspace_root: Path) -> None:
+    """At the start of a flow: the same console and log file as the command that started it. A
+    flow that `perennial serve` (or a worker) runs in a process of its own has not been through
+    the CLI's set-up; this reads its verbosity from the environment (default: the usual)."""
+    try:
+        level = int(os.environ.get(VERBOSITY_VARIABLE, NORMAL))
+    except ValueError:
+        level = NORMAL
+    if not _set_up:
+        set_verbosity(level)
+    attach_log_file(workspace_root)
 
 
 def story(message: str, *args: object) -> None:
@@ -85,20 +103,26 @@ def story(message: str, *args: object) -> None:
 def attach_log_file(workspace_root: Path) -> Path:
     """Send every log record at INFO and above (perennial, Prefect, MLflow) to the workspace's log
     file, rotated at 5 MB with 3 old files kept; returns its path. Imports Prefect first, whose
-    logging set-up would otherwise drop the handler; attaching twice adds one handler."""
+    logging set-up would otherwise drop the handler. Attaching again keeps one handler: for the
+    workspace asked for last. (Several processes on one workspace append to the same file; a
+    rotation by one while another writes can lose that other's lines to the old file.)"""
     import prefect  # noqa: F401 - its import configures logging (dictConfig replaces root handlers)
 
     path = Path(workspace_root) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
-    for handler in root.handlers:
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path.resolve():
-            return path
+    for handler in list(root.handlers):  # one workspace's file per process: the latest one asked for
+        if getattr(handler, "_perennial_log", False):
+            if Path(getattr(handler, "baseFilename", "")) == path.resolve():
+                return path
+            root.removeHandler(handler)
+            handler.close()
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=_LOG_BYTES, backupCount=_LOG_BACKUPS, encoding="utf-8"
     )
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler._perennial_log = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     # The root logger's level gates every propagated record: Prefect sets it to WARNING.
     root.setLevel(logging.INFO)

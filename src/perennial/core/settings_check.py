@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from perennial.core.messages import one_line
@@ -24,7 +25,7 @@ PREFIX = "PERENNIAL_"
 # PERENNIAL_* variables that are not settings: read by other parts (the settings file, fault
 # injection in tests, the Docker and Kubernetes examples, the test suite).
 OTHER_VARIABLES = frozenset(
-    {"CONFIG", "FAULT_AT", "HOME", "IMAGE", "BIND", "BASE_IMAGE", "FUZZ_EXAMPLES", "CHROMIUM"}
+    {"CONFIG", "FAULT_AT", "HOME", "IMAGE", "BIND", "BASE_IMAGE", "FUZZ_EXAMPLES", "CHROMIUM", "VERBOSITY"}
 )
 
 
@@ -47,8 +48,6 @@ def file_values(path: Path | None) -> dict[str, Any]:
         return {}
     if path.suffix == ".toml":
         return tomllib.loads(path.read_text(encoding="utf-8"))
-    import yaml
-
     loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     return loaded if isinstance(loaded, dict) else {}
 
@@ -60,12 +59,13 @@ def source_of(
     if name in overrides:
         return "command line"
     variable = PREFIX + name.upper()
-    if variable in environ:
-        return variable
+    for key in environ:  # pydantic-settings matches variable names whatever their case
+        if key.upper() == variable:
+            return key
     try:
         if name in file_values(path):
             return str(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, yaml.YAMLError):
         pass
     return "default"
 
@@ -77,10 +77,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except FileNotFoundError as error:
         raise SettingsProblem(f"{error} (PERENNIAL_CONFIG or --config names it)") from None
-    except (tomllib.TOMLDecodeError, ValueError) as error:
-        if not isinstance(error, ValidationError):
-            raise SettingsProblem(f"settings file {path} cannot be read: {one_line(error)}") from None
+    except ValidationError as error:
         raise SettingsProblem(_describe(error, overrides, os.environ, path)) from None
+    except (ValueError, OSError, yaml.YAMLError) as error:  # TOML's and YAML's parse errors among them
+        raise SettingsProblem(f"settings file {path} cannot be read: {one_line(error)}") from None
 
 
 def _describe(
@@ -108,8 +108,8 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     names = list(Settings.model_fields)
     warnings = []
     for variable in sorted(environ):
-        name = variable.removeprefix(PREFIX)
-        if variable == name or name in OTHER_VARIABLES or name.lower() in names:
+        name = variable.upper().removeprefix(PREFIX)
+        if not variable.upper().startswith(PREFIX) or name in OTHER_VARIABLES or name.lower() in names:
             continue
         match = closest(name.lower(), names)
         hint = did_you_mean(PREFIX + match.upper() if match else None)

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,9 +151,15 @@ def start_cycle_run(
 def ui_base(settings: Settings) -> str:
     """Where MLflow's UI for this workspace is: the tracking server itself when it is one, else
     `perennial ui` (server_host:mlflow_ui_port)."""
-    uri = settings.mlflow_tracking_uri
-    if uri.startswith(("http://", "https://")):
-        return uri.rstrip("/")
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(settings.mlflow_tracking_uri)
+    if parts.scheme in ("http", "https"):
+        # Without user, password or query: links are stored in Prefect and shown in its UI.
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parts.port}" if parts.port else ""
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     return f"http://{settings.servers.server_host}:{settings.servers.mlflow_ui_port}"
 
 
@@ -167,8 +174,11 @@ def version_url(settings: Settings, version: str) -> str:
     return f"{ui_base(settings)}/#/models/{quote(settings.registered_model_name)}/versions/{version}"
 
 
-# What MLflow allows in a metric key: letters, digits, and _ - . space /.
-_NOT_IN_METRIC_KEYS = re.compile(r"[^\w\-. /]")
+# What MLflow allows in a metric key is letters, digits and _ - . space /, at most 250 characters;
+# a slash is left out too (MLflow reads keys as paths: "a/../b" is refused), and a slice's part
+# stays short enough for "challenger.<name> <batch id>.macro_f1".
+_KEY_NAME_CHARS = 150
+_NOT_IN_METRIC_KEYS = re.compile(r"[^\w\-. ]")
 
 
 def metric_slice_keys(names: Mapping[str, str]) -> dict[str, str]:
@@ -176,7 +186,8 @@ def metric_slice_keys(names: Mapping[str, str]) -> dict[str, str]:
     readable in MLflow's charts, unlike the id. Other characters become `_`; a name that then
     clashes with another takes its batch id's first characters, so no two slices share a key."""
     wanted = {
-        batch_id: _NOT_IN_METRIC_KEYS.sub("_", name).strip() or batch_id for batch_id, name in names.items()
+        batch_id: _NOT_IN_METRIC_KEYS.sub("_", name).strip()[:_KEY_NAME_CHARS].strip() or batch_id
+        for batch_id, name in names.items()
     }
     # Names MLflow takes as they are keep them; changed ones give way on a clash.
     order = sorted(names, key=lambda batch_id: wanted[batch_id] != names[batch_id])
@@ -269,17 +280,19 @@ def log_datasets(run_id: str, uses: Sequence[DatasetUse]) -> None:
         from mlflow.data.pandas_dataset import from_pandas
         from mlflow.entities import DatasetInput, InputTag
 
-        inputs = [
-            DatasetInput(
-                # Private, but what mlflow.log_input does: the public call needs an active run, and
-                # perennial never makes its runs active (see the top of this module).
-                from_pandas(
-                    use.frame[["text", "label"]], source=use.source, targets="label", name=use.name
-                )._to_mlflow_entity(),
-                tags=[InputTag(key="mlflow.data.context", value=use.context)],
-            )
-            for use in uses
-        ]
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": it is a local path
+            warnings.simplefilter("ignore", UserWarning)
+            inputs = [
+                DatasetInput(
+                    # Private, but what mlflow.log_input does: the public call needs an active run, and
+                    # perennial never makes its runs active (see the top of this module).
+                    from_pandas(
+                        use.frame[["text", "label"]], source=use.source, targets="label", name=use.name
+                    )._to_mlflow_entity(),
+                    tags=[InputTag(key="mlflow.data.context", value=use.context)],
+                )
+                for use in uses
+            ]
         _client().log_inputs(run_id, datasets=inputs)
     except Exception as error:  # noqa: BLE001 - see the docstring
         log.warning("dataset inputs not logged to run %s: %s", run_id, first_line(error))
@@ -424,15 +437,18 @@ def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[
     _replace_licence_note(info.model_id, settings.base_model)
     _share_local_artifacts(info.model_id)
     # MLflow prints its registration notes to stderr ("Created version ..."): kept in the log instead.
-    with contextlib.redirect_stderr(io.StringIO()) as notes:
-        version = mlflow.register_model(
-            info.model_uri,
-            settings.registered_model_name,
-            tags={str(k): str(v) for k, v in tags.items()},
-        )
-    for note in notes.getvalue().splitlines():
-        if note.strip():
-            log.info("mlflow: %s", note.strip())
+    notes = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(notes):
+            version = mlflow.register_model(
+                info.model_uri,
+                settings.registered_model_name,
+                tags={str(k): str(v) for k, v in tags.items()},
+            )
+    finally:  # whatever happened, what was written is logged, warnings as warnings
+        for note in filter(None, (line.strip() for line in notes.getvalue().splitlines())):
+            serious = any(word in note for word in ("WARNING", "ERROR", "Traceback"))
+            log.log(logging.WARNING if serious else logging.INFO, "mlflow: %s", note)
     return str(version.version)
 
 

@@ -75,7 +75,8 @@ def quarantine_markdown(source: str, batch_id: str, reason: str) -> str:
 
 def trained_line(challenger: Challenger) -> str:
     """What training did: from which champion, on how many rows, for how long, how well on val."""
-    start = f"v{challenger.champion_version}" if challenger.champion_version else "the base model"
+    warm = challenger.champion_version and not challenger.strategy.startswith("joint")
+    start = f"v{challenger.champion_version}" if warm else "the base model"
     parts = []
     if challenger.train_rows is not None:
         replay = f" (+{challenger.replay_rows} replayed)" if challenger.replay_rows else ""
