@@ -53,6 +53,14 @@ def test_each_version_gets_a_card_naming_its_champion_decision_and_slices(settin
     assert logged == {"model_card/v2.md", "model_card/v2.html"}
     assert registry.version_tags(settings, "2")["model_card"] == "model_card/v2.md"
     assert registry.version_tags(settings, "1")["model_card"] == "model_card/v1.md"
+    # The champion's folder carries the Hugging Face card: metadata with each slice's test scores.
+    from huggingface_hub import ModelCard
+
+    from perennial.registry.champion import champion_model_dir
+
+    hub = ModelCard.load(champion_model_dir(settings, "1") / "README.md")
+    assert hub.data.library_name == "transformers"
+    assert {r.dataset_name for r in hub.data.eval_results} == {"reviews"}
     # The card is what MLflow's registry page shows for the version.
     version = MlflowClient(settings.mlflow_tracking_uri).get_model_version(
         settings.registered_model_name, "2"

@@ -58,6 +58,8 @@ def test_register_promote_download_and_verify(settings: Settings, tiny_model_dir
     folder = registry.download_model(settings, version, settings.models_dir / "champion")
     assert (folder / "model.safetensors").is_file()
     assert not list(folder.glob("*.bin"))
+    readme = (folder / "README.md").read_text(encoding="utf-8")  # a Hugging Face folder's card
+    assert readme.startswith("---\n") and "library_name: transformers" in readme
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     model = AutoModelForSequenceClassification.from_pretrained(folder)

@@ -22,8 +22,10 @@ from perennial.evaluation.contracts import Challenger, Outcome, Scores
 from perennial.evaluation.gate import LABELS, Decision, decide
 from perennial.registry import mlflow_registry as registry
 from perennial.registry.champion import move_champion
+from perennial.reporting.hub_card import hub_model_card
 from perennial.reporting.model_card import publish_model_card
 from perennial.workspace import (
+    labels_for,
     ledger_for,
     slice_names,
 )
@@ -85,7 +87,14 @@ def promote(
         "new_slice_accuracy": f"{scores.challenger[batch_id]['accuracy']:.4f}",
     }
     try:
-        version = registry.register_model(settings, run_id, Path(challenger.model_dir), tags)
+        names = slice_names(settings)
+        card = hub_model_card(
+            settings.registered_model_name,
+            settings.base_model,
+            scores.labels or labels_for(settings),
+            {names.get(slice_id, slice_id): values for slice_id, values in scores.challenger.items()},
+        )
+        version = registry.register_model(settings, run_id, Path(challenger.model_dir), tags, card)
         fault_point("registered", settings.root)
         registry.set_alias(settings, "challenger", version)
         if verdict.promote:

@@ -37,6 +37,7 @@ from perennial.core.secrets import redact
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
@@ -387,7 +388,9 @@ def _check_safetensors(folder: Path) -> None:
         raise RegistryError(f"no safetensors weights in {folder} (found: {found})")
 
 
-def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[str, str]) -> str:
+def register_model(
+    settings: Settings, run_id: str, model_dir: Path, tags: dict[str, str], card: ModelCard | None = None
+) -> str:
     """Log ``model_dir`` (save_pretrained model + tokenizer) in the run and register it.
 
     Returns the new version number. The model is loaded and re-saved by MLflow's transformers
@@ -415,8 +418,9 @@ def register_model(settings: Settings, run_id: str, model_dir: Path, tags: dict[
     # Logged models are filed under the active experiment: make it the run's.
     mlflow.set_experiment(experiment_id=run.info.experiment_id)
     labels = ", ".join(str(v) for _, v in sorted(model.config.id2label.items()))
-    # Our own card: otherwise MLflow tries to fetch one from the Hub for the local path and warns.
-    card = ModelCard(
+    # Our own card (`card`, else a short one): otherwise MLflow tries to fetch one from the Hub for
+    # the local path and warns. MLflow keeps it as model_card.md and model_card_data.yaml.
+    card = card or ModelCard(
         "---\nlibrary_name: transformers\npipeline_tag: text-classification\n---\n"
         f"# {settings.registered_model_name}\n\nText classifier fine-tuned by perennial "
         f"(cycle run {run_id}).\n\nLabels: {labels}\n"
@@ -479,7 +483,22 @@ def _flatten(raw: Path, dest: Path) -> Path:
     for item in tokenizer.iterdir():
         if item.is_file() and not (dest / item.name).exists():
             shutil.copy2(item, dest / item.name)
+    _write_readme(raw, dest)
     return dest
+
+
+def _write_readme(raw: Path, dest: Path) -> None:
+    """The model card as Hugging Face folders carry it, README.md with its YAML metadata, put back
+    together from the two files MLflow keeps it in."""
+    text, data = raw / "model_card.md", raw / "model_card_data.yaml"
+    if not (text.is_file() and data.is_file()):
+        return  # a version registered before cards were kept: nothing to put together
+    metadata = data.read_text(encoding="utf-8").strip()
+    body = text.read_text(encoding="utf-8")
+    if body.startswith("---"):  # the text already holds its metadata block
+        (dest / "README.md").write_text(body, encoding="utf-8")
+        return
+    (dest / "README.md").write_text(f"---\n{metadata}\n---\n\n{body.lstrip()}", encoding="utf-8")
 
 
 def download_model(settings: Settings, version: str, dest: Path) -> Path:
