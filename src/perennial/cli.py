@@ -488,6 +488,35 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """A registered version (default: the champion) to a Hugging Face Hub repository."""
+    # The one command that goes online: unless the user exported HF_HUB_OFFLINE, it is lifted here
+    # (before huggingface_hub reads it at import), where configure() would set it.
+    if not args.dry_run:
+        os.environ.setdefault("HF_HUB_OFFLINE", "0")
+    settings = _ready(_existing(_settings(args)))
+    from perennial.registry.hub_push import push_plan, push_to_hub
+
+    try:
+        with push_plan(settings, args.to_hub, args.version) as plan:
+            if args.dry_run:
+                print(f"would upload {settings.registered_model_name} v{plan.version} to {args.to_hub}:")
+                print("\n".join(f"  {line}" for line in plan.lines()))
+                return 0
+            if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", ""):
+                print("error: HF_HUB_OFFLINE is set: unset it to push to the Hub", file=sys.stderr)
+                return 2
+            url = push_to_hub(plan, settings.registered_model_name, private=not args.public)
+    except LookupError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
+        return 1
+    except Exception as error:  # noqa: BLE001 - the network, the token, the Hub: one line each
+        print(f"error: the push to {args.to_hub} failed: {first_line(error)}", file=sys.stderr)
+        return 1
+    print(f"pushed {settings.registered_model_name} v{plan.version} to {args.to_hub}: {url}")
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     """Only the inbox watcher: for a stack where a Prefect worker, not `perennial serve`, runs the flows."""
     import contextlib
@@ -600,6 +629,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="only watch the inbox and send perennial.batch.arrived (a Prefect worker runs the flows)",
     )
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser(
+        "push", help="upload a registered version (default: the champion) to a Hugging Face Hub repository"
+    )
+    p.add_argument(
+        "--to-hub", required=True, metavar="REPO", help="the repository, e.g. acme/support-intents"
+    )
+    p.add_argument("--version", type=_version, help="the version to push (default: the champion)")
+    p.add_argument("--public", action="store_true", help="create the repository public (default: private)")
+    p.add_argument("--dry-run", action="store_true", help="list the files it would upload; send nothing")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser(
         "notify",

@@ -54,6 +54,19 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert all(r["label"] in {"negative", "positive"} and 0.0 <= r["score"] <= 1.0 for r in rows)
     assert {r["model_version"] for r in rows} == {"1"}
 
+    # What `push --to-hub` would upload: the champion as a Hugging Face folder, its card included.
+    plan = perennial("push", "--to-hub", "acme/reviews", "--dry-run", env=cli_env, cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    listed = {line.split()[0] for line in plan.stdout.splitlines()[1:]}
+    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= listed, plan.stdout
+    assert plan.stdout.startswith("would upload perennial-classifier v1 to acme/reviews:")
+    offline = perennial(
+        "push", "--to-hub", "acme/reviews", env={**cli_env, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path
+    )
+    assert offline.returncode == 2 and offline.stderr.strip() == (
+        "error: HF_HUB_OFFLINE is set: unset it to push to the Hub"
+    )
+
     again = perennial("run", env=cli_env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing to do" in again.stdout
