@@ -488,6 +488,26 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """The workspace's state in Prometheus' text format: printed, or written for node_exporter."""
+    from prometheus_client import write_to_textfile
+
+    from perennial.reporting.prometheus import metrics_registry, metrics_text
+    from perennial.reporting.status import gather_status
+
+    status = gather_status(_ready(_existing(_settings(args))))
+    if args.textfile is None:
+        print(metrics_text(status), end="")
+        return 0
+    try:
+        write_to_textfile(str(args.textfile), metrics_registry(status))  # atomic: a temp file renamed
+    except OSError as error:
+        print(f"error: cannot write {args.textfile}: {error.strerror or first_line(error)}", file=sys.stderr)
+        return 2
+    print(f"metrics: {args.textfile}")
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     """A registered version (default: the champion) to a Hugging Face Hub repository."""
     # The one command that goes online: unless the user exported HF_HUB_OFFLINE, it is lifted here
@@ -629,6 +649,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="only watch the inbox and send perennial.batch.arrived (a Prefect worker runs the flows)",
     )
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser(
+        "metrics",
+        help="the champion, its slice scores, batches, the last cycle and drift as Prometheus metrics",
+    )
+    p.add_argument(
+        "--textfile",
+        type=Path,
+        metavar="PATH",
+        help="write them (atomically) to PATH, e.g. for node_exporter's textfile collector (*.prom)",
+    )
+    p.set_defaults(func=cmd_metrics)
 
     p = sub.add_parser(
         "push", help="upload a registered version (default: the champion) to a Hugging Face Hub repository"

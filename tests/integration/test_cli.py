@@ -54,6 +54,12 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert all(r["label"] in {"negative", "positive"} and 0.0 <= r["score"] <= 1.0 for r in rows)
     assert {r["model_version"] for r in rows} == {"1"}
 
+    # The state for a monitoring system, as node_exporter's textfile collector reads it.
+    prom = tmp_path / "perennial.prom"
+    metrics = perennial("metrics", "--textfile", str(prom), env=cli_env, cwd=tmp_path)
+    assert metrics.returncode == 0, metrics.stderr[-3000:]
+    assert 'perennial_champion_version{workspace="' in prom.read_text() and "} 1.0" in prom.read_text()
+
     # What `push --to-hub` would upload: the champion as a Hugging Face folder, its card included.
     plan = perennial("push", "--to-hub", "acme/reviews", "--dry-run", env=cli_env, cwd=tmp_path)
     assert plan.returncode == 0, plan.stderr[-3000:]
