@@ -61,10 +61,23 @@ def set_verbosity(level: int) -> None:
         if getattr(handler, "_perennial_story", False):
             story_logger.removeHandler(handler)
     if _verbosity == NORMAL:  # with -v the root's console handler shows these lines already
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
         handler._perennial_story = True  # type: ignore[attr-defined]
         story_logger.addHandler(handler)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is written, not the one there when the handler
+    was made (a test harness, or a library, may replace it between the two)."""
+
+    @property
+    def stream(self):  # noqa: ANN201 - a text stream, as StreamHandler's
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:  # StreamHandler's __init__ sets it: nothing to keep
+        pass
 
 
 def verbosity() -> int:
