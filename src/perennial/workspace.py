@@ -36,6 +36,11 @@ def slice_names(settings: Settings) -> dict[str, str]:
     return names
 
 
+def in_workspace(settings: Settings, path: Path) -> str:
+    """`path` relative to the workspace where it lies inside it (the workspace can move), else whole."""
+    return path.relative_to(settings.root).as_posix() if path.is_relative_to(settings.root) else str(path)
+
+
 def validation_path(settings: Settings, batch_id: str) -> Path:
     return settings.validation_dir / f"{batch_id}.json"
 

@@ -20,6 +20,7 @@ from perennial.registry import mlflow_registry as registry
 from perennial.registry.champion import champion_model_dir
 from perennial.workspace import (
     earlier_batches,
+    in_workspace,
     labels_for,
     slice_names,
 )
@@ -150,7 +151,7 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
                 registry.DatasetUse(
                     f"{names.get(slice_id, slice_id[:12])}/test",
                     frame,
-                    split_path(settings, slice_id, "test").relative_to(settings.root).as_posix(),
+                    in_workspace(settings, split_path(settings, slice_id, "test")),
                     "evaluation",
                 )
                 for slice_id, frame in slices.items()
@@ -167,7 +168,7 @@ def evaluate_challenger(settings: Settings, batch_id: str, challenger: Challenge
         registry.log_dict_artifact(run_id, per_class, "per_class.json")
         registry.log_dict_artifact(run_id, {"labels": labels, "counts": confusion}, "confusion.json")
         table = metrics_table(scores)
-        table.insert(2, "source", table["slice"].map(slice_names(settings)))
+        table.insert(2, "source", table["slice"].map(names))
         registry.log_dict_artifact(run_id, {"rows": table.to_dict(orient="records")}, "evaluation.json")
     except BaseException:
         registry.end_run(run_id, "FAILED")

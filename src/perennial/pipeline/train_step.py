@@ -23,6 +23,7 @@ from perennial.registry.champion import champion_model_dir
 from perennial.workspace import (
     challenger_dir,
     earlier_batches,
+    in_workspace,
     labels_for,
     ledger_for,
     memory_path,
@@ -45,11 +46,6 @@ def replay_memory(settings: Settings, earlier: list[str]) -> ReplayMemory:
     for batch in earlier:
         memory = memory.add(load_split(settings, batch, "train"), settings.seed)
     return memory
-
-
-def _stored(settings: Settings, path: Path) -> str:
-    """Where a table is kept, relative to the workspace where it lies inside it (it can move)."""
-    return path.relative_to(settings.root).as_posix() if path.is_relative_to(settings.root) else str(path)
 
 
 def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Challenger:
@@ -125,7 +121,6 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Cha
         report = validation_path(settings, batch_id)
         if report.is_file():
             registry.log_file_artifact(run_id, report, "validation")
-        name = slice_names(settings).get(batch_id, batch_id[:12])
         val = load_split(settings, batch_id, "val")
         replayed = settings.memory_dir / f"{batch_id}.replayed.parquet"
         registry.log_datasets(
@@ -134,14 +129,17 @@ def train_challenger(settings: Settings, batch_id: str, attempt: int = 1) -> Cha
                 registry.DatasetUse(
                     f"{name}/train",
                     new_train,
-                    _stored(settings, split_path(settings, batch_id, "train")),
+                    in_workspace(settings, split_path(settings, batch_id, "train")),
                     "training",
                 ),
                 registry.DatasetUse(
-                    f"{name}/val", val, _stored(settings, split_path(settings, batch_id, "val")), "validation"
+                    f"{name}/val",
+                    val,
+                    in_workspace(settings, split_path(settings, batch_id, "val")),
+                    "validation",
                 ),
                 registry.DatasetUse(
-                    f"{name}/replayed", data.replayed, _stored(settings, replayed), "training"
+                    f"{name}/replayed", data.replayed, in_workspace(settings, replayed), "training"
                 ),
             ],
         )
