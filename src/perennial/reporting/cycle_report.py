@@ -79,7 +79,7 @@ def trained_line(challenger: Challenger) -> str:
     start = f"v{challenger.champion_version}" if warm else "the base model"
     parts = []
     if challenger.train_rows is not None:
-        replay = f" (+{challenger.replay_rows} replayed)" if challenger.replay_rows else ""
+        replay = f" ({challenger.replay_rows} of them replayed)" if challenger.replay_rows else ""
         parts.append(f"{challenger.train_rows} rows{replay}")
     if challenger.epochs_run is not None:
         parts.append(f"{challenger.epochs_run} epoch(s)")
