@@ -537,6 +537,39 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """The workspace as one .tar.gz, taken while no cycle runs."""
+    from perennial.core.backup import BackupProblem, backup
+    from perennial.core.locking import WorkspaceBusy
+
+    settings = _existing(_settings(args))
+    try:
+        files = backup(settings, args.archive)
+    except (BackupProblem, WorkspaceBusy) as problem:
+        print(f"error: {first_line(problem)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write {args.archive}: {error.strerror or first_line(error)}", file=sys.stderr)
+        return 2
+    print(f"backup: {files} files of {settings.root} in {args.archive.resolve()}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """A backup unpacked into a new workspace folder, its stored paths pointed there."""
+    from perennial.core.backup import BackupProblem, restore
+
+    settings = _settings(args)
+    try:
+        files = restore(args.archive, settings.root)
+    except BackupProblem as problem:
+        print(f"error: {first_line(problem)}", file=sys.stderr)
+        return 2
+    _ready(settings)  # points MLflow's and the ledger's paths at the new folder
+    print(f"restored: {files} files into {settings.root}")
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     """Only the inbox watcher: for a stack where a Prefect worker, not `perennial serve`, runs the flows."""
     import contextlib
@@ -690,6 +723,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="let the server post to a private or local address (Prefect refuses those by default)",
     )
     p.set_defaults(func=cmd_notify)
+
+    p = sub.add_parser(
+        "backup",
+        help="the whole workspace as one .tar.gz, taken while no cycle runs (restore: perennial restore)",
+    )
+    p.add_argument("archive", type=Path, help="the archive to write, e.g. perennial-2026-12-08.tar.gz")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser(
+        "restore", help="unpack a backup into a new workspace folder (--workspace), ready to run there"
+    )
+    p.add_argument("archive", type=Path, help="an archive written by perennial backup")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("stream", help="split a labelled file into ordered batch files (default: the inbox)")
     p.add_argument("file", type=Path, help="CSV, JSONL or Parquet with text and label columns")

@@ -114,6 +114,13 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
         f'"uri": "store/batches/{second.batch_id}/train.parquet"'
         in {s for n, s, _ in used if n == "films/train"}.pop()
     )
+    # The first cycle replayed nothing: its other tables are still logged (an empty table failed all).
+    first_run = MlflowClient(settings.mlflow_tracking_uri).get_run(cycles[0].run_id)
+    assert {d.dataset.name for d in first_run.inputs.dataset_inputs} == {
+        "reviews/train",
+        "reviews/val",
+        "reviews/test",
+    }
     tags = registry.version_tags(settings, latest.challenger_version)
     assert tags["decision"] == latest.decision
     assert json.loads(tags["lineage"])[-1] == second.batch_id

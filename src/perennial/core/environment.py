@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from perennial.core.relocation import follow_move
 from perennial.core.secrets import install_log_redaction
 from perennial.core.settings import Settings
 
@@ -58,3 +59,4 @@ def configure(settings: Settings) -> None:
         settings.hf_home,
     ):
         folder.mkdir(parents=True, exist_ok=True)
+    follow_move(settings)  # a copied or moved workspace: its stored paths point here from now on

@@ -293,6 +293,9 @@ def log_datasets(run_id: str, uses: Sequence[DatasetUse]) -> None:
                     tags=[InputTag(key="mlflow.data.context", value=use.context)],
                 )
                 for use in uses
+                # An empty table was no input (the first cycle's replay); MLflow cannot infer the
+                # schema of an empty string column either ("eq not implemented for <class 'type'>").
+                if len(use.frame)
             ]
         _client().log_inputs(run_id, datasets=inputs)
     except Exception as error:  # noqa: BLE001 - see the docstring
