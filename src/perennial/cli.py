@@ -112,14 +112,13 @@ def _has_work(settings: Settings) -> bool:
     return bool(inbox_files(settings)) or bool(ledger_for(settings).pending())
 
 
-def _overlap_start_up(settings: Settings) -> None:
+def _overlap_start_up() -> None:
     """Boot Prefect's temporary server (when there is no server) while this process imports what
     a cycle needs: a run pays for the slower of the two instead of both (see perennial.core.startup)."""
     from perennial.core.startup import preload, start_prefect_early
 
     server = start_prefect_early()
-    if _has_work(settings):
-        preload()
+    preload()  # the caller has checked that there is work
     if server is not None:
         try:
             server.wait()
@@ -130,8 +129,12 @@ def _overlap_start_up(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # Before Prefect is imported: it reads PREFECT_HOME and PREFECT_API_URL at import.
-    settings = _use_running_server(_ready(_settings(args)))
-    _overlap_start_up(settings)
+    settings = _ready(_settings(args))
+    if not _has_work(settings):  # no Prefect server, flow run or heavy import for nothing
+        print("nothing to do: the inbox is empty and no batch is pending")
+        return 0
+    settings = _use_running_server(settings)
+    _overlap_start_up()
     from perennial.core.console import attach_log_file
     from perennial.flows.continual_training import continual_training
 
@@ -224,13 +227,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     empty = [str(i) for i, text in enumerate(texts, start=1) if not text.strip()]
     if empty:
-        print(f"error: text(s) {', '.join(empty)} are empty: nothing to classify", file=sys.stderr)
+        print(f"error: text(s) {_few(empty)} are empty: nothing to classify", file=sys.stderr)
         return 2
+    from perennial.registry.mlflow_registry import RegistryError
+
     try:
-        version, rows = predict_texts(settings, texts)
-    except NoChampion as error:
-        print(f"error: {error}", file=sys.stderr)
+        version, rows = predict_texts(settings, texts, version=args.version, alias=args.alias)
+    except (NoChampion, RegistryError) as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
         return 1
+    if cut := [str(i) for i, row in enumerate(rows, start=1) if row["truncated"]]:
+        print(
+            f"warning: text(s) {_few(cut)} are longer than max_length ({settings.max_length} tokens): "
+            "only their beginning was scored (raise max_length to read more)",
+            file=sys.stderr,
+        )
     if args.log:
         from perennial.monitoring.drift_check import log_predictions
 
@@ -242,6 +253,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             print(f"{row['label']}\t{row['score']:.3f}\t{row['text']}")
     return 0
+
+
+def _few(items: list[str], shown: int = 10) -> str:
+    """A list for a message line: the first `shown` items, then how many more."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _text_lines(path: Path) -> list[str]:
@@ -652,9 +669,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_settings)
 
-    p = sub.add_parser("predict", help="score texts with the champion")
+    p = sub.add_parser("predict", help="score texts with the champion (or another version)")
     p.add_argument("texts", nargs="*")
     p.add_argument("--file", type=Path, help="one text per line (UTF-8); - reads them from stdin")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version", type=_version, help="a registered version instead of the champion")
+    which.add_argument("--alias", help="the version behind this alias (e.g. challenger) instead")
     p.add_argument("--json", action="store_true")
     p.add_argument("--log", action="store_true", help="also log the texts to monitor/ for the drift monitor")
     p.set_defaults(func=cmd_predict)

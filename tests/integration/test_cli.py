@@ -53,6 +53,22 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     assert [r["text"] for r in rows] == ["the battery was great", "the plot was awful"]
     assert all(r["label"] in {"negative", "positive"} and 0.0 <= r["score"] <= 1.0 for r in rows)
     assert {r["model_version"] for r in rows} == {"1"}
+    assert not any(r["truncated"] for r in rows)
+
+    # A version or an alias instead of the champion; a text past max_length (32 here) is flagged.
+    long_text = " ".join(["the battery lasted all week and the screen was bright"] * 8)
+    by_alias = perennial("predict", "--json", "--alias", "champion", long_text, env=cli_env, cwd=tmp_path)
+    assert by_alias.returncode == 0, by_alias.stderr[-3000:]
+    assert json.loads(by_alias.stdout)["truncated"] is True
+    assert "text(s) 1 are longer than max_length (32 tokens)" in by_alias.stderr
+    by_version = perennial("predict", "--json", "--version", "v1", "fine", env=cli_env, cwd=tmp_path)
+    assert json.loads(by_version.stdout)["model_version"] == "1", by_version.stderr[-3000:]
+    for wrong, said in (("--version", "has no version 7"), ("--alias", "has no alias 'prod'")):
+        missing = perennial(
+            "predict", wrong, "7" if wrong == "--version" else "prod", "x", env=cli_env, cwd=tmp_path
+        )
+        assert missing.returncode == 1 and said in missing.stderr, missing.stderr[-3000:]
+        assert "Traceback" not in missing.stderr
 
     # The state for a monitoring system, as node_exporter's textfile collector reads it.
     prom = tmp_path / "perennial.prom"
@@ -73,18 +89,24 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
         "error: HF_HUB_OFFLINE is set: unset it to push to the Hub"
     )
 
+    # The command exits without the interpreter's teardown (cli.entry): every flow run's last log
+    # line still reached Prefect's database before the temporary server stopped.
+    def flow_runs() -> tuple[int, int]:
+        with sqlite3.connect(tmp_path / "ws" / "prefect" / "prefect.db") as db:
+            runs = db.execute("SELECT count(*) FROM flow_run").fetchone()[0]
+            finished = db.execute(
+                "SELECT count(DISTINCT flow_run_id) FROM log"
+                " WHERE message LIKE 'Finished in state%' AND task_run_id IS NULL"
+            ).fetchone()[0]
+        return runs, finished
+
+    runs, finished = flow_runs()
+    assert runs >= 2 and finished == runs
+    # Nothing in the inbox and nothing pending: said at once, without starting Prefect for nothing.
     again = perennial("run", env=cli_env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "nothing to do" in again.stdout
-    # The command exits without the interpreter's teardown (cli.entry): every flow run's last log
-    # line still reached Prefect's database before the temporary server stopped.
-    with sqlite3.connect(tmp_path / "ws" / "prefect" / "prefect.db") as db:
-        runs = db.execute("SELECT count(*) FROM flow_run").fetchone()[0]
-        finished = db.execute(
-            "SELECT count(DISTINCT flow_run_id) FROM log"
-            " WHERE message LIKE 'Finished in state%' AND task_run_id IS NULL"
-        ).fetchone()[0]
-    assert runs >= 3 and finished == runs
+    assert flow_runs() == (runs, finished)
 
     # Scored texts logged for the drift monitor; two are too few to test, and it says so.
     logged = perennial("predict", "--log", "first input", "second input", env=cli_env, cwd=tmp_path)

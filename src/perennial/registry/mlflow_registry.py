@@ -610,6 +610,21 @@ def champion(settings: Settings) -> ChampionInfo | None:
     )
 
 
+def resolve_version(settings: Settings, version: str | None = None, alias: str | None = None) -> str:
+    """The version a user named: a version number, or the version behind an alias (RegistryError
+    naming the versions or aliases there are, when it is neither)."""
+    client = connect(settings)
+    if alias is not None:
+        aliases = _aliases(client, settings)
+        if alias not in aliases:
+            there = ", ".join(f"{a} (v{v})" for a, v in sorted(aliases.items())) or "none yet"
+            raise RegistryError(f"{settings.registered_model_name} has no alias {alias!r}; aliases: {there}")
+        return aliases[alias]
+    if version is None:
+        raise ValueError("name a version or an alias")
+    return str(_get_version(client, settings, version).version)
+
+
 def set_alias(settings: Settings, alias: str, version: str) -> None:
     client = connect(settings)
     _get_version(client, settings, version)  # RegistryError instead of an MLflow 404
