@@ -10,7 +10,13 @@ import zlib
 import pytest
 from markupsafe import escape
 
-from perennial.reporting.report import DRIFT_IMAGE, MATRIX_IMAGE, VERSIONS_IMAGE, render_report
+from perennial.reporting.report import (
+    DRIFT_IMAGE,
+    MATRIX_IMAGE,
+    VERSIONS_IMAGE,
+    _with_intervals,
+    render_report,
+)
 
 EVIL = "<script>alert('x')</script>"
 
@@ -43,6 +49,8 @@ def version(number: str, aliases: list[str], decision: str, reasons: list[str], 
         "new_slice_accuracy": 0.8125,
         "compared_with": None,
         "model_card": f"model_cards/v{number}.html",
+        "mlflow_version": f"http://127.0.0.1:5000/#/models/perennial-classifier/versions/{number}",
+        "mlflow_run": f"http://127.0.0.1:5000/#/experiments/1/runs/run{number}",
         **extra,
     }
 
@@ -75,11 +83,14 @@ def data() -> dict:
                 compared_with="2",
             ),
         ],
-        "matrix": {
-            "index": ["after 1: reviews", "after 2: films", "after 3: gadgets"],
-            "columns": ["reviews", "films", "gadgets"],
-            "values": [[0.91, 0.55, None], [0.875, 0.8625, 0.6], [0.8, 0.85, 0.7125]],
-        },
+        "matrix": _with_intervals(
+            {
+                "index": ["after 1: reviews", "after 2: films", "after 3: gadgets"],
+                "columns": ["reviews", "films", "gadgets"],
+                "values": [[0.91, 0.55, None], [0.875, 0.8625, 0.6], [0.8, 0.85, 0.7125]],
+            },
+            {"reviews": 100, "films": 80},  # gadgets: no row count recorded
+        ),
         "continual": {"avg_acc": 0.7881, "bwt": -0.0931, "avg_forgetting": 0.0925, "max_forgetting": 0.11},
         "over_versions": {
             "index": ["v1", "v2", "v3"],
@@ -217,6 +228,22 @@ def test_matrix_table_has_every_slice_value_and_summary(data: dict, images: dict
     assert "None" not in section and "nan" not in section.lower()
 
 
+def test_matrix_cells_carry_their_wilson_interval(data: dict) -> None:
+    rows = rows_of(render_report(data, {}), "matrix")
+    # 0.91 on 100 rows: 91 right, Wilson 95% [0.838, 0.952]; 0.55 on 80 rows: 44 right, [0.441, 0.654].
+    assert "0.910<br>" in rows[1] and ">0.84–0.95</span>" in rows[1]
+    assert 'title="95% Wilson interval on 80 test rows">0.44–0.65</span>' in rows[1]
+    assert "0.713</td>" in rows[3]  # gadgets: no row count, no interval (never a made-up one)
+
+
+def test_versions_link_to_mlflow_only_over_http(data: dict) -> None:
+    data["versions"][0]["mlflow_run"] = "javascript:alert(1)"
+    rows = rows_of(render_report(data, {}), "versions")[1:]
+    assert 'href="http://127.0.0.1:5000/#/models/perennial-classifier/versions/2"' in rows[1]
+    assert 'href="http://127.0.0.1:5000/#/experiments/1/runs/run2"' in rows[1]
+    assert "javascript:" not in rows[0] and ">version</a>" in rows[0]
+
+
 def test_quarantined_batches_show_reason_and_kept_file(data: dict) -> None:
     page = render_report(data, {})
     rows = rows_of(page, "quarantined")
@@ -266,7 +293,8 @@ def test_page_needs_no_network(data: dict, images: dict) -> None:
     page = render_report(data, images)
     assert "<script" not in page.lower()
     assert "<link" not in page.lower()
-    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    # Nothing is fetched: no remote source (links to MLflow's UI are navigation, not loads).
+    assert not re.search(r"""src\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "@import" not in page and "url(" not in page
     assert "<style>" in page  # the styling is inline
 

@@ -77,7 +77,7 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
         "versions": _versions(settings, registry.list_versions(settings), cycles, batches, names, base),
         # Reconciled with the registry first: a move made without a record shows as "unrecorded".
         "champion_history": [asdict(m) for m in alias_history(settings)],
-        "matrix": _frame_values(matrix),
+        "matrix": _with_intervals(_frame_values(matrix), _test_rows(cycles, names)),
         "continual": summary,
         "over_versions": _over_versions(metrics_over_versions(cycles, names)),
         "drift_checks": [_drift_check(asdict(c), base) for c in ledger.drift_checks()],
@@ -164,6 +164,7 @@ def _versions(
 ) -> list[dict]:
     """One row per registered version, the ledger's cycle first (the decision of record), else the
     version's own tags (a version registered but interrupted before the ledger heard of it)."""
+    from perennial.registry import mlflow_registry as registry
     from perennial.reporting.model_card import card_paths
 
     by_version = {c.challenger_version: c for c in cycles if c.challenger_version}
@@ -187,6 +188,9 @@ def _versions(
                 "new_slice_accuracy": _new_slice_accuracy(cycle, tags),
                 "compared_with": cycle.champion_version if cycle else _tag_compared_with(tags),
                 "model_card": _href(card_paths(settings, version)[1], base),
+                # Pages of MLflow's UI (`perennial ui`, or the tracking server's own).
+                "mlflow_version": registry.version_url(settings, version),
+                "mlflow_run": registry.run_url(settings, row["run_id"]) if row.get("run_id") else None,
             }
         )
     return result
@@ -218,6 +222,33 @@ def _frame_values(frame: Any) -> dict:
         "columns": [str(c) for c in frame.columns],
         "values": [[_finite(v) for v in row] for row in frame.to_numpy(dtype=float).tolist()],
     }
+
+
+def _test_rows(cycles: Sequence, names: Mapping[str, str]) -> dict[str, int]:
+    """Slice name -> the number of test rows its scores were measured on."""
+    rows: dict[str, int] = {}
+    for cycle in cycles:
+        for scores in cycle.metrics.values():
+            for batch_id, metrics in (scores or {}).items():
+                if isinstance(metrics, Mapping) and metrics.get("n"):
+                    rows[names.get(batch_id, batch_id)] = int(metrics["n"])
+    return rows
+
+
+def _with_intervals(matrix: dict, test_rows: Mapping[str, int]) -> dict:
+    """The matrix with each cell's 95% Wilson interval (None where the cell or its row count is
+    unknown): a 150-row slice measures accuracy to about ±6 points."""
+    from perennial.evaluation.intervals import accuracy_interval
+
+    matrix["test_rows"] = [test_rows.get(column) for column in matrix["columns"]]
+    matrix["intervals"] = [
+        [
+            accuracy_interval(value, n) if value is not None and n else None
+            for value, n in zip(row, matrix["test_rows"], strict=True)
+        ]
+        for row in matrix["values"]
+    ]
+    return matrix
 
 
 def _over_versions(frame: Any) -> dict:

@@ -9,6 +9,7 @@ import base64
 import functools
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
@@ -30,7 +31,7 @@ def environment() -> Environment:
         finalize=_none_as_missing,
     )
     env.filters.update(num=number, when=when, version=version, data_uri=png_data_uri)
-    env.globals.update(link=link, MISSING=MISSING)
+    env.globals.update(link=link, web_link=web_link, MISSING=MISSING)
     return env
 
 
@@ -108,6 +109,13 @@ def link(href: str | None, text: str, missing: str = MISSING) -> Markup:
     """A link to a file beside the page; an href that names a scheme or a host (`javascript:`,
     `//host`) is not one of ours, so only the text is shown."""
     if not href or not is_relative_url(str(href)):
+        return escape(missing)
+    return Markup('<a href="{}">{}</a>').format(href, text)
+
+
+def web_link(href: str | None, text: str, missing: str = MISSING) -> Markup:
+    """A link to a web page perennial addresses (MLflow's UI): http or https only, never a script."""
+    if not href or urlsplit(str(href)).scheme not in ("http", "https"):
         return escape(missing)
     return Markup('<a href="{}">{}</a>').format(href, text)
 
