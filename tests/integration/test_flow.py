@@ -63,6 +63,13 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
     keys = ArtifactFilter(key=ArtifactFilterKey(any_=["cycle-decision", "cycle-metrics"]))
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=keys)
+    with get_client(sync_client=True) as client:
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["training-progress"]))
+        )
+    # Training showed its progress in Prefect's UI while it ran, and ended complete.
+    assert progress and all(a.type == "progress" and a.data == 100 for a in progress)
+    assert any("training the challenger for batch" in (a.description or "") for a in progress)
     decisions = [a.data for a in artifacts if a.key == "cycle-decision"]
     assert any("films.jsonl" in d and "compared with v1" in d for d in decisions)
     tables = [

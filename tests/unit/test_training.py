@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from perennial.core.progress import listening, report
 from perennial.core.settings import Settings
 from perennial.learning.training import _no_decay, fine_tune, length_grouped_batches, linear_warmup_schedule
 
@@ -116,6 +117,29 @@ def test_the_progress_bar_stays_off_when_output_is_not_a_terminal(
     """A log file gets the epoch lines, not hundreds of bar redraws (captured output is not a tty)."""
     frame = pd.DataFrame({"text": [f"word {i}" for i in range(8)], "label": ["a", "b"] * 4})
     settings = Settings(workspace=tmp_path, epochs=2, batch_size=2, max_length=8)
-    fine_tune(tiny_model_dir, ["a", "b"], frame, frame, settings.training, tmp_path / "out", progress=True)
+    reports: list[tuple[float, str]] = []
+    with listening(lambda percent, text: reports.append((percent, text))):
+        fine_tune(
+            tiny_model_dir, ["a", "b"], frame, frame, settings.training, tmp_path / "out", progress=True
+        )
     captured = capfd.readouterr()
     assert "epoch 1/2" not in captured.err + captured.out
+    # A listener (Prefect's progress artifact in a run) hears it instead: rising to 100 at the end.
+    percents = [percent for percent, _ in reports]
+    assert percents == sorted(percents) and percents[-1] == 100.0 and len(percents) >= 4
+    assert reports[-2][1].startswith("epoch 2/2 done: train loss ")
+    assert reports[-1][1].startswith("done: best epoch ")
+
+
+def test_a_failing_progress_listener_never_stops_training() -> None:
+    def broken(percent: float, text: str) -> None:
+        raise ConnectionError("the API is gone")
+
+    with listening(broken):
+        report(50.0, "half way")  # logged at debug level, not raised
+    heard: list[float] = []
+    with listening(lambda percent, text: heard.append(percent)):
+        report(140.0, "over")
+        report(-3.0, "under")
+    report(10.0, "nobody listens")  # outside the block: ignored
+    assert heard == [100.0, 0.0]

@@ -236,6 +236,7 @@ def fine_tune(
     from tqdm.auto import tqdm
 
     from perennial.core.precision import resolve_precision
+    from perennial.core.progress import report as report_progress
     from perennial.learning.tuning import merged_for_saving, prepare_for_tuning, trainable_fraction
     from perennial.models.inference import predict
 
@@ -276,6 +277,7 @@ def fine_tune(
 
     steps_per_epoch = -(-len(encoded) // settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
+    report_every = max(1, total_steps // 20)  # about every 5%: a progress display, not a stream
     optimizer = make_optimizer(model, settings.optimizer, tuning)
     scheduler = linear_warmup_schedule(optimizer, int(settings.warmup_ratio * total_steps), total_steps)
     rng = np.random.default_rng(settings.seed)
@@ -311,6 +313,12 @@ def fine_tune(
             optimizer.zero_grad(set_to_none=True)
             running += loss.item()  # under DDP, rank 0's bar shows its own weighted share
             bar.set_postfix(loss=f"{running / step:.4f}")
+            done = (epoch - 1) * steps_per_epoch + step
+            if dp.is_main and done % report_every == 0:
+                report_progress(
+                    100 * done / total_steps,
+                    f"epoch {epoch}/{settings.epochs}, step {step}/{len(batches)}, loss {running / step:.4f}",
+                )
         bar.close()
         if dp.active:  # the weighted shares sum to world x the global batches' mean losses
             running = dp.sum(running, device) / dp.world
@@ -339,6 +347,11 @@ def fine_tune(
                 history[-1]["train_loss"],
                 val_accuracy,
             )
+            report_progress(
+                100 * epoch / settings.epochs,
+                f"epoch {epoch}/{settings.epochs} done: train loss {history[-1]['train_loss']:.4f}, "
+                f"val accuracy {val_accuracy:.4f}",
+            )
         fault_point("training", Path(out_dir).parent)
         if val_accuracy > best_accuracy:
             best_accuracy, best_epoch, epochs_without_gain = val_accuracy, epoch, 0
@@ -361,6 +374,8 @@ def fine_tune(
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
         share_like_new_files(out_dir)
+        stopped = f", stopped early after epoch {len(history)}" if stopped_early else ""
+        report_progress(100, f"done: best epoch {best_epoch}, val accuracy {best_accuracy:.4f}{stopped}")
     dp.finish()
     return TrainResult(
         model_dir=str(out_dir),
