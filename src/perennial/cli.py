@@ -18,10 +18,11 @@ from perennial import __version__
 from perennial.core.messages import first_line
 from perennial.core.secrets import redact
 from perennial.core.settings import Settings
-from perennial.data.ledger import PENDING
+from perennial.data.ledger import PENDING, QUARANTINED
 
 if TYPE_CHECKING:
     from perennial.benchmarks.forgetting import StreamFactory
+    from perennial.data.ingest import IngestResult
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -63,7 +64,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = _ready(_settings(args))
     ledger = ledger_for(settings)
-    arrived = []
+    arrived: list[Path] = []
+    quarantined: list[IngestResult] = []
     for path in args.files:
         if not Path(path).is_file():
             print(f"{path}: no such file", file=sys.stderr)
@@ -72,25 +74,47 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(result.message)
         if result.status == PENDING and not result.duplicate:
             arrived.append(Path(path))
-    if arrived and not args.no_event:
-        _announce(settings, arrived)
+        elif result.status == QUARANTINED and not result.duplicate:
+            quarantined.append(result)
+    if (arrived or quarantined) and not args.no_event:
+        _announce(settings, arrived, quarantined)
     return 0
 
 
-def _announce(settings: Settings, paths: list[Path]) -> None:
-    """Tell a running Prefect server (`perennial serve`) that batches arrived, so a run starts."""
-    from perennial.deployments.events import BATCH_ARRIVED, NoServer, emit_batch_arrived, server_is_up
+def _announce(settings: Settings, paths: list[Path], quarantined: list[IngestResult]) -> None:
+    """Tell a running Prefect server (`perennial serve`) that batches arrived, so a run starts, and
+    which were quarantined, so an automation can tell whoever sent them (as a run's ingestion does)."""
+    from perennial.deployments.events import (
+        BATCH_ARRIVED,
+        BATCH_QUARANTINED,
+        NoServer,
+        emit,
+        emit_batch_arrived,
+        server_is_up,
+    )
+    from perennial.reporting.cycle_report import quarantine_payload
 
     if not server_is_up(settings):
-        print(f"no Prefect server at {redact(settings.prefect_api_url)}: run `perennial run` to train now")
+        if paths:
+            print(
+                f"no Prefect server at {redact(settings.prefect_api_url)}: run `perennial run` to train now"
+            )
         return
     try:
         for path in paths:
             emit_batch_arrived(settings, path)
+        for result in quarantined:
+            emit(
+                settings,
+                BATCH_QUARANTINED,
+                quarantine_payload(result.batch_id, result.source, result.message),
+            )
     except NoServer as error:
         print(f"warning: {error}; run `perennial run` to train now", file=sys.stderr)
         return
-    print(f"sent {BATCH_ARRIVED} for {len(paths)} file(s) to {redact(settings.prefect_api_url)}")
+    for event, count in ((BATCH_ARRIVED, len(paths)), (BATCH_QUARANTINED, len(quarantined))):
+        if count:
+            print(f"sent {event} for {count} file(s) to {redact(settings.prefect_api_url)}")
 
 
 def _use_running_server(settings: Settings) -> Settings:
@@ -453,8 +477,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def _reach_server(settings: Settings) -> bool:
     """Point Prefect at the workspace's server (before Prefect is imported) and check that it answers."""
-    import logging
-
     os.environ["PREFECT_API_URL"] = settings.prefect_api_url
     from perennial.deployments.events import server_is_up
 
@@ -465,11 +487,10 @@ def _reach_server(settings: Settings) -> bool:
             file=sys.stderr,
         )
         return False
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
-    from perennial.core.console import attach_log_file
+    from perennial.core.console import attach_log_file, service_console
 
     attach_log_file(settings.root)
+    service_console()
     return True
 
 

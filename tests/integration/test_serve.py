@@ -168,6 +168,23 @@ def test_ingest_from_another_system_triggers_a_run(served: Served, tmp_path: Pat
     assert statuses["exported.csv"] in {"promoted", "rejected-model"}
 
 
+def test_ingest_of_a_bad_file_sends_the_quarantine_event(served: Served, tmp_path: Path) -> None:
+    """A file refused by `perennial ingest` outside any run is announced as a run's ingestion would."""
+    bad = tmp_path / "refused.csv"
+    bad.write_bytes(b"\x00\x01\x02 not a table")  # unreadable: refused at ingest, before validation
+    result = _cli(served, "ingest", str(bad))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sent perennial.batch.quarantined for 1 file(s)" in result.stdout
+    assert "sent perennial.batch.arrived" not in result.stdout
+    body = {"filter": {"event": {"name": ["perennial.batch.quarantined"]}}, "limit": 50}
+    events = wait_for(
+        lambda: [e for e in httpx.post(f"{served.api}/events/filter", json=body, timeout=30).json()["events"]
+                 if e["payload"].get("source") == "refused.csv"],
+        30, "the quarantine event on the server",
+    )  # fmt: skip
+    assert events[0]["payload"]["reason"] and events[0]["payload"]["batch_id"]
+
+
 def test_concurrent_runs_are_serialised(served: Served, tmp_path: Path) -> None:
     before = len(served.triggered_runs())
     # A pending batch, so the first run trains for a while.

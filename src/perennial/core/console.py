@@ -80,6 +80,29 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def service_console() -> logging.Handler:
+    """The terminal of a long-running command (`serve`, `watch`): perennial's own lines (a file
+    arrived, an event sent) with the time, following -q/-v like every other command: -q leaves
+    warnings and errors, the default adds perennial's lines, -v every library's too."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_perennial_service", False):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    handler._perennial_service = True  # type: ignore[attr-defined]
+    if _verbosity == QUIET:
+        handler.setLevel(logging.WARNING)
+    elif _verbosity == NORMAL:
+        handler.addFilter(lambda r: r.levelno >= logging.WARNING or r.name.split(".")[0] == "perennial")
+    else:
+        root.setLevel(logging.INFO)
+    logging.getLogger("perennial").setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll otherwise
+    root.addHandler(handler)
+    return handler
+
+
 def verbosity() -> int:
     return _verbosity
 
