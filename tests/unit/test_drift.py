@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -388,6 +389,10 @@ def test_plot_drift_report_writes_png(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data[:8] == PNG_MAGIC
     assert len(data) > 10_000
+    # The report shows images at most 72rem (1,152 px) wide: a wider plot is shrunk, and its 9-point
+    # labels with it, past reading. Two panels a row fit at their natural size.
+    width, height = struct.unpack(">II", data[16:24])  # the PNG's IHDR
+    assert 900 <= width <= 1152 and height > width * 0.6
 
     # Missing keys skip their histograms; only the p-value panel is left.
     only = plot_drift_report(report, {}, {"oov_rate": current["oov_rate"]}, tmp_path / "bars.png", "Bars")

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from perennial.core.settings import Settings
 from perennial.evaluation import scoring as evaluation
@@ -238,3 +240,41 @@ def test_the_new_slice_is_split_by_the_labels_the_champion_lacks() -> None:
     assert split.per_label == (("c", 3, pytest.approx(2 / 3)),)
     assert split_by_known_labels(references, ["d"], 4, correct) is None
     assert split_by_known_labels(references, ["c"], 3, {"challenger": correct["challenger"]}) is None
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    counts=st.integers(1, 4).flatmap(
+        lambda k: st.lists(st.lists(st.integers(0, 6), min_size=k, max_size=k), min_size=k, max_size=k)
+    )
+)
+def test_per_class_from_confusion_matches_scikit_learn(counts: list[list[int]]) -> None:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from perennial.evaluation.scoring import per_class_from_confusion
+
+    labels = [f"label {i}" for i in range(len(counts))]
+    truth = [i for i, row in enumerate(counts) for j, n in enumerate(row) for _ in range(n)]
+    guess = [j for i, row in enumerate(counts) for j, n in enumerate(row) for _ in range(n)]
+    rows = per_class_from_confusion(labels, counts)
+    assert [r["support"] for r in rows] == [sum(row) for row in counts]
+    if not truth:
+        assert all(r["precision"] is None and r["recall"] is None for r in rows)
+        return
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        truth, guess, labels=list(range(len(labels))), zero_division=0
+    )
+    for i, row in enumerate(rows):
+        for key, expected in (("precision", precision[i]), ("recall", recall[i])):
+            # None only where there is nothing to divide by (no predictions, or no true rows).
+            assert (row[key] is None) == (
+                expected == 0
+                and (
+                    key == "precision"
+                    and not sum(c[i] for c in counts)
+                    or key == "recall"
+                    and not sum(counts[i])
+                )
+            )
+            assert row[key] is None or abs(row[key] - expected) < 1e-12
+        assert row["f1"] is None or abs(row["f1"] - f1[i]) < 1e-12

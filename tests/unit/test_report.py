@@ -10,6 +10,8 @@ import zlib
 import pytest
 from markupsafe import escape
 
+from perennial.evaluation.intervals import accuracy_interval
+from perennial.evaluation.scoring import per_class_from_confusion
 from perennial.reporting.report import (
     DRIFT_IMAGE,
     MATRIX_IMAGE,
@@ -91,6 +93,16 @@ def data() -> dict:
             },
             {"reviews": 100, "films": 80},  # gadgets: no row count recorded
         ),
+        "champion_slices": [
+            {
+                "slice": "reviews",
+                "accuracy": 0.8,
+                "interval": accuracy_interval(0.8, 100),
+                "macro_f1": 0.79,
+                "n": 100,
+            },
+            {"slice": "gadgets", "accuracy": 0.7125, "interval": None, "macro_f1": 0.7, "n": None},
+        ],
         "continual": {"avg_acc": 0.7881, "bwt": -0.0931, "avg_forgetting": 0.0925, "max_forgetting": 0.11},
         "over_versions": {
             "index": ["v1", "v2", "v3"],
@@ -140,7 +152,12 @@ def data() -> dict:
             },
         ],
         "confusions": [
-            {"version": "1", "labels": ["negative", "<b>mixed</b>"], "counts": [[17, 3], [2, 8]]},
+            {
+                "version": "1",
+                "labels": ["negative", "<b>mixed</b>"],
+                "counts": [[17, 3], [2, 8]],
+                "per_class": per_class_from_confusion(["negative", "<b>mixed</b>"], [[17, 3], [2, 8]]),
+            },
         ],
         "batches": [
             {
@@ -330,6 +347,7 @@ def test_empty_workspace_says_no_versions_yet() -> None:
         "batches": [],
         "labels": [],
         "confusions": [],
+        "champion_slices": [],
     }
     page = render_report(empty, {})
     versions = re.search(r'<section id="versions">.*?</section>', page, re.S).group(0)
@@ -353,3 +371,17 @@ def test_each_version_has_its_confusion_matrix(data: dict, images: dict) -> None
     assert "Confusion matrix of v1" in labels
     assert '<td>negative</td><td class="num">17</td><td class="num">3</td>' in labels
     assert "<th>&lt;b&gt;mixed&lt;/b&gt;</th>" in labels and "<b>mixed" not in labels
+    # Per label under it: negative is right on 17 of its 20 rows, and 17 of the 19 rows called negative.
+    assert (
+        '<td>negative</td><td class="num">0.895</td><td class="num">0.850</td><td class="num">0.872</td>'
+        '<td class="num">20</td>'
+    ) in labels
+
+
+def test_the_champion_now_per_slice_with_interval_and_macro_f1(data: dict) -> None:
+    section = re.search(r'<section id="matrix">.*?</section>', render_report(data, {}), re.S).group(0)
+    assert (
+        '<td>reviews</td><td class="num">0.800</td><td class="num">0.71–0.87</td>'
+        '<td class="num">0.790</td><td class="num">100</td>'
+    ) in section
+    assert '<td>gadgets</td><td class="num">0.713</td><td class="num">—</td>' in section  # no row count

@@ -157,6 +157,24 @@ def confusion_counts(predicted: Iterable[tuple[np.ndarray, np.ndarray]], num_lab
     return counts.tolist()
 
 
+def per_class_from_confusion(labels: Sequence[str], counts: Sequence[Sequence[int]]) -> list[dict]:
+    """Each label's precision, recall, F1 and support (true rows) from a confusion matrix (rows:
+    true label, columns: predicted), in label order; None where a ratio has no rows to divide by."""
+    matrix = np.asarray(counts, dtype=np.int64).reshape(len(labels), len(labels))
+    rows = []
+    for i, label in enumerate(labels):
+        right, predicted, support = int(matrix[i, i]), int(matrix[:, i].sum()), int(matrix[i, :].sum())
+        precision = right / predicted if predicted else None
+        recall = right / support if support else None
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if precision is not None and recall is not None and precision + recall
+            else (0.0 if precision is not None and recall is not None else None)
+        )
+        rows.append({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return rows
+
+
 def score_slices(predicted: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict[str, float]]:
     """Accuracy, macro F1 and row count per slice, from `predict_slices` output."""
     return {name: {**score(p, r), "n": len(r)} for name, (p, r) in predicted.items()}

@@ -32,8 +32,16 @@ def plot_drift_report(
     from matplotlib.ticker import MaxNLocator
 
     keys = [key for key in DRIFT_HISTOGRAMS if key in reference and key in current]
-    fig = Figure(figsize=(4.6 * (len(keys) + 1), 4.2), dpi=120, layout="constrained")
-    axes = fig.subplots(1, len(keys) + 1, squeeze=False)[0]
+    # Two panels a row: 9.4 in at 120 dpi is 1,128 px, which the report shows at its natural size
+    # (72rem), so the text reads at the size it was drawn; a single row of four panels was shrunk to
+    # half and its labels could not be read.
+    columns = min(2, len(keys) + 1)
+    rows = -(-(len(keys) + 1) // columns)
+    fig = Figure(figsize=(4.7 * columns, 3.9 * rows + 0.6), dpi=120, layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False)
+    axes = list(grid.flat)
+    for unused in axes[len(keys) + 1 :]:
+        unused.set_visible(False)
 
     bars = axes[0]
     triggered = set(report.triggered_by())
@@ -62,10 +70,10 @@ def plot_drift_report(
     bars.set_title("tests (taller = stronger evidence)")
     handles, labels = bars.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))  # one legend entry per kind of bar
-    bars.legend(unique.values(), unique.keys(), fontsize=8)
+    bars.legend(unique.values(), unique.keys(), fontsize=9)
 
     tests = {t.name: t for t in report.tests}
-    for ax, key in zip(axes[1:], keys, strict=True):
+    for ax, key in zip(axes[1 : len(keys) + 1], keys, strict=True):
         ref = np.asarray(reference[key], dtype=float)
         cur = np.asarray(current[key], dtype=float)
         edges = _shared_bins(np.concatenate([ref, cur]), bins=min(30, max(5, len(ref) // 5)))
@@ -100,7 +108,7 @@ def plot_drift_report(
         ax.xaxis.set_major_locator(MaxNLocator(5))  # long tick labels (0.50163) must not collide
         ax.set_ylabel("density")
         ax.set_title(panel_title, fontsize=10)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
 
     verdict = "DRIFT: " + ", ".join(report.triggered_by()) if report.drifted else "no drift"
     fig.suptitle(

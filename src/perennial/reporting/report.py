@@ -78,6 +78,7 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
         # Reconciled with the registry first: a move made without a record shows as "unrecorded".
         "champion_history": [asdict(m) for m in alias_history(settings)],
         "matrix": _with_intervals(_frame_values(matrix), _test_rows(cycles, names)),
+        "champion_slices": _champion_slices(cycles, names),
         "continual": summary,
         "over_versions": _over_versions(metrics_over_versions(cycles, names)),
         "drift_checks": [_drift_check(asdict(c), base) for c in ledger.drift_checks()],
@@ -119,6 +120,7 @@ def _label_history(ledger, names: dict[str, str], batches: Sequence) -> list[dic
 def _confusions(cycles: Sequence) -> list[dict]:
     """Each version's confusion matrix over every test slice, newest first (a wider label set than
     a table can show stays in the version's confusion.json artifact)."""
+    from perennial.evaluation.scoring import per_class_from_confusion
     from perennial.reporting.model_card import MAX_CONFUSION_LABELS
 
     result = []
@@ -126,7 +128,14 @@ def _confusions(cycles: Sequence) -> list[dict]:
         confusion = (cycle.metrics or {}).get("confusion") or {}
         labels, counts = confusion.get("labels") or [], confusion.get("counts") or []
         if cycle.challenger_version and counts and len(labels) <= MAX_CONFUSION_LABELS:
-            result.append({"version": cycle.challenger_version, "labels": labels, "counts": counts})
+            result.append(
+                {
+                    "version": cycle.challenger_version,
+                    "labels": labels,
+                    "counts": counts,
+                    "per_class": per_class_from_confusion(labels, counts),
+                }
+            )
     return result
 
 
@@ -222,6 +231,28 @@ def _frame_values(frame: Any) -> dict:
         "columns": [str(c) for c in frame.columns],
         "values": [[_finite(v) for v in row] for row in frame.to_numpy(dtype=float).tolist()],
     }
+
+
+def _champion_slices(cycles: Sequence, names: Mapping[str, str]) -> list[dict]:
+    """The serving champion's scores per test slice as the last cycle measured them: accuracy with
+    its interval, macro-F1 and the number of test rows."""
+    from perennial.evaluation.champion_history import champion_scores
+    from perennial.evaluation.intervals import accuracy_interval
+
+    scores = (champion_scores(cycles[-1]) if cycles else None) or {}
+    rows = []
+    for batch_id, metrics in scores.items():
+        accuracy, n = metrics.get("accuracy"), int(metrics.get("n") or 0)
+        rows.append(
+            {
+                "slice": names.get(batch_id, batch_id),
+                "accuracy": accuracy,
+                "interval": accuracy_interval(accuracy, n) if accuracy is not None and n else None,
+                "macro_f1": metrics.get("macro_f1"),
+                "n": n or None,
+            }
+        )
+    return rows
 
 
 def _test_rows(cycles: Sequence, names: Mapping[str, str]) -> dict[str, int]:
