@@ -15,13 +15,12 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
-from perennial.core.locking import LOCK_NAME, workspace_lock
+from perennial.core.locking import workspace_lock
 from perennial.core.settings import Settings
 
-# Left out: locks (held by whoever runs now, not by the restored copy) and SQLite's side files,
-# whose content the online backup folds into the database's copy.
-SKIPPED_NAMES = {LOCK_NAME, ".ingest.lock"}
-SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", ".partial")
+# Left out: locks (the workspace's, ingestion's, the log file's: held by whoever runs now, not by
+# the restored copy) and SQLite's side files, whose content the online backup folds into the copy.
+SKIPPED_SUFFIXES = (".lock", "-wal", "-shm", "-journal", ".partial")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -75,7 +74,7 @@ def restore(archive: Path, target: Path) -> int:
 
 
 def _skipped(path: Path) -> bool:
-    return path.name in SKIPPED_NAMES or path.name.endswith(SKIPPED_SUFFIXES)
+    return path.name.endswith(SKIPPED_SUFFIXES)
 
 
 def _is_sqlite(path: Path) -> bool:

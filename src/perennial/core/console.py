@@ -136,13 +136,20 @@ def story(message: str, *args: object) -> None:
         logging.getLogger("perennial.progress").info(text)
 
 
-def attach_log_file(workspace_root: Path) -> Path:
+def attach_log_file(
+    workspace_root: Path, max_bytes: int = _LOG_BYTES, backups: int = _LOG_BACKUPS
+) -> Path:
     """Send every log record at INFO and above (perennial, Prefect, MLflow) to the workspace's log
     file, rotated at 5 MB with 3 old files kept; returns its path. Imports Prefect first, whose
     logging set-up would otherwise drop the handler. Attaching again keeps one handler: for the
-    workspace asked for last. (Several processes on one workspace append to the same file; a
-    rotation by one while another writes can lose that other's lines to the old file.)"""
+    workspace asked for last.
+
+    Several processes write the same file (`perennial serve` and the flow runs it starts, a
+    `perennial run` in another terminal), so the rotation is concurrent-log-handler's, which rotates
+    under a file lock and reopens the file another process rotated: logging's own
+    RotatingFileHandler would let each process rotate on its own and write on into a renamed file."""
     import prefect  # noqa: F401 - its import configures logging (dictConfig replaces root handlers)
+    from concurrent_log_handler import ConcurrentRotatingFileHandler
 
     path = Path(workspace_root) / LOG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,9 +160,7 @@ def attach_log_file(workspace_root: Path) -> Path:
                 return path
             root.removeHandler(handler)
             handler.close()
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=_LOG_BYTES, backupCount=_LOG_BACKUPS, encoding="utf-8"
-    )
+    handler = ConcurrentRotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler._perennial_log = True  # type: ignore[attr-defined]
