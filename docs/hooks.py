@@ -2,13 +2,11 @@
 (`mkdocs build`), so they cannot fall behind it. A page asks for a reference with a marker comment.
 
 Settings come from the pydantic model's fields (their descriptions, defaults and environment
-variables); the CLI from the argparse parser that `perennial` itself runs, command by command.
+variables); the CLI from the command tree that `perennial` itself parses with, command by command.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,20 +49,20 @@ def _cell(text: str) -> str:
 
 
 def cli_reference() -> str:
-    from perennial.cli import build_parser
+    from perennial.cli import build_command
 
-    os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal: a fixed width, a stable page
     sections = []
-    for prog, parser in _commands(build_parser()):
-        sections.append(f"## `{prog}`\n\n```text\n{parser.format_help().rstrip()}\n```")
+    for path, text in _commands(build_command()):
+        sections.append(f"## `{path}`\n\n```text\n{text}\n```")
     return "\n\n".join(sections)
 
 
-def _commands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    """The parser and every sub-command's, depth first. argparse keeps sub-parsers on a private
-    action class; there is no public accessor, and this is what argparse documentation tools read."""
-    yield parser.prog, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
-                yield from _commands(sub)
+def _commands(command: Any, parent: Any = None, name: str = "perennial") -> Iterator[tuple[str, str]]:
+    """(`perennial CMD`, the help `perennial CMD --help` prints) for the top level and every command,
+    in the order `perennial --help` lists them. `Command.get_help` is click's plain text whatever the
+    terminal (only `--help` on a terminal adds colour); a fixed width keeps the page stable."""
+    settings = {**command.context_settings, "terminal_width": 100}  # -h beside --help, as when run
+    ctx = command.context_class(command, parent=parent, info_name=name, **settings)
+    yield ctx.command_path, command.get_help(ctx)
+    for sub_name, sub in getattr(command, "commands", {}).items():  # a group's commands
+        yield from _commands(sub, ctx, sub_name)

@@ -1,27 +1,32 @@
 """The `perennial` command. Heavy libraries are imported inside each command, so `--help` is instant.
 
-Over 400 lines: one parser and a thin handler per command (fourteen of them, `bench` with its
-own); the handlers call into the stages and hold no logic of their own. (A cli/ package by command
-is a known next step.)
+Over 1,500 lines: a thin handler per command (`cmd_*`, twenty of them), then the typer command
+that parses each one's options, with its description and examples; the handlers call into the
+stages and hold no logic of their own. (A cli/ package by command is a known next step.)
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+from typer.core import TyperCommand, TyperGroup
 
 from perennial import __version__
 from perennial.core.messages import first_line
 from perennial.core.secrets import redact
-from perennial.core.settings import Settings
-from perennial.data.ledger import PENDING, QUARANTINED
 
 if TYPE_CHECKING:
+    # Only for annotations: importing the settings (pydantic-settings) would cost `--help` ~0.25 s.
     from perennial.benchmarks.forgetting import StreamFactory
+    from perennial.core.settings import Settings
     from perennial.data.ingest import IngestResult
 
 
@@ -60,6 +65,7 @@ def _ready(settings: Settings) -> Settings:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     from perennial.data.ingest import ingest_file
+    from perennial.data.ledger import PENDING, QUARANTINED
     from perennial.workspace import ledger_for
 
     settings = _ready(_settings(args))
@@ -623,272 +629,943 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="perennial", description="Keep a text classifier current as labelled batches arrive."
-    )
-    parser.add_argument("--version", action="version", version=f"perennial {__version__}")
-    _global_options(parser)
-    # Every subcommand takes the global options too (`perennial status -v`); SUPPRESS keeps a value
-    # given before the subcommand from being reset by the subcommand's default.
-    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    _global_options(common)
-    sub = _Subcommands(parser.add_subparsers(dest="command", required=True), common)
+# --------------------------------------------------------------------------- the command line
+#
+# typer parses. Each command function below gathers its options into the argparse.Namespace that its
+# cmd_* handler reads (the handlers are older than typer) and `main` calls the handler once parsing
+# is over, so a usage error never reaches a handler. Help keeps click's plain layout everywhere
+# (pipes, files, the docs site, which is built from it); on a terminal rich colours it.
 
-    p = sub.add_parser("run", help="process every pending batch in the inbox, oldest first, one cycle each")
-    p.set_defaults(func=cmd_run)
+Handler = Callable[[argparse.Namespace], int]
+_Gather = Callable[..., argparse.Namespace]
 
-    p = sub.add_parser("ingest", help="record batch files in the ledger and data store (no training)")
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument(
-        "--no-event", action="store_true", help="do not notify a running server (`perennial serve`)"
-    )
-    p.set_defaults(func=cmd_ingest)
+# Choices spelt out: importing demo.DEMO_STREAMS or benchmark_streams.DEV_STREAMS (pandas) would slow
+# --help. tests/unit/test_docs_reference.py checks that they agree.
+DemoStream = Literal["vader", "trec-classes"]
+DevStream = Literal["vader", "trec-classes", "trec-subtypes"]
+Period = Literal["week", "month", "quarter", "year"]
 
-    p = sub.add_parser("demo", help="stream four VADER sentiment domains through the pipeline")
-    p.add_argument(
-        "--rows", type=int, help="rows sampled per domain (default: settings.demo_rows_per_domain)"
-    )
-    p.add_argument(
-        "--stream",
-        # demo.DEMO_STREAMS, spelt out: importing the demo (pandas) would slow --help.
-        choices=["vader", "trec-classes"],
-        default="vader",
-        help="vader: four sentiment domains; trec-classes: question types arriving two at a time, the "
-        "label set growing with them",
-    )
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("status", help="champion, its metrics, batches and decisions")
-    p.add_argument("--json", action="store_true")
-    p.add_argument(
-        "--history", action="store_true", help="only the champion's moves (promotion, rollback), oldest first"
-    )
-    p.set_defaults(func=cmd_status)
+class UsageProblem(Exception):
+    """A combination of options the parser cannot express (say, two that exclude each other)."""
 
-    p = sub.add_parser(
-        "rollback", help="move the champion back (default: to the previous champion) after a load check"
-    )
-    p.add_argument(
-        "--to", metavar="VERSION", type=_version, help="the version to make champion (e.g. 3 or v3)"
-    )
-    p.add_argument("--reason", help="why, for the alias history (default: 'manual rollback')")
-    p.add_argument(
-        "--force", action="store_true", help="roll back even to a version the gate rejected (it says why)"
-    )
-    p.set_defaults(func=cmd_rollback)
+    def __init__(self, command: str, message: str) -> None:
+        super().__init__(message)
+        self.command = command
 
-    p = sub.add_parser(
-        "report", help="write a static HTML dashboard of versions, decisions, forgetting and drift"
-    )
-    p.add_argument(
-        "--out", type=Path, metavar="FILE", help="HTML file to write (default: reports/index.html)"
-    )
-    p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("settings", help="every setting's effective value and where it comes from")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_settings)
+def _option(*names: str, help: str, **kwargs: Any) -> Any:
+    """typer.Option, showing the default only where the help text does not say it already."""
+    return typer.Option(*names, help=help, show_default="(default" not in help, **kwargs)
 
-    p = sub.add_parser("predict", help="score texts with the champion (or another version)")
-    p.add_argument("texts", nargs="*")
-    p.add_argument("--file", type=Path, help="one text per line (UTF-8); - reads them from stdin")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--version", type=_version, help="a registered version instead of the champion")
-    which.add_argument("--alias", help="the version behind this alias (e.g. challenger) instead")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--log", action="store_true", help="also log the texts to monitor/ for the drift monitor")
-    p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("drift", help="check recent inputs in monitor/ against the champion's data, once")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_drift)
-
-    p = sub.add_parser("server", help="start a local Prefect server (API and UI) on server_host:server_port")
-    p.set_defaults(func=cmd_server)
-
-    p = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 and print the Prefect UI's address")
-    p.add_argument("--workers", type=int, default=1, help="MLflow server worker processes (default: 1)")
-    p.add_argument("--jobs", action="store_true", help="also run MLflow's background job consumers")
-    p.set_defaults(func=cmd_ui)
-
-    p = sub.add_parser(
-        "serve", help="serve the training and drift deployments (schedules, triggers) and watch the inbox"
-    )
-    p.add_argument("--no-watch", action="store_true", help="do not watch the inbox for new files")
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser(
-        "watch",
-        help="only watch the inbox and send perennial.batch.arrived (a Prefect worker runs the flows)",
-    )
-    p.set_defaults(func=cmd_watch)
-
-    p = sub.add_parser(
-        "metrics",
-        help="the champion, its slice scores, batches, the last cycle and drift as Prometheus metrics",
-    )
-    p.add_argument(
-        "--textfile",
-        type=Path,
-        metavar="PATH",
-        help="write them (atomically) to PATH, e.g. for node_exporter's textfile collector (*.prom)",
-    )
-    p.set_defaults(func=cmd_metrics)
-
-    p = sub.add_parser(
-        "push", help="upload a registered version (default: the champion) to a Hugging Face Hub repository"
-    )
-    p.add_argument(
-        "--to-hub", required=True, metavar="REPO", help="the repository, e.g. acme/support-intents"
-    )
-    p.add_argument("--version", type=_version, help="the version to push (default: the champion)")
-    p.add_argument("--public", action="store_true", help="create the repository public (default: private)")
-    p.add_argument("--dry-run", action="store_true", help="list the files it would upload; send nothing")
-    p.set_defaults(func=cmd_push)
-
-    p = sub.add_parser(
-        "notify",
-        help="post promotions (and other decisions) to a webhook, through a Prefect automation on the "
-        "running server",
-    )
-    p.add_argument("--webhook", required=True, metavar="URL", help="where to POST (Slack, Teams, any JSON)")
-    p.add_argument(
-        "--on",
-        default="promoted",
-        help="comma-separated: promoted, rejected, quarantined (default: promoted)",
-    )
-    p.add_argument(
-        "--allow-private",
-        action="store_true",
-        help="let the server post to a private or local address (Prefect refuses those by default)",
-    )
-    p.set_defaults(func=cmd_notify)
-
-    p = sub.add_parser(
-        "backup",
-        help="the whole workspace as one .tar.gz, taken while no cycle runs (restore: perennial restore)",
-    )
-    p.add_argument("archive", type=Path, help="the archive to write, e.g. perennial-2026-12-08.tar.gz")
-    p.set_defaults(func=cmd_backup)
-
-    p = sub.add_parser(
-        "restore", help="unpack a backup into a new workspace folder (--workspace), ready to run there"
-    )
-    p.add_argument("archive", type=Path, help="an archive written by perennial backup")
-    p.set_defaults(func=cmd_restore)
-
-    p = sub.add_parser("stream", help="split a labelled file into ordered batch files (default: the inbox)")
-    p.add_argument("file", type=Path, help="CSV, JSONL or Parquet with text and label columns")
-    how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--by", metavar="COLUMN", help="one batch per value, in order of first appearance")
-    how.add_argument("--by-time", metavar="COLUMN", help="one batch per period of this date column")
-    p.add_argument("--every", choices=["week", "month", "quarter", "year"], default="month")
-    p.add_argument("--out", type=Path, help="output folder (default: the workspace inbox)")
-    p.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: the input's format")
-    p.set_defaults(func=cmd_stream)
-
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks that measure and report (see bench/)",
-        description="forgetting: every strategy on one stream against the joint bound. The stream is a "
-        "shipped development stream (--dataset), your own labelled file split into slices (--stream FILE "
-        "--by COLUMN, or --by-time COLUMN --every month), a folder of batch files in name order "
-        "(--stream-dir), or this workspace's accepted batches (--from-workspace).",
-    )
-    p.add_argument("name", choices=["forgetting"], help="forgetting: strategies against the joint bound")
-    p.add_argument("--quick", action="store_true", help="subsampled, one seed: minutes, not hours")
-    p.add_argument("--seeds", type=int, help="number of seeds (default: 3, or 1 with --quick)")
-    p.add_argument(
-        "--rows",
-        type=int,
-        help="rows sampled per slice of a --dataset stream (default: demo_rows_per_domain, 300 with --quick)",
-    )
-    p.add_argument("--strategies", help="comma-separated specs, e.g. naive,replay+lwf,joint")
-    p.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results/)")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--dataset",
-        # benchmark_streams.DEV_STREAMS' names, spelt out: importing it (pandas) would slow --help.
-        choices=["vader", "trec-classes", "trec-subtypes"],
-        default="vader",
-        help="a shipped development stream (default: vader, the easy one)",
-    )
-    source.add_argument("--stream", type=Path, metavar="FILE", help="a labelled CSV, JSONL or Parquet file")
-    source.add_argument(
-        "--stream-dir", type=Path, metavar="DIR", help="batch files, one slice each, in name order"
-    )
-    source.add_argument(
-        "--from-workspace", action="store_true", help="the workspace's accepted batches, in order"
-    )
-    p.add_argument(
-        "--by", metavar="COLUMN", help="with --stream: one slice per value, in order of first appearance"
-    )
-    p.add_argument(
-        "--by-time", metavar="COLUMN", help="with --stream: one slice per period of this date column"
-    )
-    p.add_argument("--every", choices=["week", "month", "quarter", "year"], default="month")
-    p.add_argument(
-        "--labels",
-        choices=["upfront", "growing"],
-        default="upfront",
-        help="upfront: every model knows the whole label set; growing: as the pipeline with no labels "
-        "declared, each cycle's model knows the labels seen so far (its head grows)",
-    )
-    p.add_argument(
-        "--split-rows",
-        metavar="TRAIN,VAL,TEST",
-        help="exact rows per split of every slice (default: the val_fraction and test_fraction settings)",
-    )
-    p.set_defaults(func=cmd_bench)
-    return parser
+def _flag(name: str, help: str) -> Any:
+    """An on/off option: `--name` alone (typer would add `--no-name` too)."""
+    return typer.Option(name, help=help, show_default=False)
 
 
 def _version(text: str) -> str:
     number = text.strip().removeprefix("v")
     if not number.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a version: give a number such as 3 or v3")
+        raise typer.BadParameter(f"{text!r} is not a version: give a number such as 3 or v3")
     return number
 
 
-def _global_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workspace", type=Path, help="workspace folder (default: ./workspace or PERENNIAL_WORKSPACE)"
-    )
-    parser.add_argument("--config", type=Path, help="settings file (TOML or YAML)")
-    parser.add_argument(
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a whole number") from None
+
+
+_Workspace = Annotated[
+    Path | None,
+    _option(
+        "--workspace", metavar="DIR", help="workspace folder (default: ./workspace or PERENNIAL_WORKSPACE)"
+    ),
+]
+_Config = Annotated[Path | None, _option("--config", metavar="FILE", help="settings file (TOML or YAML)")]
+_Verbose = Annotated[
+    int,
+    typer.Option(
         "-v",
         "--verbose",
-        action="count",
+        count=True,
+        show_default=False,
         help="also show Prefect's, MLflow's and the training's own log lines (the workspace's "
         "logs/perennial.log always has them)",
+    ),
+]
+_Quiet = Annotated[
+    int,
+    typer.Option(
+        "-q",
+        "--quiet",
+        count=True,
+        show_default=False,
+        help="only results, warnings and errors: no progress lines",
+    ),
+]
+# Every command takes the global options too, after its own (`perennial status -v`), as the
+# top-level does before the command; `_global_options` merges the two.
+_GLOBAL_NAMES = ("workspace", "config", "verbose", "quiet")
+_GLOBAL_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in (
+        ("workspace", _Workspace, None),
+        ("config", _Config, None),
+        ("verbose", _Verbose, 0),
+        ("quiet", _Quiet, 0),
     )
-    parser.add_argument(
-        "-q", "--quiet", action="count", help="only results, warnings and errors: no progress lines"
+]
+
+
+class _Context(typer.Context):
+    def get_help(self) -> str:
+        """The help that --help prints: coloured on a terminal (the docs take `Command.get_help`)."""
+        text = super().get_help()
+        return _coloured(text) if sys.stdout.isatty() else text
+
+
+def _coloured(text: str) -> str:
+    """Help text with rich's highlighting; rich leaves the colour out under NO_COLOR or TERM=dumb."""
+    from rich.console import Console
+    from rich.highlighter import RegexHighlighter
+    from rich.theme import Theme
+
+    class HelpHighlighter(RegexHighlighter):
+        base_style = "help."
+        highlights = [
+            r"(?m)^(?P<heading>[A-Z][A-Za-z ]*:)",
+            # an option, and the value it takes (`--to VERSION`, `--every <week|month>`)
+            r"(?P<option>(?<![\w-])--?[a-z][\w-]*)( (?P<metavar>[A-Z][A-Z_,]*[A-Z]|<[^>\n]+>)(?![\w-]))?",
+            r"(?m)^\s*(?P<comment>#.*)$",
+        ]
+
+    theme = Theme(
+        {"help.heading": "bold", "help.option": "cyan", "help.metavar": "yellow", "help.comment": "dim"}
+    )
+    console = Console(highlighter=HelpHighlighter(), theme=theme)
+    with console.capture() as captured:
+        console.print(text, markup=False, soft_wrap=True)
+    return captured.get().rstrip("\n")
+
+
+def _format_parameters(command: TyperCommand | TyperGroup, ctx: Any, formatter: Any) -> None:
+    """click's layout, but an argument is named as in the usage line (not with typer's type, such as
+    `<list[Path]>`), and a command's global options come last, under their own heading."""
+    sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": [], "Global options": []}
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is None:
+            continue
+        if param.param_type_name == "argument":
+            sections["Arguments"].append((_usage_name(param), record[1]))
+        elif isinstance(command, TyperCommand) and param.name in _GLOBAL_NAMES:
+            sections["Global options"].append(record)
+        else:
+            sections["Options"].append(record)
+    for heading, records in sections.items():
+        if records:
+            with formatter.section(heading):
+                formatter.write_dl(records)
+
+
+def _usage_name(param: Any) -> str:
+    """FILE, FILE... or [TEXT]..., as argparse and click write them (typer: {FILE}...)."""
+    name = str(param.metavar or param.name).upper()
+    many = "..." if param.nargs != 1 else ""
+    return f"{name}{many}" if param.required else f"[{name}]{many}"
+
+
+def _format_examples(command: TyperCommand | TyperGroup, formatter: Any) -> None:
+    """The epilog holds a command's examples: a section of their own, lines kept as written."""
+    if command.epilog:
+        with formatter.section("Examples"):
+            for line in command.epilog.splitlines():
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n")
+
+
+class _Command(TyperCommand):
+    context_class = _Context
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        arguments = [_usage_name(p) for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return [*([self.options_metavar] if self.options_metavar else []), *arguments]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_parameters(self, ctx, formatter)
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        _format_examples(self, formatter)
+
+
+class _Group(TyperGroup):
+    context_class = _Context
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        _format_parameters(self, ctx, formatter)
+        self.format_commands(ctx, formatter)
+
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        _format_examples(self, formatter)
+
+
+def _examples(*pairs: tuple[str, str]) -> str:
+    """(what it does, the command line) pairs, as the lines of an Examples section."""
+    return "\n".join(f"# {why}\n{line}" for why, line in pairs)
+
+
+app = typer.Typer(
+    name="perennial",
+    cls=_Group,
+    rich_markup_mode=None,  # click's plain layout: the same text on a terminal, in a pipe and in the docs
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"perennial {__version__}")
+        raise typer.Exit()
+
+
+def _global_options(
+    args: argparse.Namespace, workspace: Path | None, config: Path | None, verbose: int, quiet: int
+) -> argparse.Namespace:
+    """The command's Namespace with the global options given before it: given after it too, the later
+    --workspace or --config wins and the -v and -q counts add up."""
+    args.workspace = args.workspace or workspace
+    args.config = args.config or config
+    args.verbose += verbose
+    args.quiet += quiet
+    return args
+
+
+@app.callback(
+    result_callback=_global_options,
+    epilog=_examples(
+        ("try it: four sentiment domains through the pipeline, one cycle each", "perennial demo"),
+        ("train on what the inbox holds, then see what was decided", "perennial run && perennial status"),
+        (
+            "any command on another workspace, with the libraries' log lines",
+            "perennial -v --workspace /srv/perennial run",
+        ),
+        ("a command's options and examples", "perennial predict --help"),
+    ),
+)
+def _perennial(
+    workspace: _Workspace = None,
+    config: _Config = None,
+    verbose: _Verbose = 0,
+    quiet: _Quiet = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            expose_value=False,
+            show_default=False,
+            help="print the version and exit",
+        ),
+    ] = False,
+) -> None:
+    """Keep a text classifier current as labelled batches arrive.
+
+    Batch files (CSV, JSONL or Parquet with text and label columns) land in the workspace's inbox;
+    each cycle trains a candidate on one, evaluates it on the new slice and every earlier one, and
+    promotes it only if it learnt the new data without forgetting the old. Everything lives in the
+    workspace folder. The global options (--workspace, --config, -v, -q) go before or after the
+    command.
+    """
+
+
+def _command(name: str, summary: str, *examples: tuple[str, str]) -> Callable[[_Gather], _Gather]:
+    """Register `gather` as command `name`: its docstring is the description, `summary` its line in
+    `perennial --help`; the global options are added to its own."""
+
+    def register(gather: _Gather) -> _Gather:
+        def command(
+            *, workspace: Path | None, config: Path | None, verbose: int, quiet: int, **options: Any
+        ) -> argparse.Namespace:
+            args = gather(**options)
+            args.command = name
+            args.workspace, args.config, args.verbose, args.quiet = workspace, config, verbose, quiet
+            return args
+
+        own = inspect.signature(gather, eval_str=True)
+        command.__signature__ = own.replace(  # type: ignore[attr-defined]
+            parameters=[*own.parameters.values(), *_GLOBAL_PARAMETERS]
+        )
+        app.command(
+            name, cls=_Command, help=inspect.getdoc(gather), short_help=summary, epilog=_examples(*examples)
+        )(command)
+        return gather
+
+    return register
+
+
+@_command(
+    "run",
+    "process every pending batch in the inbox, oldest first, one cycle each",
+    ("every batch waiting in the inbox, one cycle each", "perennial run"),
+    ("the libraries' own log lines on the terminal too", "perennial run -v"),
+    ("only the results, e.g. from cron", "perennial run -q --workspace /srv/perennial"),
+)
+def _run() -> argparse.Namespace:
+    """Process every batch waiting in the workspace's inbox, and any ingested but not yet trained,
+    oldest first, one cycle each: validate it, train a candidate, evaluate it on the new slice and
+    every earlier one, then promote it or reject it with the reason. The flows run on the workspace's
+    Prefect server when one answers (`perennial server`), else on a temporary one. Exits 0 when every
+    batch completed a cycle (promoted or rejected), 1 when some batch failed (quarantined or crashed);
+    with nothing to do it says so and starts nothing."""
+    return argparse.Namespace(func=cmd_run)
+
+
+@_command(
+    "ingest",
+    "record batch files in the ledger and data store (no training)",
+    ("record a batch; a later `perennial run` trains it", "perennial ingest path/to/batch.jsonl"),
+    ("several files, without telling a running server", "perennial ingest --no-event a.csv b.parquet"),
+)
+def _ingest(
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="FILE", help="batch files: CSV, JSONL or Parquet", show_default=False),
+    ],
+    no_event: Annotated[
+        bool, _flag("--no-event", "do not notify a running server (`perennial serve`)")
+    ] = False,
+) -> argparse.Namespace:
+    """Validate batch files and record them in the ledger and data store without training; a later
+    `perennial run` trains them. A file whose content was seen before is skipped and says so; a bad
+    one is quarantined with the reason. When a Prefect server is up (`perennial serve`), it is told
+    which batches arrived, so that a run starts by itself, and which were quarantined."""
+    return argparse.Namespace(func=cmd_ingest, files=list(files), no_event=no_event)
+
+
+@_command(
+    "demo",
+    "stream four VADER sentiment domains through the pipeline",
+    ("four sentiment domains, one cycle each", "perennial demo"),
+    ("a quicker run: 200 rows per domain", "perennial demo --rows 200"),
+    ("question types two at a time, the label set growing", "perennial demo --stream trec-classes"),
+)
+def _demo(
+    rows: Annotated[
+        int | None,
+        _option(
+            "--rows",
+            metavar="N",
+            parser=_whole_number,
+            help="rows sampled per domain (default: settings.demo_rows_per_domain)",
+        ),
+    ] = None,
+    stream: Annotated[
+        DemoStream,
+        _option(
+            "--stream",
+            help="vader: four sentiment domains; trec-classes: question types arriving two at a time, the "
+            "label set growing with them",
+        ),
+    ] = "vader",
+) -> argparse.Namespace:
+    """Stream real labelled data through the pipeline, one batch per cycle, in a workspace of its own:
+    the demo/ folder inside the workspace, emptied first on every run so that runs compare. Point
+    --workspace at that folder to look at it afterwards (`perennial --workspace workspace/demo
+    report`, with the default workspace)."""
+    return argparse.Namespace(func=cmd_demo, rows=rows, stream=stream)
+
+
+@_command(
+    "status",
+    "champion, its metrics, batches and decisions",
+    ("the champion, its scores per slice, every batch and decision", "perennial status"),
+    ("the same as JSON, for a script", "perennial status --json"),
+    ("every promotion and rollback, oldest first", "perennial status --history"),
+)
+def _status(
+    as_json: Annotated[bool, _flag("--json", "print it as JSON")] = False,
+    history: Annotated[
+        bool, _flag("--history", "only the champion's moves (promotion, rollback), oldest first")
+    ] = False,
+) -> argparse.Namespace:
+    """Show the champion and its metrics on every slice, each batch with its decision and the reason,
+    and the last drift check. --history shows the champion's moves instead: promotions, rollbacks and
+    any move made outside perennial. Only reads: a workspace that does not exist is an error, never
+    created."""
+    return argparse.Namespace(func=cmd_status, json=as_json, history=history)
+
+
+@_command(
+    "rollback",
+    "move the champion back (default: to the previous champion) after a load check",
+    ("back to the previous champion, saying why", 'perennial rollback --reason "v4 misreads sarcasm"'),
+    ("to a given version", "perennial rollback --to 3"),
+    ("even to a version the gate rejected", 'perennial rollback --to v2 --force --reason "hotfix"'),
+)
+def _rollback(
+    to: Annotated[
+        str | None,
+        _option(
+            "--to", metavar="VERSION", parser=_version, help="the version to make champion (e.g. 3 or v3)"
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        _option("--reason", metavar="TEXT", help="why, for the alias history (default: 'manual rollback')"),
+    ] = None,
+    force: Annotated[
+        bool, _flag("--force", "roll back even to a version the gate rejected (it says why)")
+    ] = False,
+) -> argparse.Namespace:
+    """Move the champion alias back to the champion before it, or to --to VERSION, once that version
+    has passed a load check; the move and its reason join the alias history (`perennial status
+    --history`). A refused rollback (no version to go back to, files that no longer load, a version
+    the gate rejected without --force) leaves the champion as it was and exits 1."""
+    return argparse.Namespace(func=cmd_rollback, to=to, reason=reason, force=force)
+
+
+@_command(
+    "report",
+    "write a static HTML dashboard of versions, decisions, forgetting and drift",
+    ("write reports/index.html in the workspace and print its link", "perennial report"),
+    ("somewhere a web server serves", "perennial report --out /var/www/perennial/index.html"),
+)
+def _report(
+    out: Annotated[
+        Path | None,
+        _option("--out", metavar="FILE", help="HTML file to write (default: reports/index.html)"),
+    ] = None,
+) -> argparse.Namespace:
+    """Write a static HTML page: every version with its aliases, the decisions and their reasons, the
+    accuracy of each version on each slice (forgetting made visible) and drift; the data docs are
+    refreshed with it. Prints the file's path and a link to open it. A workspace that does not exist
+    is an error, never created."""
+    return argparse.Namespace(func=cmd_report, out=out)
+
+
+@_command(
+    "settings",
+    "every setting's effective value and where it comes from",
+    ("every value and its source", "perennial settings"),
+    ("with a settings file, as JSON", "perennial settings --config team.toml --json"),
+    ("what an environment variable changes", "PERENNIAL_EPOCHS=5 perennial settings"),
+)
+def _settings_command(
+    as_json: Annotated[bool, _flag("--json", "print a JSON list of {name, value, source}")] = False,
+) -> argparse.Namespace:
+    """List every setting with its effective value and where that came from: the default, the
+    settings file (perennial.toml in the current folder, or --config), a PERENNIAL_* environment
+    variable or a command-line option. A PERENNIAL_* variable that names no setting is warned about,
+    with the setting it probably meant."""
+    return argparse.Namespace(func=cmd_settings, json=as_json)
+
+
+@_command(
+    "predict",
+    "score texts with the champion (or another version)",
+    ("score two texts with the champion", 'perennial predict "great phone" "never again"'),
+    ("a file of texts, one per line, as JSON lines", "perennial predict --file texts.txt --json"),
+    ("texts from stdin", "cut -f2 tickets.tsv | perennial predict --file -"),
+    (
+        "with the challenger, logged for the drift monitor",
+        'perennial predict --alias challenger --log "new input"',
+    ),
+)
+def _predict(
+    texts: Annotated[
+        list[str] | None, typer.Argument(metavar="TEXT", help="texts to score", show_default=False)
+    ] = None,
+    file: Annotated[
+        Path | None,
+        _option("--file", metavar="FILE", help="one text per line (UTF-8); - reads them from stdin"),
+    ] = None,
+    version: Annotated[
+        str | None,
+        _option(
+            "--version",
+            metavar="VERSION",
+            parser=_version,
+            help="a registered version instead of the champion",
+        ),
+    ] = None,
+    alias: Annotated[
+        str | None,
+        _option("--alias", metavar="ALIAS", help="the version behind this alias (e.g. challenger) instead"),
+    ] = None,
+    as_json: Annotated[
+        bool, _flag("--json", "one JSON object per text, with the model version and whether it was cut")
+    ] = False,
+    log: Annotated[bool, _flag("--log", "also log the texts to monitor/ for the drift monitor")] = False,
+) -> argparse.Namespace:
+    """Score texts with the champion, or with another registered version (--version, --alias): one
+    line per text with the label, its score and the text, tab-separated. Texts come as arguments or
+    from --file; a text longer than max_length tokens is scored on its beginning, with a warning.
+    Exits 1 when there is no such model, 2 for an unreadable file or an empty text."""
+    if version is not None and alias is not None:
+        raise UsageProblem("predict", "--alias cannot be used with --version: give one of them")
+    return argparse.Namespace(
+        func=cmd_predict,
+        texts=list(texts or []),
+        file=file,
+        version=version,
+        alias=alias,
+        json=as_json,
+        log=log,
     )
 
 
-class _Subcommands:
-    """`add_subparsers`' action, giving every subcommand the global options as a parent."""
+@_command(
+    "drift",
+    "check recent inputs in monitor/ against the champion's data, once",
+    ("one check now", "perennial drift"),
+    ("the tests' figures as JSON", "perennial drift --json"),
+)
+def _drift(
+    as_json: Annotated[bool, _flag("--json", "print the check as JSON, the tests' report included")] = False,
+) -> argparse.Namespace:
+    """Run one drift check: the texts logged in monitor/ (by `perennial predict --log` or a service
+    that writes there) against held-out data the champion was trained on, and what to do about it.
+    `perennial serve` runs the same check on a schedule; too few monitored texts to test is said, not
+    an error."""
+    return argparse.Namespace(func=cmd_drift, json=as_json)
 
-    def __init__(self, action: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-        self._action, self._common = action, common
 
-    def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
-        return self._action.add_parser(name, parents=[self._common], **kwargs)  # type: ignore[arg-type]
+@_command(
+    "server",
+    "start a local Prefect server (API and UI) on server_host:server_port",
+    ("terminal 1: the server, its database in the workspace", "perennial server"),
+    ("on another port", "PERENNIAL_SERVER_PORT=4300 perennial server"),
+)
+def _server() -> argparse.Namespace:
+    """Start a local Prefect server, API and UI, in the foreground with its database in the workspace;
+    Ctrl-C stops it. While it runs, `perennial serve` serves the deployments on it and `perennial run`
+    runs its flows there, so its UI shows every run."""
+    return argparse.Namespace(func=cmd_server)
+
+
+@_command(
+    "ui",
+    "start the MLflow UI on 127.0.0.1 and print the Prefect UI's address",
+    ("the MLflow UI on 127.0.0.1:5000", "perennial ui"),
+    ("on another port, with two workers", "PERENNIAL_MLFLOW_UI_PORT=5050 perennial ui --workers 2"),
+)
+def _ui(
+    workers: Annotated[
+        int,
+        _option(
+            "--workers", metavar="N", parser=_whole_number, help="MLflow server worker processes (default: 1)"
+        ),
+    ] = 1,
+    jobs: Annotated[bool, _flag("--jobs", "also run MLflow's background job consumers")] = False,
+) -> argparse.Namespace:
+    """Start the MLflow UI on this workspace's registry (runs, versions, aliases) in the foreground and
+    print where the Prefect UI and the report are. One server worker and none of MLflow's background
+    job consumers unless asked, to stay light; Ctrl-C stops it."""
+    return argparse.Namespace(func=cmd_ui, workers=workers, jobs=jobs)
+
+
+@_command(
+    "serve",
+    "serve the training and drift deployments (schedules, triggers) and watch the inbox",
+    ("terminal 2, with `perennial server` in terminal 1", "perennial serve"),
+    ("without the watcher (a `perennial watch` elsewhere does it)", "perennial serve --no-watch"),
+)
+def _serve(
+    no_watch: Annotated[bool, _flag("--no-watch", "do not watch the inbox for new files")] = False,
+) -> argparse.Namespace:
+    """Serve the training and drift deployments on the workspace's Prefect server (their schedules,
+    the trigger that trains when a batch arrives, the one that acts on drift) and watch the inbox for
+    new files, until Ctrl-C. It needs a running server: `perennial server` in another terminal, or
+    PREFECT_API_URL; without one it says so and exits 2."""
+    return argparse.Namespace(func=cmd_serve, no_watch=no_watch)
+
+
+@_command(
+    "watch",
+    "only watch the inbox and send perennial.batch.arrived (a Prefect worker runs the flows)",
+    (
+        "the watcher of a stack whose worker runs the flows",
+        "PREFECT_API_URL=http://prefect:4200/api perennial watch",
+    ),
+)
+def _watch() -> argparse.Namespace:
+    """Only watch the inbox: send perennial.batch.arrived to the Prefect server for every complete file
+    that lands there, until Ctrl-C. For a stack where a Prefect worker, not `perennial serve`, runs the
+    flows (the Compose file's inbox-watch service). Without a server it says so and exits 2."""
+    return argparse.Namespace(func=cmd_watch)
+
+
+@_command(
+    "metrics",
+    "the champion, its slice scores, batches, the last cycle and drift as Prometheus metrics",
+    ("print them", "perennial metrics"),
+    (
+        "for node_exporter's textfile collector, e.g. from cron",
+        "perennial metrics --textfile /var/lib/node_exporter/perennial.prom",
+    ),
+)
+def _metrics(
+    textfile: Annotated[
+        Path | None,
+        _option(
+            "--textfile",
+            metavar="PATH",
+            help="write them (atomically) to PATH, e.g. for node_exporter's textfile collector (*.prom)",
+        ),
+    ] = None,
+) -> argparse.Namespace:
+    """Print the workspace's state in Prometheus' text format: the champion's version, its score on
+    each slice, batches by status, the last cycle and the last drift check. With --textfile they are
+    written to a file instead, replaced in one step so a scrape never reads half of it."""
+    return argparse.Namespace(func=cmd_metrics, textfile=textfile)
+
+
+@_command(
+    "push",
+    "upload a registered version (default: the champion) to a Hugging Face Hub repository",
+    ("what would be uploaded, sending nothing", "perennial push --to-hub acme/support-intents --dry-run"),
+    (
+        "version 3, in a public repository",
+        "perennial push --to-hub acme/support-intents --version 3 --public",
+    ),
+)
+def _push(
+    to_hub: Annotated[
+        str, _option("--to-hub", metavar="REPO", help="the repository, e.g. acme/support-intents")
+    ],
+    version: Annotated[
+        str | None,
+        _option(
+            "--version",
+            metavar="VERSION",
+            parser=_version,
+            help="the version to push (default: the champion)",
+        ),
+    ] = None,
+    public: Annotated[bool, _flag("--public", "create the repository public (default: private)")] = False,
+    dry_run: Annotated[bool, _flag("--dry-run", "list the files it would upload; send nothing")] = False,
+) -> argparse.Namespace:
+    """Upload a registered version to a Hugging Face Hub repository in one commit: its weights,
+    tokenizer and model card, downloaded afresh from the registry. The one command that goes online:
+    it uses huggingface_hub's token (HF_TOKEN or `hf auth login`) and refuses while HF_HUB_OFFLINE is
+    set."""
+    return argparse.Namespace(func=cmd_push, to_hub=to_hub, version=version, public=public, dry_run=dry_run)
+
+
+@_command(
+    "notify",
+    "post promotions (and other decisions) to a webhook, through a Prefect automation on the running server",
+    (
+        "post each promotion to a Slack channel",
+        "perennial notify --webhook https://hooks.slack.com/services/T0/B0/XYZ",
+    ),
+    (
+        "every decision, to a service on the local network",
+        "perennial notify --webhook http://10.0.0.5/hook --on rejected,quarantined --allow-private",
+    ),
+)
+def _notify(
+    webhook: Annotated[
+        str, _option("--webhook", metavar="URL", help="where to POST (Slack, Teams, any JSON)")
+    ],
+    on: Annotated[
+        str,
+        _option(
+            "--on",
+            metavar="EVENTS",
+            help="comma-separated: promoted, rejected, quarantined (default: promoted)",
+        ),
+    ] = "promoted",
+    allow_private: Annotated[
+        bool,
+        _flag(
+            "--allow-private",
+            "let the server post to a private or local address (Prefect refuses those by default)",
+        ),
+    ] = False,
+) -> argparse.Namespace:
+    """Create an automation on the running Prefect server that posts this workspace's decisions to a
+    webhook as JSON: promotions, and with --on rejections and quarantined batches too. It lives on the
+    server (its UI lists it under Automations); without a server this says so and exits 2."""
+    return argparse.Namespace(func=cmd_notify, webhook=webhook, on=on, allow_private=allow_private)
+
+
+@_command(
+    "backup",
+    "the whole workspace as one .tar.gz, taken while no cycle runs (restore: perennial restore)",
+    ("a dated archive of the workspace", 'perennial backup "/backups/perennial-$(date +%F).tar.gz"'),
+    ("another workspace", "perennial backup ws.tar.gz --workspace /srv/perennial"),
+)
+def _backup(
+    archive: Annotated[
+        Path, typer.Argument(metavar="ARCHIVE", help="the archive to write, e.g. perennial-2026-12-08.tar.gz")
+    ],
+) -> argparse.Namespace:
+    """Write the whole workspace to one .tar.gz archive. It holds the workspace lock meanwhile, so no
+    cycle or rollback runs during the copy (a running one is waited for, up to the lock_wait_seconds
+    setting), and copies each SQLite database through SQLite's own backup, so the archive is
+    consistent. `perennial restore` unpacks it."""
+    return argparse.Namespace(func=cmd_backup, archive=archive)
+
+
+@_command(
+    "restore",
+    "unpack a backup into a new workspace folder (--workspace), ready to run there",
+    (
+        "into a new folder, then carry on there",
+        "perennial restore backup.tar.gz --workspace /srv/perennial-2",
+    ),
+)
+def _restore(
+    archive: Annotated[
+        Path, typer.Argument(metavar="ARCHIVE", help="an archive written by perennial backup")
+    ],
+) -> argparse.Namespace:
+    """Unpack an archive written by `perennial backup` into a new workspace folder (--workspace; one
+    that is empty or does not exist yet) and point its stored paths there, so that every command works
+    on it at once."""
+    return argparse.Namespace(func=cmd_restore, archive=archive)
+
+
+@_command(
+    "stream",
+    "split a labelled file into ordered batch files (default: the inbox)",
+    ("one batch per domain, into the inbox", "perennial stream reviews.csv --by domain"),
+    (
+        "one batch per quarter, as JSONL files in a folder",
+        "perennial stream tickets.parquet --by-time created_at --every quarter --out batches/ --format jsonl",
+    ),
+)
+def _stream(
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="CSV, JSONL or Parquet with text and label columns")
+    ],
+    by: Annotated[
+        str | None,
+        _option("--by", metavar="COLUMN", help="one batch per value, in order of first appearance"),
+    ] = None,
+    by_time: Annotated[
+        str | None, _option("--by-time", metavar="COLUMN", help="one batch per period of this date column")
+    ] = None,
+    every: Annotated[Period, _option("--every", help="the period of --by-time")] = "month",
+    out: Annotated[
+        Path | None, _option("--out", metavar="DIR", help="output folder (default: the workspace inbox)")
+    ] = None,
+    fmt: Annotated[
+        Literal["csv", "jsonl", "parquet"] | None, _option("--format", help="default: the input's format")
+    ] = None,
+) -> argparse.Namespace:
+    """Split one labelled file into numbered batch files, in order: one per value of a column (--by)
+    or one per period of a date column (--by-time, --every). They are written to the workspace inbox
+    unless --out says otherwise, in the input's format unless --format does; `perennial run` then
+    trains them one cycle each, as if they had arrived over time."""
+    if (by is None) == (by_time is None):
+        raise UsageProblem("stream", "give one of --by COLUMN or --by-time COLUMN")
+    return argparse.Namespace(
+        func=cmd_stream, file=file, by=by, by_time=by_time, every=every, out=out, format=fmt
+    )
+
+
+@_command(
+    "bench",
+    "benchmarks that measure and report (see bench/)",
+    ("minutes, not hours: subsampled, one seed", "perennial bench forgetting --quick"),
+    ("a stream where naive fine-tuning forgets", "perennial bench forgetting --dataset trec-classes --quick"),
+    (
+        "your own history, one slice per quarter",
+        "perennial bench forgetting --stream history.csv --by-time created_at --every quarter",
+    ),
+    (
+        "this workspace's batches, three strategies",
+        "perennial bench forgetting --from-workspace --strategies naive,replay+lwf,joint",
+    ),
+)
+def _bench(
+    name: Annotated[
+        Literal["forgetting"],
+        typer.Argument(
+            metavar="NAME", help="forgetting: strategies against the joint bound", show_default=False
+        ),
+    ],
+    quick: Annotated[bool, _flag("--quick", "subsampled, one seed: minutes, not hours")] = False,
+    seeds: Annotated[
+        int | None,
+        _option(
+            "--seeds",
+            metavar="N",
+            parser=_whole_number,
+            help="number of seeds (default: 3, or 1 with --quick)",
+        ),
+    ] = None,
+    rows: Annotated[
+        int | None,
+        _option(
+            "--rows",
+            metavar="N",
+            parser=_whole_number,
+            help="rows sampled per slice of a --dataset stream (default: demo_rows_per_domain, 300 with "
+            "--quick)",
+        ),
+    ] = None,
+    strategies: Annotated[
+        str | None,
+        _option("--strategies", metavar="SPECS", help="comma-separated specs, e.g. naive,replay+lwf,joint"),
+    ] = None,
+    out: Annotated[Path, _option("--out", metavar="DIR", help="output folder (default: results/)")] = Path(
+        "results"
+    ),
+    dataset: Annotated[
+        DevStream | None,
+        _option("--dataset", help="a shipped development stream (default: vader, the easy one)"),
+    ] = None,
+    stream: Annotated[
+        Path | None, _option("--stream", metavar="FILE", help="a labelled CSV, JSONL or Parquet file")
+    ] = None,
+    stream_dir: Annotated[
+        Path | None, _option("--stream-dir", metavar="DIR", help="batch files, one slice each, in name order")
+    ] = None,
+    from_workspace: Annotated[
+        bool, _flag("--from-workspace", "the workspace's accepted batches, in order")
+    ] = False,
+    by: Annotated[
+        str | None,
+        _option(
+            "--by", metavar="COLUMN", help="with --stream: one slice per value, in order of first appearance"
+        ),
+    ] = None,
+    by_time: Annotated[
+        str | None,
+        _option(
+            "--by-time", metavar="COLUMN", help="with --stream: one slice per period of this date column"
+        ),
+    ] = None,
+    every: Annotated[Period, _option("--every", help="the period of --by-time")] = "month",
+    labels: Annotated[
+        Literal["upfront", "growing"],
+        _option(
+            "--labels",
+            help="upfront: every model knows the whole label set; growing: as the pipeline with no labels "
+            "declared, each cycle's model knows the labels seen so far (its head grows)",
+        ),
+    ] = "upfront",
+    split_rows: Annotated[
+        str | None,
+        _option(
+            "--split-rows",
+            metavar="TRAIN,VAL,TEST",
+            help="exact rows per split of every slice (default: the val_fraction and test_fraction settings)",
+        ),
+    ] = None,
+) -> argparse.Namespace:
+    """forgetting: every strategy on one stream against the joint bound. The stream is a shipped
+    development stream (--dataset), your own labelled file split into slices (--stream FILE --by
+    COLUMN, or --by-time COLUMN --every month), a folder of batch files in name order (--stream-dir),
+    or this workspace's accepted batches (--from-workspace)."""
+    sources = [
+        option
+        for option, given in (
+            ("--dataset", dataset is not None),
+            ("--stream", stream is not None),
+            ("--stream-dir", stream_dir is not None),
+            ("--from-workspace", from_workspace),
+        )
+        if given
+    ]
+    if len(sources) > 1:
+        raise UsageProblem("bench", f"{' and '.join(sources)} exclude each other: give one stream")
+    return argparse.Namespace(
+        func=cmd_bench,
+        name=name,
+        quick=quick,
+        seeds=seeds,
+        rows=rows,
+        strategies=strategies,
+        out=out,
+        dataset=dataset or "vader",
+        stream=stream,
+        stream_dir=stream_dir,
+        from_workspace=from_workspace,
+        by=by,
+        by_time=by_time,
+        every=every,
+        labels=labels,
+        split_rows=split_rows,
+    )
+
+
+def build_command() -> TyperGroup:
+    """The click command tree typer builds from `app` (the docs' CLI page walks it too)."""
+    command = typer.main.get_command(app)
+    assert isinstance(command, TyperGroup)
+    return command
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace | int:
+    """The command line as the Namespace its handler reads; or, when there is nothing to run, the exit
+    status: 0 after --help, --version or a completion script, 2 after a usage error (said in one
+    line on stderr, with where to look for the fix)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parsed = build_command().main(args, prog_name="perennial", standalone_mode=False)
+    except UsageProblem as problem:
+        print(f"error: {problem} (try perennial {problem.command} --help)", file=sys.stderr)
+        return 2
+    except typer.TyperException as error:  # click's usage errors (exit status 2) and kin
+        print(f"error: {_one_line(error, args)}", file=sys.stderr)
+        return int(getattr(error, "exit_code", 2))
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    except SystemExit as done:  # typer's completion options and shell completion end this way
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+    if isinstance(parsed, argparse.Namespace):
+        return parsed
+    return parsed if isinstance(parsed, int) else 0  # typer.Exit's status: --help, --version
+
+
+def _one_line(error: typer.TyperException, argv: Sequence[str]) -> str:
+    """click's message as one line that ends with the help to read, not click's usage block."""
+    message = error.format_message()
+    possibilities = getattr(error, "possibilities", None)
+    if possibilities:  # "no such option: --jsn": say what was probably meant
+        message = f"{error.message}; did you mean {' or '.join(sorted(possibilities))}"
+    # pydantic's prefix on a bad choice; a list of choices on lines of its own
+    message = " ".join(message.replace("Value error, ", "").split()).rstrip(".")
+    return f"{message[:1].lower()}{message[1:]} (try {_command_path(error, argv)} --help)"
+
+
+def _command_path(error: typer.TyperException, argv: Sequence[str]) -> str:
+    """`perennial CMD` for an error in a command's options, else `perennial`."""
+    ctx = getattr(error, "ctx", None)
+    if ctx is not None:
+        return str(ctx.command_path)
+    names = [arg for arg in argv if arg in _command_names()]
+    return f"perennial {names[0]}" if names else "perennial"
+
+
+def _command_names() -> list[str]:
+    """The commands' names, in the order `perennial --help` lists them."""
+    return [str(info.name) for info in app.registered_commands]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
+    if isinstance(args, int):  # --help, --version, or a usage error already said
+        return args
     from perennial.core.console import set_verbosity
 
-    set_verbosity((args.verbose or 0) - (args.quiet or 0))  # before Prefect or MLflow is imported
+    set_verbosity(args.verbose - args.quiet)  # before Prefect or MLflow is imported
     from perennial.core.settings_check import SettingsProblem, unknown_variables
 
     for warning in unknown_variables(os.environ):
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        return args.func(args)
+        handler: Handler = args.func
+        return handler(args)
     except SettingsProblem as problem:
         for line in str(problem).splitlines():
             print(f"error: {line}", file=sys.stderr)
@@ -903,7 +1580,7 @@ def entry() -> None:
     the command has returned, do what a normal exit does that matters (wait for non-daemon threads,
     run the atexit handlers: log flushing, stopping Prefect's temporary server, then flush stdio)
     and leave without the teardown."""
-    code = main()  # argparse's exits (--help, bad arguments) and errors leave the normal way
+    code = main()  # --help and usage errors return their status too; an exception leaves the normal way
     _exit_now(code)
 
 

@@ -136,9 +136,7 @@ def story(message: str, *args: object) -> None:
         logging.getLogger("perennial.progress").info(text)
 
 
-def attach_log_file(
-    workspace_root: Path, max_bytes: int = _LOG_BYTES, backups: int = _LOG_BACKUPS
-) -> Path:
+def attach_log_file(workspace_root: Path, max_bytes: int = _LOG_BYTES, backups: int = _LOG_BACKUPS) -> Path:
     """Send every log record at INFO and above (perennial, Prefect, MLflow) to the workspace's log
     file, rotated at 5 MB with 3 old files kept; returns its path. Imports Prefect first, whose
     logging set-up would otherwise drop the handler. Attaching again keeps one handler: for the
