@@ -52,9 +52,10 @@ def sections(help_text: str) -> dict[str, list[str]]:
 
 
 def test_there_are_the_commands_argparse_had() -> None:
+    # In `perennial --help`: the workspace's commands first, then the ones that start or reach servers.
     assert COMMANDS == [
-        "run", "ingest", "demo", "status", "rollback", "report", "settings", "predict", "drift", "server",
-        "ui", "serve", "watch", "metrics", "push", "notify", "backup", "restore", "stream", "bench",
+        "run", "ingest", "demo", "status", "rollback", "report", "settings", "predict", "drift", "metrics",
+        "backup", "restore", "stream", "bench", "server", "ui", "serve", "watch", "push", "notify",
     ]  # fmt: skip
 
 
@@ -138,7 +139,7 @@ def test_global_options_go_before_or_after_the_command() -> None:
 
 
 def test_the_namespace_is_what_the_handlers_read() -> None:
-    from perennial import cli
+    from perennial.cli import handlers as cli
 
     args = parse(["predict", "--version", "v3", "--json", "one", "two"])
     assert isinstance(args, argparse.Namespace)

@@ -491,7 +491,8 @@ def test_entry_points_match_the_compose_commands_and_the_code_they_call(
     assert stack.work_pools(ROOT / "deployments" / "prefect.yaml") == ["perennial"]
     # The watcher is the CLI's own command (the image's entrypoint is `perennial`).
     assert "entrypoint" not in services["inbox-watch"] and services["inbox-watch"]["command"] == ["watch"]
-    from perennial.cli import cmd_watch, parse
+    from perennial.cli import parse
+    from perennial.cli.service_handlers import cmd_watch
 
     args = parse(["watch"])
     assert not isinstance(args, int) and args.func is cmd_watch

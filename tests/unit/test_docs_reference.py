@@ -66,8 +66,8 @@ def test_stream_choices_spelt_out_in_the_cli_match_the_code() -> None:
     import argparse
     from typing import get_args
 
-    from perennial import cli
     from perennial.benchmarks.streams import DEV_STREAMS
+    from perennial.cli import options as cli
     from perennial.demo import DEMO_STREAMS
 
     assert list(get_args(cli.DemoStream)) == list(DEMO_STREAMS)

@@ -17,7 +17,7 @@ def test_quick_exit_ends_with_an_idle_thread_pool_and_runs_its_queued_work(tmp_p
         from concurrent.futures import ThreadPoolExecutor
         from pathlib import Path
 
-        from perennial.cli import _exit_now
+        from perennial.cli.parsing import _exit_now
 
         pool = ThreadPoolExecutor(max_workers=2)
         pool.submit(lambda: None).result()  # a worker exists and waits for more
