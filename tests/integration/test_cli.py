@@ -29,10 +29,15 @@ def test_run_status_predict_end_to_end(cli_env: dict[str, str], tmp_path: Path) 
     shutil.copyfile(DATA / "reviews.csv", inbox / "reviews.csv")
     shutil.copyfile(DATA / "bad_labels.csv", inbox / "bad_labels.csv")
 
-    run = perennial("run", env=cli_env, cwd=tmp_path)
+    run = perennial("run", "--json", env=cli_env, cwd=tmp_path)
     # The bad batch fails the run, with its reason; the good batch is promoted regardless.
     assert run.returncode == 1, run.stderr[-3000:]
     assert "quarantined" in run.stderr
+    outcome = json.loads(run.stdout)
+    assert "quarantined" in outcome["failed"]
+    assert [(o["decision"], o["version"], o["champion_version"]) for o in outcome["outcomes"]] == [
+        ("promote", "1", "1")
+    ]
 
     status = perennial("status", "--json", env=cli_env, cwd=tmp_path)
     assert status.returncode == 0, status.stderr[-3000:]

@@ -61,8 +61,10 @@ def test_a_copied_workspace_runs_on_its_own_and_a_backup_restores(
         assert _mentions(copy / db, copy) > 0, db
 
     archive = tmp_path / "copy.tar.gz"
-    backup = perennial("backup", str(archive), env=env_copy, cwd=tmp_path)
+    backup = perennial("backup", str(archive), "--json", env=env_copy, cwd=tmp_path)
     assert backup.returncode == 0, backup.stderr[-3000:]
+    said = json.loads(backup.stdout)
+    assert said["workspace"] == str(copy) and said["archive"] == str(archive) and said["files"] > 20
     restored = tmp_path / "restored"
     env_restored = tiny_cli_env(restored, pretrained_tiny_model_dir)
     unpack = perennial("restore", str(archive), env=env_restored, cwd=tmp_path)

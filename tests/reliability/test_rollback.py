@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -111,9 +112,11 @@ def test_rollback_moves_champion_back_and_every_move_is_in_the_history(
     code, out, err = perennial(settings, capsys, "rollback", "--to", "v2", "--reason", "films fixed")
     assert code == 0, err
     assert "champion: v1 -> v2 (films fixed)" in out
-    code, out, err = perennial(settings, capsys, "rollback", "--reason", "films broken again")
+    code, out, err = perennial(settings, capsys, "rollback", "--reason", "films broken again", "--json")
     assert code == 0, err
-    assert "champion: v2 -> v1 (films broken again)" in out
+    move = json.loads(out)
+    assert (move["from_version"], move["to_version"], move["kind"]) == ("2", "1", ROLLBACK)
+    assert move["reason"] == "films broken again" and move["actor"] == me
     weights = version_files(settings, "2") / "model" / "model.safetensors"
     weights.write_bytes(b"not a safetensors file")
     before = history_lines(settings, capsys)

@@ -44,14 +44,18 @@ from perennial.cli.options import (
     ("the libraries' own log lines on the terminal too", "perennial run -v"),
     ("only the results, e.g. from cron", "perennial run -q --workspace /srv/perennial"),
 )
-def _run() -> argparse.Namespace:
+def _run(
+    as_json: Annotated[
+        bool, flag("--json", "print the outcomes as JSON (each batch's version and decision)")
+    ] = False,
+) -> argparse.Namespace:
     """Process every batch waiting in the workspace's inbox, and any ingested but not yet trained,
     oldest first, one cycle each: validate it, train a candidate, evaluate it on the new slice and
     every earlier one, then promote it or reject it with the reason. The flows run on the workspace's
     Prefect server when one answers (`perennial server`), else on a temporary one. Exits 0 when every
     batch completed a cycle (promoted or rejected), 1 when some batch failed (quarantined or crashed);
     with nothing to do it says so and starts nothing."""
-    return argparse.Namespace(func=cmd_run)
+    return argparse.Namespace(func=cmd_run, json=as_json)
 
 
 @cli_command(
@@ -68,12 +72,13 @@ def _ingest(
     no_event: Annotated[
         bool, flag("--no-event", "do not notify a running server (`perennial serve`)")
     ] = False,
+    as_json: Annotated[bool, flag("--json", "one JSON line per file: batch id, status, message")] = False,
 ) -> argparse.Namespace:
     """Validate batch files and record them in the ledger and data store without training; a later
     `perennial run` trains them. A file whose content was seen before is skipped and says so; a bad
     one is quarantined with the reason. When a Prefect server is up (`perennial serve`), it is told
     which batches arrived, so that a run starts by itself, and which were quarantined."""
-    return argparse.Namespace(func=cmd_ingest, files=list(files), no_event=no_event)
+    return argparse.Namespace(func=cmd_ingest, files=list(files), no_event=no_event, json=as_json)
 
 
 @cli_command(
@@ -153,12 +158,13 @@ def _rollback(
     force: Annotated[
         bool, flag("--force", "roll back even to a version the gate rejected (it says why)")
     ] = False,
+    as_json: Annotated[bool, flag("--json", "print the recorded move as JSON")] = False,
 ) -> argparse.Namespace:
     """Move the champion alias back to the champion before it, or to --to VERSION, once that version
     has passed a load check; the move and its reason join the alias history (`perennial status
     --history`). A refused rollback (no version to go back to, files that no longer load, a version
     the gate rejected without --force) leaves the champion as it was and exits 1."""
-    return argparse.Namespace(func=cmd_rollback, to=to, reason=reason, force=force)
+    return argparse.Namespace(func=cmd_rollback, to=to, reason=reason, force=force, json=as_json)
 
 
 @cli_command(
@@ -302,12 +308,13 @@ def _backup(
     archive: Annotated[
         Path, typer.Argument(metavar="ARCHIVE", help="the archive to write, e.g. perennial-2026-12-08.tar.gz")
     ],
+    as_json: Annotated[bool, flag("--json", "print the archive, file count and workspace as JSON")] = False,
 ) -> argparse.Namespace:
     """Write the whole workspace to one .tar.gz archive. It holds the workspace lock meanwhile, so no
     cycle or rollback runs during the copy (a running one is waited for, up to the lock_wait_seconds
     setting), and copies each SQLite database through SQLite's own backup, so the archive is
     consistent. `perennial restore` unpacks it."""
-    return argparse.Namespace(func=cmd_backup, archive=archive)
+    return argparse.Namespace(func=cmd_backup, archive=archive, json=as_json)
 
 
 @cli_command(
@@ -322,11 +329,12 @@ def _restore(
     archive: Annotated[
         Path, typer.Argument(metavar="ARCHIVE", help="an archive written by perennial backup")
     ],
+    as_json: Annotated[bool, flag("--json", "print the archive, file count and workspace as JSON")] = False,
 ) -> argparse.Namespace:
     """Unpack an archive written by `perennial backup` into a new workspace folder (--workspace; one
     that is empty or does not exist yet) and point its stored paths there, so that every command works
     on it at once."""
-    return argparse.Namespace(func=cmd_restore, archive=archive)
+    return argparse.Namespace(func=cmd_restore, archive=archive, json=as_json)
 
 
 @cli_command(

@@ -5,9 +5,11 @@ handlers call into the stages and hold no logic of their own."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,13 +70,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"{path}: no such file", file=sys.stderr)
             return 2
         result = ingest_file(Path(path), settings, ledger)
-        print(result.message)
+        print(json.dumps(asdict(result)) if args.json else result.message)
         if result.status == PENDING and not result.duplicate:
             arrived.append(Path(path))
         elif result.status == QUARANTINED and not result.duplicate:
             quarantined.append(result)
     if (arrived or quarantined) and not args.no_event:
-        _announce(settings, arrived, quarantined)
+        # With --json, stdout holds the JSON lines alone: what was sent is said on stderr.
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            _announce(settings, arrived, quarantined)
     return 0
 
 
@@ -152,7 +156,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Before Prefect is imported: it reads PREFECT_HOME and PREFECT_API_URL at import.
     settings = ready(settings_from(args))
     if not _has_work(settings):  # no Prefect server, flow run or heavy import for nothing
-        print("nothing to do: the inbox is empty and no batch is pending")
+        if args.json:
+            print(json.dumps({"outcomes": [], "failed": None}, indent=2))
+        else:
+            print("nothing to do: the inbox is empty and no batch is pending")
         return 0
     settings = _use_running_server(settings)
     _overlap_start_up()
@@ -161,12 +168,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     attach_log_file(settings.root)
     state = continual_training(settings, return_state=True)
-    if state.is_completed():
-        outcomes = state.result()
-        if not outcomes:
-            print("nothing to do: no pending batches")
+    # A failed run still carries the outcomes of the batches that did complete a cycle.
+    data = state.result(raise_on_failure=False)
+    outcomes = data if isinstance(data, list) else []
+    if args.json:
+        failed = None if state.is_completed() else state.message
+        print(json.dumps({"outcomes": [asdict(o) for o in outcomes], "failed": failed}, indent=2))
+    elif state.is_completed() and not outcomes:
+        print("nothing to do: no pending batches")
+    else:
         for outcome in outcomes:
             print(outcome.line())
+    if state.is_completed():
         return 0
     print(f"run failed: {state.message}", file=sys.stderr)
     print("see `perennial status` for every batch and decision", file=sys.stderr)
@@ -213,6 +226,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     except RollbackRefused as error:
         print(f"rollback refused: {error} (champion unchanged)", file=sys.stderr)
         return 1
+    if args.json:
+        print(json.dumps(asdict(move), indent=2))
+        return 0
     print(f"champion: v{move.from_version} -> v{move.to_version} ({move.reason})")
     print(f"recorded: {format_move(move)}")
     return 0
@@ -450,7 +466,11 @@ def cmd_backup(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"error: cannot write {args.archive}: {error.strerror or first_line(error)}", file=sys.stderr)
         return 2
-    print(f"backup: {files} files of {settings.root} in {args.archive.resolve()}")
+    archive = args.archive.expanduser().resolve()
+    if args.json:
+        print(json.dumps({"archive": str(archive), "files": files, "workspace": str(settings.root)}))
+    else:
+        print(f"backup: {files} files of {settings.root} in {archive}")
     return 0
 
 
@@ -465,5 +485,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"error: {first_line(problem)}", file=sys.stderr)
         return 2
     ready(settings)  # points MLflow's and the ledger's paths at the new folder
-    print(f"restored: {files} files into {settings.root}")
+    if args.json:
+        print(json.dumps({"archive": str(args.archive), "files": files, "workspace": str(settings.root)}))
+    else:
+        print(f"restored: {files} files into {settings.root}")
     return 0
