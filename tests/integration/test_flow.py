@@ -130,6 +130,12 @@ def test_first_batch_becomes_champion_then_second_warm_starts_from_it(settings: 
     }
     tags = registry.version_tags(settings, latest.challenger_version)
     assert tags["decision"] == latest.decision
+    # The registered model carries an input example from its batch: texts a served model answers.
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model_name}/1")
+    example = mlflow.models.Model.load(local).load_input_example(local)
+    assert len(example) == 2 and all(isinstance(text, str) and text for text in example)
     assert json.loads(tags["lineage"])[-1] == second.batch_id
     expected_champion = "2" if latest.decision == "promote" else "1"
     assert registry.champion(settings).version == expected_champion

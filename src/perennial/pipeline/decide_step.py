@@ -11,6 +11,7 @@ from pathlib import Path
 
 from perennial.core.faults import fault_point
 from perennial.core.settings import Settings
+from perennial.data.batch_store import split_path
 from perennial.data.ledger import (
     PROMOTED,
     PROMOTION,
@@ -69,6 +70,17 @@ def gate(settings: Settings, scores: Scores, judge_labels: bool = True) -> Decis
     return decision
 
 
+def _example_texts(settings: Settings, batch_id: str, count: int = 2) -> list[str]:
+    """The first texts of the batch's validation rows: the registered model's input example."""
+    import pandas as pd
+
+    try:
+        texts = pd.read_parquet(split_path(settings, batch_id, "val"), columns=["text"])["text"]
+    except (OSError, ValueError, KeyError):  # an example is a courtesy: no example, no failure
+        return []
+    return [str(text) for text in texts.head(count)]
+
+
 # Promote
 def promote(
     settings: Settings, batch_id: str, challenger: Challenger, scores: Scores, decision: Decision
@@ -94,7 +106,9 @@ def promote(
             scores.labels or labels_for(settings),
             {names.get(slice_id, slice_id): values for slice_id, values in scores.challenger.items()},
         )
-        version = registry.register_model(settings, run_id, Path(challenger.model_dir), tags, card)
+        version = registry.register_model(
+            settings, run_id, Path(challenger.model_dir), tags, card, _example_texts(settings, batch_id)
+        )
         fault_point("registered", settings.root)
         registry.set_alias(settings, "challenger", version)
         if verdict.promote:

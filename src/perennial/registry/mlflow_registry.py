@@ -392,7 +392,12 @@ def _check_safetensors(folder: Path) -> None:
 
 
 def register_model(
-    settings: Settings, run_id: str, model_dir: Path, tags: dict[str, str], card: ModelCard | None = None
+    settings: Settings,
+    run_id: str,
+    model_dir: Path,
+    tags: dict[str, str],
+    card: ModelCard | None = None,
+    examples: Sequence[str] = (),
 ) -> str:
     """Log ``model_dir`` (save_pretrained model + tokenizer) in the run and register it.
 
@@ -440,6 +445,9 @@ def register_model(
         # MiniLM, 2 cores, requests of 100 short texts (bench/serve.py): 31 -> 61-68 texts/s on a
         # quiet machine, 4-5 -> 20-28 with the cores shared; 8-32 alike, 64 slower (more padding).
         model_config={"batch_size": SERVING_BATCH_SIZE},
+        # A few of the batch's own texts: MLflow's UI shows them, and `mlflow models serve` users
+        # get a request body that works (serving_input_example.json).
+        input_example=list(examples) or None,
     )
     _replace_licence_note(info.model_id, settings.base_model)
     _share_local_artifacts(info.model_id)
