@@ -32,7 +32,7 @@ from perennial.cli.options import (
     UsageProblem,
     flag,
     option,
-    version_number,
+    version_option,
     whole_number,
 )
 
@@ -144,12 +144,7 @@ def _status(
 def _rollback(
     to: Annotated[
         str | None,
-        option(
-            "--to",
-            metavar="VERSION",
-            parser=version_number,
-            help="the version to make champion (e.g. 3 or v3)",
-        ),
+        version_option("--to", "the version to make champion (e.g. 3 or v3)"),
     ] = None,
     reason: Annotated[
         str | None,
@@ -224,12 +219,7 @@ def _predict(
     ] = None,
     version: Annotated[
         str | None,
-        option(
-            "--version",
-            metavar="VERSION",
-            parser=version_number,
-            help="a registered version instead of the champion",
-        ),
+        version_option("--version", "a registered version instead of the champion"),
     ] = None,
     alias: Annotated[
         str | None,

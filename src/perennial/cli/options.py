@@ -49,6 +49,11 @@ def version_number(text: str) -> str:
     return number
 
 
+def version_option(name: str, help: str) -> Any:
+    """An option that names a registered version: 3 or v3."""
+    return option(name, metavar="VERSION", parser=version_number, help=help)
+
+
 def whole_number(text: str) -> int:
     try:
         return int(text)

@@ -6,7 +6,7 @@ import argparse
 from typing import Annotated
 
 from perennial.cli.app import cli_command
-from perennial.cli.options import flag, option, version_number, whole_number
+from perennial.cli.options import flag, option, version_option, whole_number
 from perennial.cli.service_handlers import cmd_notify, cmd_push, cmd_serve, cmd_server, cmd_ui, cmd_watch
 
 
@@ -90,12 +90,7 @@ def _push(
     ],
     version: Annotated[
         str | None,
-        option(
-            "--version",
-            metavar="VERSION",
-            parser=version_number,
-            help="the version to push (default: the champion)",
-        ),
+        version_option("--version", "the version to push (default: the champion)"),
     ] = None,
     public: Annotated[bool, flag("--public", "create the repository public (default: private)")] = False,
     dry_run: Annotated[bool, flag("--dry-run", "list the files it would upload; send nothing")] = False,
