@@ -94,6 +94,10 @@ def test_report_data_docs_and_mlflow_ui_show_the_champion_and_heatmap_offline(
     heatmap.scroll_into_view_if_needed()
     assert heatmap.is_visible()
     assert heatmap.evaluate("img => img.complete && img.naturalWidth > 100")
+    # Every plot is shown at its natural size: its labels read at the size they were drawn.
+    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    shown = page.locator("img").evaluate_all("imgs => imgs.map(i => i.width / i.naturalWidth)")
+    assert shown and all(ratio > 0.99 for ratio in shown), shown
     view.screenshot("report.png")
 
     # Its link to the quarantined batch's Data Docs page leads to GX's page, styled with no network.
