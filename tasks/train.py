@@ -26,11 +26,16 @@ class _ProgressArtifact:
     def __init__(self, title: str) -> None:
         self.title = title
         self.artifact_id: UUID | None = None
+        self.failed = False
 
     def __call__(self, percent: float, description: str) -> None:
+        if self.failed:  # the API did not take the first one: no retry at every step
+            return
+        self.failed = True  # until this call succeeds
         text = f"{self.title}: {description}"
         if self.artifact_id is None:
             created = create_progress_artifact(percent, key="training-progress", description=text)
             self.artifact_id = cast(UUID, created)  # typed for async callers too; a sync task gets the id
         else:
             update_progress_artifact(self.artifact_id, percent, description=text)
+        self.failed = False

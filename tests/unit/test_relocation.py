@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perennial.core.backup import BackupProblem, backup, restore
-from perennial.core.relocation import MARKER, follow_move, rebase_database
+from perennial.core.relocation import MARKER, follow_move, rebase_database, rebase_text_file
 from perennial.core.settings import Settings
 
 OLD = Path("/data/team ws")
@@ -60,6 +60,38 @@ def test_a_move_into_a_subfolder_of_itself_is_applied_once(tmp_path: Path) -> No
     rebase_database(db, OLD, nested)
     rebase_database(db, OLD, nested)
     assert _values(db) == [f"{nested}/mlartifacts/1"]
+
+
+def test_a_move_to_the_parent_folder_is_applied(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    inner = OLD / "inner"
+    _table(db, [f"{inner}/mlartifacts/1", inner.as_uri() + "/mlartifacts/2"])
+    assert rebase_database(db, inner, OLD) == 2
+    assert _values(db) == [f"{OLD}/mlartifacts/1", OLD.as_uri() + "/mlartifacts/2"]
+
+
+def test_text_files_follow_a_move_once_even_into_a_subfolder(tmp_path: Path) -> None:
+    mlmodel = tmp_path / "MLmodel"
+    mlmodel.write_text(f"artifact_path: {OLD.as_uri()}/mlartifacts/m-1\nsource: {OLD}/models/c\n")
+    nested = OLD / "moved"
+    assert rebase_text_file(mlmodel, OLD, nested) == 1
+    assert rebase_text_file(mlmodel, OLD, nested) == 0  # an interrupted move redone
+    assert (
+        mlmodel.read_text()
+        == f"artifact_path: {nested.as_uri()}/mlartifacts/m-1\nsource: {nested}/models/c\n"
+    )
+
+
+def test_a_store_that_cannot_be_rewritten_is_a_warning_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    copy = _workspace(tmp_path, "copy")
+    (copy.root / "store").mkdir(parents=True)
+    (copy.root / MARKER).write_text(str(tmp_path / "elsewhere"))
+    (copy.root / "ledger.sqlite").write_text("not a database")
+    assert follow_move(copy) is None
+    assert "stored paths not updated" in caplog.text
+    assert (copy.root / MARKER).read_text() == str(tmp_path / "elsewhere")  # tried again next time
 
 
 def _workspace(tmp_path: Path, name: str) -> Settings:
@@ -154,3 +186,24 @@ def test_restore_writes_nothing_outside_its_folder(tmp_path: Path) -> None:
     with pytest.raises(BackupProblem, match="cannot be restored"):
         restore(evil, tmp_path / "target")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_backup_keeps_links_inside_the_workspace_and_leaves_the_others(tmp_path: Path) -> None:
+    """Hugging Face's cache (hf/) is links into its own blobs: a restored base model must still load."""
+    source = _workspace(tmp_path, "ws")
+    _fill(source.root)
+    blobs, snapshot = source.root / "hf" / "blobs", source.root / "hf" / "snapshots"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir()
+    (blobs / "abc").write_text("weights")
+    (snapshot / "model.bin").symlink_to("../blobs/abc")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not ours")
+    (source.root / "link-out").symlink_to(outside)
+    archive = tmp_path / "ws.tar.gz"
+
+    assert backup(source, archive) == 4  # raw file, ledger, blob, the link inside
+    restore(archive, tmp_path / "restored")
+    restored = tmp_path / "restored" / "hf" / "snapshots" / "model.bin"
+    assert restored.is_symlink() and restored.read_text() == "weights"
+    assert not (tmp_path / "restored" / "link-out").exists()

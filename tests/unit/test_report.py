@@ -385,3 +385,26 @@ def test_the_champion_now_per_slice_with_interval_and_macro_f1(data: dict) -> No
         '<td class="num">0.790</td><td class="num">100</td>'
     ) in section
     assert '<td>gadgets</td><td class="num">0.713</td><td class="num">—</td>' in section  # no row count
+
+
+def test_the_champion_now_is_the_one_serving_even_after_a_rollback() -> None:
+    from types import SimpleNamespace as Cycle
+
+    from perennial.reporting.report import _latest_scores_of
+
+    first = Cycle(
+        champion_version=None, challenger_version="1", metrics={"challenger": {"a": {"accuracy": 0.8}}}
+    )
+    second = Cycle(
+        champion_version="1",
+        challenger_version="2",
+        metrics={
+            "champion": {"a": {"accuracy": 0.81}, "b": {"accuracy": 0.6}},
+            "challenger": {"a": {"accuracy": 0.79}, "b": {"accuracy": 0.9}},
+        },
+    )
+    # Rolled back to v1: its newest scores are those cycle 2 measured when comparing against it.
+    assert _latest_scores_of([first, second], "1") == second.metrics["champion"]
+    assert _latest_scores_of([first, second], "2") == second.metrics["challenger"]
+    assert _latest_scores_of([first], "1") == first.metrics["challenger"]
+    assert _latest_scores_of([first, second], None) == {}

@@ -25,11 +25,12 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class BackupProblem(ValueError):
-    """The archive or the target cannot be used; nothing was written."""
+    """The archive or the target cannot be used, or the copy failed; nothing was left written."""
 
 
 def backup(settings: Settings, archive: Path) -> int:
-    """Write the workspace into `archive` (a .tar.gz); the number of files."""
+    """Write the workspace into `archive` (a .tar.gz); the number of entries. A failure leaves no
+    archive behind (and no half of one)."""
     root = settings.root
     archive = archive.expanduser().resolve()
     if archive.is_relative_to(root):
@@ -38,33 +39,64 @@ def backup(settings: Settings, archive: Path) -> int:
         raise BackupProblem(f"no workspace at {root}")
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
-    count = 0
-    with workspace_lock(settings, "backup"), tempfile.TemporaryDirectory() as scratch:
-        with tarfile.open(partial, "w:gz") as tar:
-            for path in sorted(root.rglob("*")):
-                if not path.is_file() or path.is_symlink() or _skipped(path):
-                    continue
-                name = path.relative_to(root).as_posix()
-                tar.add(_consistent_copy(path, Path(scratch)) if _is_sqlite(path) else path, arcname=name)
-                count += 1
-        partial.replace(archive)
+    try:
+        # The database copies go beside the archive (room for the archive means room for them), one
+        # at a time, rather than to a /tmp that may be a small tmpfs.
+        with workspace_lock(settings, "backup"), tempfile.TemporaryDirectory(dir=archive.parent) as scratch:
+            with tarfile.open(partial, "w:gz") as tar:
+                count = sum(_add(tar, path, root, Path(scratch)) for path in sorted(root.rglob("*")))
+            partial.replace(archive)
+    except sqlite3.Error as error:
+        raise BackupProblem(f"a database of {root} could not be copied: {error}") from None
+    finally:
+        partial.unlink(missing_ok=True)
     return count
 
 
+def _add(tar: tarfile.TarFile, path: Path, root: Path, scratch: Path) -> int:
+    """Add one entry (1), or leave it out (0): a folder (its files come on their own), a lock, a
+    link out of the workspace, a file that went away meanwhile (a prediction log rotated)."""
+    name = path.relative_to(root).as_posix()
+    if path.is_symlink():  # Hugging Face's cache is links into its own blobs: kept as links
+        if not path.resolve().is_relative_to(root):
+            return 0
+        tar.add(path, arcname=name)
+        return 1
+    if not path.is_file() or _skipped(path):
+        return 0
+    try:
+        if _is_sqlite(path):
+            copy = _consistent_copy(path, scratch)
+            tar.add(copy, arcname=name)
+            copy.unlink()
+        else:
+            tar.add(path, arcname=name)
+    except FileNotFoundError:
+        return 0
+    return 1
+
+
 def restore(archive: Path, target: Path) -> int:
-    """Unpack `archive` into `target`, which must not exist or be empty; the number of files."""
+    """Unpack `archive` into `target`, which must not exist or be empty; the number of entries.
+    Unpacked beside the target first and renamed into place: a failure leaves the target as it was."""
     target = target.expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise BackupProblem(f"{target} is not empty: restore into a new folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
+        with tarfile.open(archive, "r:*") as tar, tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            members = [m for m in tar.getmembers() if m.isfile() or m.issym()]
             if not any(m.name in {"ledger.sqlite", "mlflow.db"} for m in members):
                 raise BackupProblem(f"{archive} holds no perennial workspace (no ledger.sqlite or mlflow.db)")
-            target.mkdir(parents=True, exist_ok=True)
+            unpacked = Path(scratch) / "workspace"
             # The "data" filter refuses absolute names, ".." and links out of the target.
-            tar.extractall(target, members=members, filter="data")
-    except FileNotFoundError:
+            tar.extractall(unpacked, members=members, filter="data")
+            if target.exists():
+                target.rmdir()  # empty, as checked
+            unpacked.replace(target)
+    except FileNotFoundError as error:
+        if Path(archive).exists():
+            raise BackupProblem(f"{archive} cannot be restored: {error}") from None
         raise BackupProblem(f"no archive at {archive}") from None
     except (tarfile.ReadError, EOFError):
         raise BackupProblem(f"{archive} is not a .tar.gz archive (perennial backup writes one)") from None
@@ -83,7 +115,7 @@ def _is_sqlite(path: Path) -> bool:
 
 
 def _consistent_copy(path: Path, scratch: Path) -> Path:
-    copy = scratch / f"{len(list(scratch.iterdir()))}-{path.name}"
+    copy = scratch / path.name
     with closing(sqlite3.connect(path, timeout=30)) as source, closing(sqlite3.connect(copy)) as target:
         source.backup(target)
     return copy

@@ -27,6 +27,8 @@ OFFLINE_AND_QUIET = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "TRANSFORMERS_VERBOSITY": "error",  # no load report for every fresh classification head
+    # With a tracking server MLflow prints "View run ..." links to stdout, which `--json` keeps for JSON.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 

@@ -14,13 +14,15 @@ marker is written last, so a command stopped half-way does the rest next time.
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import os
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 from urllib.parse import unquote
 
+from perennial.core.files import write_text_atomic
 from perennial.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,25 +37,53 @@ _TEXT_TYPES = ("CHAR", "CLOB", "TEXT")
 
 def follow_move(settings: Settings) -> Path | None:
     """Point the workspace's stored paths at where it lies now; the folder it was last used in if
-    that was elsewhere, else None. A new workspace only records where it is."""
+    that was elsewhere, else None. A new workspace only records where it is. Never stops a command:
+    a store it cannot rewrite (read-only, locked) is said in one line and tried again next time."""
+    marker = settings.root / MARKER
+    try:
+        if _recorded(marker) == str(settings.root):  # the usual case: one small read, no lock
+            return None
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        # One process rewrites; another starting beside it waits, then finds the marker up to date.
+        with (marker.parent / ".location.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return _follow_move(settings)
+    except (OSError, sqlite3.Error) as error:
+        log.warning(
+            "workspace %s: stored paths not updated (%s); tried again next time", settings.root, error
+        )
+        return None
+
+
+def _recorded(marker: Path) -> str | None:
+    try:
+        return marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+
+
+def _follow_move(settings: Settings) -> Path | None:
     root = settings.root
     marker = root / MARKER
-    try:
-        recorded = marker.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
+    recorded = _recorded(marker)
+    if recorded is None:
         recorded = _root_in_store(root)  # a workspace from before the marker, or a bare copy
     if recorded == str(root):
-        if not marker.is_file():
-            _write(marker, recorded)
+        if _recorded(marker) is None:
+            write_text_atomic(marker, recorded)
         return None
     previous = Path(recorded) if recorded else None
     if previous is not None:
         changed = sum(rebase_database(root / name, previous, root) for name in OWN_DATABASES)
         changed += sum(rebase_text_file(path, previous, root) for path in _mlmodel_files(settings))
         log.warning(
-            "workspace moved from %s to %s: %d stored locations now point here", previous, root, changed
+            "workspace moved from %s to %s: %d stored locations now point here (webhooks set up with "
+            "`perennial notify` match the old folder: set them up again)",
+            previous,
+            root,
+            changed,
         )
-    _write(marker, str(root))
+    write_text_atomic(marker, str(root))
     return previous
 
 
@@ -92,18 +122,21 @@ def rebase_database(path: Path, old: Path, new: Path) -> int:
         for table in _tables(db):
             for column in _text_columns(db, table):
                 for before, after in _forms(old, new):
-                    changed += _rebase_column(db, table, column, before, after)
+                    changed += _rebase_column(db, table, column, before, after, new.is_relative_to(old))
     return changed
 
 
 def rebase_text_file(path: Path, old: Path, new: Path) -> int:
     """The same rewrite in a small text file (MLflow's MLmodel names its own location)."""
     text = original = path.read_text(encoding="utf-8")
+    # Moved into a folder of its own: what already lies under it was rewritten by an earlier try.
+    inside = f"(?!{re.escape(new.relative_to(old).as_posix() + '/')})" if new.is_relative_to(old) else ""
     for before, after in _forms(old, new):
-        text = text.replace(before + "/", after + "/")
+        # Backslashes doubled: re.sub reads them as escapes, and a folder name may hold one.
+        text = re.sub(re.escape(before + "/") + inside, (after + "/").replace("\\", "\\\\"), text)
     if text == original:
         return 0
-    _write(path, text)
+    write_text_atomic(path, text)
     return 1
 
 
@@ -123,14 +156,16 @@ def _text_columns(db: sqlite3.Connection, table: str) -> list[str]:
     return [name for _, name, declared, *_ in columns if any(t in declared.upper() for t in _TEXT_TYPES)]
 
 
-def _rebase_column(db: sqlite3.Connection, table: str, column: str, before: str, after: str) -> int:
+def _rebase_column(
+    db: sqlite3.Connection, table: str, column: str, before: str, after: str, nested: bool
+) -> int:
     c = _quoted(column)
     under_before = f"({c} = :before OR substr({c}, 1, :before_len) = :before_dir)"
-    # A value already under the new folder was rewritten by an interrupted earlier attempt.
-    under_after = f"({c} = :after OR substr({c}, 1, :after_len) = :after_dir)"
+    # Moved into a folder of its own (`nested`): a value already under the new folder was rewritten
+    # by an interrupted earlier attempt. Otherwise nothing under the old folder is under the new one.
+    under_after = f" AND NOT ({c} = :after OR substr({c}, 1, :after_len) = :after_dir)" if nested else ""
     cursor = db.execute(
-        f"UPDATE {_quoted(table)} SET {c} = :after || substr({c}, :rest) "
-        f"WHERE {under_before} AND NOT {under_after}",
+        f"UPDATE {_quoted(table)} SET {c} = :after || substr({c}, :rest) WHERE {under_before}{under_after}",
         {
             "before": before,
             "before_dir": before + "/",
@@ -154,11 +189,3 @@ def _mlmodel_files(settings: Settings) -> list[Path]:
         if settings.mlflow_artifacts_dir.is_dir()
         else []
     )
-
-
-def _write(path: Path, text: str) -> None:
-    """Whole or not at all: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)

@@ -78,7 +78,7 @@ def gather_report(settings: Settings, out: Path | None = None) -> dict:
         # Reconciled with the registry first: a move made without a record shows as "unrecorded".
         "champion_history": [asdict(m) for m in alias_history(settings)],
         "matrix": _with_intervals(_frame_values(matrix), _test_rows(cycles, names)),
-        "champion_slices": _champion_slices(cycles, names),
+        "champion_slices": _champion_slices(cycles, names, champ.version if champ else None),
         "continual": summary,
         "over_versions": _over_versions(metrics_over_versions(cycles, names)),
         "drift_checks": [_drift_check(asdict(c), base) for c in ledger.drift_checks()],
@@ -199,10 +199,22 @@ def _versions(
                 "model_card": _href(card_paths(settings, version)[1], base),
                 # Pages of MLflow's UI (`perennial ui`, or the tracking server's own).
                 "mlflow_version": registry.version_url(settings, version),
-                "mlflow_run": registry.run_url(settings, row["run_id"]) if row.get("run_id") else None,
+                "mlflow_run": _run_url(settings, row.get("run_id")),
             }
         )
     return result
+
+
+def _run_url(settings: Settings, run_id: str | None) -> str | None:
+    """The run's page in MLflow's UI; None for a run MLflow no longer has (`mlflow gc`)."""
+    from perennial.registry import mlflow_registry as registry
+
+    if not run_id:
+        return None
+    try:
+        return registry.run_url(settings, run_id)
+    except Exception:  # noqa: BLE001 - a missing link is no reason to fail the whole report
+        return None
 
 
 def _tag_reasons(tags: Mapping[str, str]) -> list[str]:
@@ -233,13 +245,12 @@ def _frame_values(frame: Any) -> dict:
     }
 
 
-def _champion_slices(cycles: Sequence, names: Mapping[str, str]) -> list[dict]:
-    """The serving champion's scores per test slice as the last cycle measured them: accuracy with
-    its interval, macro-F1 and the number of test rows."""
-    from perennial.evaluation.champion_history import champion_scores
+def _champion_slices(cycles: Sequence, names: Mapping[str, str], champion: str | None) -> list[dict]:
+    """The serving champion's scores per test slice as the last cycle that scored it measured them
+    (after a rollback, an older one): accuracy with its interval, macro-F1 and the test rows."""
     from perennial.evaluation.intervals import accuracy_interval
 
-    scores = (champion_scores(cycles[-1]) if cycles else None) or {}
+    scores = _latest_scores_of(cycles, champion)
     rows = []
     for batch_id, metrics in scores.items():
         accuracy, n = metrics.get("accuracy"), int(metrics.get("n") or 0)
@@ -253,6 +264,19 @@ def _champion_slices(cycles: Sequence, names: Mapping[str, str]) -> list[dict]:
             }
         )
     return rows
+
+
+def _latest_scores_of(cycles: Sequence, version: str | None) -> Mapping[str, Mapping]:
+    """A version's scores per slice from the newest cycle that scored it: as the champion it was
+    compared against, or as the challenger that became it."""
+    for cycle in reversed(cycles):
+        if version is None:
+            break
+        if cycle.champion_version == version and cycle.metrics.get("champion"):
+            return cycle.metrics["champion"]
+        if cycle.challenger_version == version and cycle.metrics.get("challenger"):
+            return cycle.metrics["challenger"]
+    return {}
 
 
 def _test_rows(cycles: Sequence, names: Mapping[str, str]) -> dict[str, int]:

@@ -52,7 +52,10 @@ def truncated(model_dir: Path, texts: Sequence[str], max_length: int) -> list[bo
     the model saw only its beginning. Through the `tokenizers` library, as the ONNX path (no torch)."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    try:
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    except Exception:  # noqa: BLE001 - no fast tokenizer file (a slow-only model): nothing to tell
+        return [False] * len(texts)
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return [len(encoding.ids) > max_length for encoding in tokenizer.encode_batch(list(texts))]
