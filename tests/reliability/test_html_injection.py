@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 
 from perennial.core.settings import Settings
 from perennial.data.validation import validate
+from perennial.evaluation.scoring import per_class_from_confusion
 from perennial.reporting.data_docs import render_suite_page, render_validation_page
 from perennial.reporting.model_card import render_html, render_markdown
-from perennial.reporting.report import render_report
+from perennial.reporting.report import _with_intervals, render_report
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -333,6 +334,8 @@ def report_data(v: Callable[[int], str]) -> dict:
                 "new_slice_accuracy": 0.8,
                 "compared_with": v(5),
                 "model_card": v(3),
+                "mlflow_version": v(5),
+                "mlflow_run": v(6),
             }
         ],
         "champion_history": [
@@ -346,7 +349,14 @@ def report_data(v: Callable[[int], str]) -> dict:
                 "actor": v(11),
             }
         ],
-        "matrix": {"index": [v(7), v(8)], "columns": [v(9), v(10)], "values": [[0.9, None], [0.8, 0.7]]},
+        "matrix": _with_intervals(
+            {"index": [v(7), v(8)], "columns": [v(9), v(10)], "values": [[0.9, None], [0.8, 0.7]]},
+            {v(9): 50, v(10): 40},  # both columns, whatever the values: the same cells in every page
+        ),
+        "champion_slices": [
+            {"slice": v(9), "accuracy": 0.8, "interval": (0.7, 0.9), "macro_f1": 0.75, "n": 50},
+            {"slice": v(10), "accuracy": None, "interval": None, "macro_f1": None, "n": None},
+        ],
         "continual": {"avg_acc": 0.8, "bwt": -0.1, "avg_forgetting": 0.1, "max_forgetting": 0.1},
         "over_versions": {"index": [v(4)], "columns": [v(9)], "decision": [v(6)], "values": [[0.9]]},
         "drift_checks": [
@@ -392,7 +402,14 @@ def report_data(v: Callable[[int], str]) -> dict:
             {"label": v(10), "batch": v(7), "rows": 12, "arrived_at": v(2), "version": v(4)},
             {"label": v(11), "batch": None, "rows": None, "arrived_at": None, "version": None},
         ],
-        "confusions": [{"version": v(4), "labels": [v(10), v(11)], "counts": [[3, 1], [0, 4]]}],
+        "confusions": [
+            {
+                "version": v(4),
+                "labels": [v(10), v(11)],
+                "counts": [[3, 1], [0, 4]],
+                "per_class": per_class_from_confusion([v(10), v(11)], [[3, 1], [0, 4]]),
+            }
+        ],
         "data_docs_href": v(3),
     }
 

@@ -32,7 +32,8 @@ def elements(markup: str) -> list[str]:
 
 
 def as_typed(value: str) -> str:
-    return " ".join(CONTROL.sub("", value).split())
+    """What a reader should see: the value on one line, U+FFFD for one with nothing printable."""
+    return " ".join(CONTROL.sub("", value).split()) or ("\ufffd" if value else "")
 
 
 @settings(max_examples=60, deadline=None)

@@ -14,6 +14,7 @@ from perennial.core import console
 def lines(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator:
     root = logging.getLogger()
     monkeypatch.setattr(root, "level", logging.WARNING)
+    monkeypatch.setattr(root, "handlers", [])  # other tests' handlers (Prefect's, a log file) stay out
     monkeypatch.setattr(logging.getLogger("perennial"), "level", logging.getLogger("perennial").level)
     added: list[logging.Handler] = []
 
@@ -21,8 +22,9 @@ def lines(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -
         monkeypatch.setattr(console, "_verbosity", verbosity)
         added.append(console.service_console())
         logging.getLogger("perennial.deployments.serve").info("reviews.csv arrived: event 1")
-        logging.getLogger("prefect.flow_runs").info("Finished in state Completed()")
-        logging.getLogger("mlflow.store").warning("tracking store is slow")
+        # Libraries' loggers as the root sees them (Prefect's and MLflow's own have handlers of their own).
+        logging.getLogger("a_library.runs").info("Finished in state Completed()")
+        logging.getLogger("a_library.store").warning("tracking store is slow")
         return [
             line.split(" ", 3)[-1] for line in capsys.readouterr().err.splitlines()
         ]  # after date, time, name

@@ -47,8 +47,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 def markdown_text(value: object) -> str:
     """`value` on one line, as Markdown that shows exactly that text: no HTML, link, image or
-    emphasis can come out of it."""
-    text = " ".join(_CONTROL.sub("", str(value)).split())
+    emphasis can come out of it. A value with nothing printable in it (control characters, blanks)
+    shows as U+FFFD, so that a table cell or an emphasis around it keeps its shape."""
+    raw = str(value)
+    text = " ".join(_CONTROL.sub("", raw).split()) or ("\ufffd" if raw else "")
     text = _MD_ENTITY.sub("&amp;", text)
     text = _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
     text = _MD_UNDERSCORE.sub(r"\\_", text)
@@ -63,8 +65,9 @@ def _escape_line_start(match: re.Match) -> str:
 
 def markdown_code(value: object) -> str:
     """`value` on one line as an inline code span: a fence longer than any run of backticks in it,
-    so the span cannot close early (inside a code span nothing is markup)."""
-    text = " ".join(_CONTROL.sub("", str(value)).split())
+    so the span cannot close early (inside a code span nothing is markup). Nothing printable: U+FFFD."""
+    raw = str(value)
+    text = " ".join(_CONTROL.sub("", raw).split()) or ("\ufffd" if raw else "")
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text else ""
