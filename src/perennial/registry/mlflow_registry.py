@@ -448,9 +448,6 @@ def register_model(
         # A few of the batch's own texts: MLflow's UI shows them, and `mlflow models serve` users
         # get a request body that works (serving_input_example.json).
         input_example=list(examples) or None,
-        # MLflow would load the whole model a second time to try the example; the promotion's own
-        # load-and-predict check (`verify_loadable`) already does that for a version that will serve.
-        validate_serving_input=False,
     )
     _replace_licence_note(info.model_id, settings.base_model)
     _share_local_artifacts(info.model_id)
